@@ -1,0 +1,36 @@
+-- Grants to the worker role (WORKER_DB_ROLE, default email_worker), re-applied by every
+-- `tenant-email migrate` so that a renamed role gets them too. {{worker_role}} is replaced by the
+-- role's quoted identifier. DML only: no TRUNCATE, no REFERENCES, no ownership, no DDL.
+
+GRANT USAGE ON SCHEMA public TO {{worker_role}};
+
+-- Read which kind of tenants table this is, nothing else.
+GRANT SELECT ON email_worker_meta TO {{worker_role}};
+
+GRANT SELECT, INSERT, DELETE ON tenant_email_settings TO {{worker_role}};
+GRANT UPDATE (provider, api_key_encrypted, api_key_hint, from_email, from_name, reply_to_domain,
+              provider_settings, enabled, daily_limit, fallback_provider, fallback_api_key_encrypted,
+              fallback_api_key_hint, fallback_provider_settings, key_id, version, updated_at)
+  ON tenant_email_settings TO {{worker_role}};
+
+GRANT SELECT, INSERT ON tenant_email_usage TO {{worker_role}};
+GRANT UPDATE (sent_count) ON tenant_email_usage TO {{worker_role}};
+
+GRANT SELECT, INSERT ON email_deliveries TO {{worker_role}};
+GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day,
+              settings_source, provider, message_id, error_code, updated_at)
+  ON email_deliveries TO {{worker_role}};
+
+GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text)
+  TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text) TO {{worker_role}};
+
+-- Our own tenants table (only when we created it): the worker may add a tenant's row when its
+-- settings are first written. A platform-owned tenants table gets no grant from us.
+DO $$
+BEGIN
+  IF (SELECT value FROM email_worker_meta WHERE key = 'tenants_table') = 'owned' THEN
+    EXECUTE 'GRANT SELECT, INSERT ON tenants TO {{worker_role}}';
+  END IF;
+END
+$$;

@@ -1,0 +1,172 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import { Command, CommanderError } from 'commander';
+import { ConfigError, loadConfig, requireDatabaseUrl, requireEncryptionKey, type Config } from './config';
+import { createSql, type Sql } from './db/connect';
+import { migrate } from './db/migrate';
+import { UnsafeRoleError } from './db/roleCheck';
+import { SettingsError, deleteSettings, getSettings, putSettings } from './db/settings';
+import { createLogger } from './logger';
+import { startWorker } from './server';
+import { parseSettingsInput } from './settingsInput';
+import { TENANT_ID_PATTERN } from './types';
+
+export interface CliIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  env: NodeJS.ProcessEnv;
+}
+
+/** A failure the user can fix: printed as one message, exit code 1 (2 for usage errors). */
+class CliError extends Error {}
+
+const print = (w: Writable, s: string) => void w.write(s.endsWith('\n') ? s : `${s}\n`);
+
+function tenantOption(v: string): string {
+  if (!TENANT_ID_PATTERN.test(v)) throw new CliError('--tenant must be 1-128 characters of [A-Za-z0-9._:-]');
+  return v;
+}
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function withSql<T>(config: Config, which: 'worker' | 'migration', fn: (sql: Sql) => Promise<T>): Promise<T> {
+  const sql = createSql(requireDatabaseUrl(config, which), {
+    max: 2,
+    connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
+    statementTimeoutMs: 60_000,
+    applicationName: `tenant-email-cli`,
+  });
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+export function buildCli(io: CliIO): Command {
+  const config = () => loadConfig(io.env);
+  const program = new Command('tenant-email')
+    .description("Send each tenant's task-completion emails through that tenant's own provider account.")
+    .configureOutput({ writeOut: (s) => print(io.stdout, s), writeErr: (s) => print(io.stderr, s) })
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('migrate')
+    .description('apply pending schema migrations (as the owner role: MIGRATION_DATABASE_URL, else DATABASE_URL) and the worker role grants')
+    .action(async () => {
+      const cfg = config();
+      const result = await withSql(cfg, 'migration', (sql) => migrate(sql, { workerRole: cfg.workerDbRole }));
+      print(io.stdout, result.applied.length ? `applied: ${result.applied.join(', ')}` : 'schema is up to date');
+      if (result.superuserSql.length > 0) {
+        print(
+          io.stderr,
+          `warning: the migrating role may not set log parameters for "${cfg.workerDbRole}"; bind parameters (the encryption key)\n` +
+            'could reach the server log on errors. Ask a superuser to run:\n' +
+            result.superuserSql.map((s) => `  ${s}`).join('\n'),
+        );
+      }
+    });
+
+  program
+    .command('serve')
+    .description('run the worker: POST / takes CloudEvents from the Knative broker')
+    .option('--port <port>', 'listen port (default: PORT, else 8080)', (v) => Number(v))
+    .action(async (opts: { port?: number }) => {
+      const cfg = config();
+      const logger = createLogger({ level: cfg.logLevel });
+      const worker = await startWorker(cfg, logger, { port: opts.port });
+      await new Promise<void>((resolve) => {
+        const stop = (signal: string) => {
+          logger.info({ signal }, 'shutting down');
+          void worker.shutdown().then(resolve);
+        };
+        process.once('SIGTERM', () => stop('SIGTERM'));
+        process.once('SIGINT', () => stop('SIGINT'));
+      });
+    });
+
+  const settings = program.command('settings').description("manage a tenant's email settings (through row-level security, as DATABASE_URL's role)");
+
+  settings
+    .command('put')
+    .description('create or replace settings from a JSON body on stdin (or --file); never pass secrets as arguments')
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .option('--file <path>', 'read the JSON body from this file instead of stdin')
+    .action(async (opts: { tenant: string; file?: string }) => {
+      const cfg = config();
+      const key = requireEncryptionKey(cfg);
+      const raw = opts.file ? readFileSync(opts.file, 'utf8') : await readAll(io.stdin);
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        throw new CliError('the settings body is not valid JSON (see README: "Tenant settings")');
+      }
+      const parsed = parseSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride });
+      if (!parsed.ok) {
+        throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+      }
+      const out = await withSql(cfg, 'worker', async (sql) => {
+        const { created } = await putSettings(sql, { current: key, previous: cfg.previousEncryptionKey }, opts.tenant, parsed.value);
+        return { created, settings: await getSettings(sql, opts.tenant) };
+      });
+      print(io.stderr, `${out.created ? 'created' : 'updated'} settings for tenant ${opts.tenant}`);
+      print(io.stdout, JSON.stringify(out.settings, null, 2));
+    });
+
+  settings
+    .command('get')
+    .description('print settings with the key masked')
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .action(async (opts: { tenant: string }) => {
+      const s = await withSql(config(), 'worker', (sql) => getSettings(sql, opts.tenant));
+      if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      print(io.stdout, JSON.stringify(s, null, 2));
+    });
+
+  settings
+    .command('delete')
+    .description("delete a tenant's settings (its events then use the global configuration, if any)")
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .action(async (opts: { tenant: string }) => {
+      const deleted = await withSql(config(), 'worker', (sql) => deleteSettings(sql, opts.tenant));
+      if (!deleted) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      print(io.stdout, `deleted settings for tenant ${opts.tenant}`);
+    });
+
+  return program;
+}
+
+/** Run the CLI; resolves to the process exit code. Errors are printed without stack or secrets. */
+export async function runCli(argv: string[], io: CliIO): Promise<number> {
+  const program = buildCli(io);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError) {
+      print(io.stderr, `error: ${err.message}`);
+      return 1;
+    }
+    const e = err as { code?: string; message?: string };
+    // Our own messages (migrate's role checks) and database/connection errors carry no bound values.
+    print(io.stderr, `error: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  runCli(process.argv.slice(2), { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+  );
+}

@@ -1,0 +1,204 @@
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+
+/**
+ * Configuration is read from the environment once, validated, typed and frozen. A bad value
+ * fails start-up with a message that says how to fix it. README.md has the same table.
+ */
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const MIN_KEY_BYTES = 32;
+
+const bool = (dflt: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+    .optional()
+    .transform((v) => (v === undefined ? dflt : v === 'true' || v === '1' || v === 'yes'));
+
+const int = (dflt: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return dflt;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
+
+const postgresUrl = optionalString.refine(
+  (v) => v === undefined || /^postgres(ql)?:\/\//.test(v),
+  'must be a postgres:// or postgresql:// URL, e.g. postgres://email_worker:PASSWORD@db:5432/app',
+);
+
+const encryptionKey = optionalString.refine(
+  (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= MIN_KEY_BYTES,
+  `must be at least ${MIN_KEY_BYTES} bytes of random data; generate one with \`tenant-email keys generate\` or \`openssl rand -base64 48\``,
+);
+
+const envSchema = z.object({
+  PORT: int(8080, 1, 65535),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DATABASE_URL: postgresUrl,
+  MIGRATION_DATABASE_URL: postgresUrl,
+  DB_POOL_MAX: int(10, 1, 200),
+  DB_CONNECT_TIMEOUT_SECONDS: int(5, 1, 120),
+  DB_STATEMENT_TIMEOUT_MS: int(5000, 100, 600000),
+  WORKER_DB_ROLE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a plain lower-case PostgreSQL role name')
+    .default('email_worker'),
+  DB_ENCRYPTION_KEY: encryptionKey,
+  DB_ENCRYPTION_KEY_PREVIOUS: encryptionKey,
+  BODY_LIMIT_BYTES: int(256 * 1024, 1024, 10 * 1024 * 1024),
+  EVENT_TYPES: z
+    .string()
+    .default('codetether.task.created')
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
+  CLAIM_LEASE_SECONDS: int(120, 5, 86400),
+  PROVIDER_TIMEOUT_MS: int(10000, 100, 120000),
+  SHUTDOWN_GRACE_MS: int(25000, 0, 600000),
+  ALLOW_PROVIDER_ENDPOINT_OVERRIDE: bool(false),
+  REPLY_TO_PATTERN: z
+    .string()
+    .default('reply+{task_id}@{domain}')
+    .refine((v) => v.includes('{domain}'), 'must contain {domain}, e.g. reply+{task_id}@{domain}'),
+  SENDGRID_API_KEY: optionalString,
+  SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || z.email().safeParse(v).success, 'must be an email address'),
+  SENDGRID_FROM_NAME: optionalString,
+  SENDGRID_BASE_URL: optionalString,
+  GLOBAL_REPLY_TO_DOMAIN: optionalString,
+  GLOBAL_DAILY_LIMIT: int(1000, 0, 100_000_000),
+});
+
+export interface GlobalEmailConfig {
+  readonly apiKey: string;
+  readonly fromEmail: string;
+  readonly fromName: string | null;
+  readonly replyToDomain: string | null;
+  readonly dailyLimit: number;
+  readonly baseUrl: string | undefined;
+}
+
+export interface EncryptionKey {
+  /** Fingerprint stored beside each ciphertext; says which key to decrypt it with. Not secret. */
+  readonly id: string;
+  readonly secret: string;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  readonly databaseUrl: string | undefined;
+  readonly migrationDatabaseUrl: string | undefined;
+  readonly dbPoolMax: number;
+  readonly dbConnectTimeoutSeconds: number;
+  readonly dbStatementTimeoutMs: number;
+  readonly workerDbRole: string;
+  readonly encryptionKey: EncryptionKey | undefined;
+  readonly previousEncryptionKey: EncryptionKey | undefined;
+  readonly bodyLimitBytes: number;
+  readonly eventTypes: readonly string[];
+  readonly claimLeaseSeconds: number;
+  readonly providerTimeoutMs: number;
+  readonly shutdownGraceMs: number;
+  readonly allowProviderEndpointOverride: boolean;
+  readonly replyToPattern: string;
+  readonly global: GlobalEmailConfig | undefined;
+}
+
+/** The key id is a fingerprint: enough to tell keys apart, useless for guessing one. */
+export function keyId(secret: string): string {
+  return createHash('sha256').update('tenant-email-worker key id\0').update(secret).digest('hex').slice(0, 16);
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+
+  if (e.DB_ENCRYPTION_KEY_PREVIOUS && !e.DB_ENCRYPTION_KEY) {
+    throw new ConfigError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS is set but DB_ENCRYPTION_KEY is not; set the new key too.');
+  }
+  if (e.SENDGRID_API_KEY && !e.SENDGRID_FROM_EMAIL) {
+    throw new ConfigError('invalid configuration:\n  SENDGRID_API_KEY is set but SENDGRID_FROM_EMAIL is not; the global configuration needs both.');
+  }
+  if (e.SENDGRID_BASE_URL && !e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE) {
+    throw new ConfigError('invalid configuration:\n  SENDGRID_BASE_URL needs ALLOW_PROVIDER_ENDPOINT_OVERRIDE=true (endpoint overrides are for tests and proxies).');
+  }
+
+  const toKey = (secret: string | undefined): EncryptionKey | undefined =>
+    secret === undefined ? undefined : Object.freeze({ id: keyId(secret), secret });
+
+  const config: Config = {
+    port: e.PORT,
+    logLevel: e.LOG_LEVEL,
+    databaseUrl: e.DATABASE_URL,
+    migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
+    dbPoolMax: e.DB_POOL_MAX,
+    dbConnectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_SECONDS,
+    dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+    workerDbRole: e.WORKER_DB_ROLE,
+    encryptionKey: toKey(e.DB_ENCRYPTION_KEY),
+    previousEncryptionKey: toKey(e.DB_ENCRYPTION_KEY_PREVIOUS),
+    bodyLimitBytes: e.BODY_LIMIT_BYTES,
+    eventTypes: Object.freeze(e.EVENT_TYPES),
+    claimLeaseSeconds: e.CLAIM_LEASE_SECONDS,
+    providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    allowProviderEndpointOverride: e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE,
+    replyToPattern: e.REPLY_TO_PATTERN,
+    global:
+      e.SENDGRID_API_KEY && e.SENDGRID_FROM_EMAIL
+        ? Object.freeze({
+            apiKey: e.SENDGRID_API_KEY,
+            fromEmail: e.SENDGRID_FROM_EMAIL,
+            fromName: e.SENDGRID_FROM_NAME ?? null,
+            replyToDomain: e.GLOBAL_REPLY_TO_DOMAIN ?? null,
+            dailyLimit: e.GLOBAL_DAILY_LIMIT,
+            baseUrl: e.SENDGRID_BASE_URL,
+          })
+        : undefined,
+  };
+  if (config.previousEncryptionKey && config.encryptionKey && config.previousEncryptionKey.id === config.encryptionKey.id) {
+    throw new ConfigError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS equals DB_ENCRYPTION_KEY; unset it once rotation is done.');
+  }
+  return Object.freeze(config);
+}
+
+/** Narrow a config for a command that needs a database and/or the encryption key. */
+export function requireDatabaseUrl(config: Config, which: 'worker' | 'migration' = 'worker'): string {
+  const url = which === 'migration' ? config.migrationDatabaseUrl : config.databaseUrl;
+  if (!url) {
+    throw new ConfigError(
+      which === 'migration'
+        ? 'MIGRATION_DATABASE_URL (or DATABASE_URL) is not set: point it at the database as the role that owns the schema, e.g. postgres://owner:PASSWORD@db:5432/app'
+        : 'DATABASE_URL is not set: point it at the database as the worker role, e.g. postgres://email_worker:PASSWORD@db:5432/app (or run `npm start` for a local demo)',
+    );
+  }
+  return url;
+}
+
+export function requireEncryptionKey(config: Config): EncryptionKey {
+  if (!config.encryptionKey) {
+    throw new ConfigError('DB_ENCRYPTION_KEY is not set: it must be at least 32 random bytes; generate one with `tenant-email keys generate`.');
+  }
+  return config.encryptionKey;
+}

@@ -1,0 +1,31 @@
+import postgres from 'postgres';
+
+export type Sql = postgres.Sql<Record<string, never>>;
+
+export interface ConnectOptions {
+  max: number;
+  connectTimeoutSeconds: number;
+  statementTimeoutMs: number;
+  applicationName: string;
+}
+
+/**
+ * One pool per process role. `debug` stays off: postgres.js then attaches a failed query's bound
+ * parameters (which include DB_ENCRYPTION_KEY) to errors as non-enumerable properties, so they
+ * are never serialised by a logger.
+ */
+export function createSql(url: string, opts: ConnectOptions): Sql {
+  return postgres(url, {
+    max: opts.max,
+    connect_timeout: opts.connectTimeoutSeconds,
+    idle_timeout: 60,
+    max_lifetime: 30 * 60,
+    prepare: true,
+    debug: false,
+    onnotice: () => {},
+    connection: {
+      application_name: opts.applicationName,
+      statement_timeout: opts.statementTimeoutMs,
+    },
+  }) as unknown as Sql;
+}

@@ -1,0 +1,94 @@
+import type { ProviderName, SenderSettings } from '../types';
+import type { Sql } from './connect';
+import type { KeyRing } from './settings';
+
+/** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
+
+export interface ClaimRequest {
+  tenantId: string;
+  eventSource: string;
+  eventId: string;
+  eventType: string;
+  taskId: string;
+  hasRecipient: boolean;
+}
+
+export type ClaimResult =
+  | { outcome: 'claimed'; claimToken: string; settings: SenderSettings | null; dailyLimit: number; sentToday: number }
+  | { outcome: 'quota_exceeded'; dailyLimit: number }
+  | { outcome: 'duplicate' | 'in_flight' | 'skipped_disabled' | 'skipped_no_recipient' | 'unknown_tenant' };
+
+export interface OutcomeRecord {
+  tenantId: string;
+  eventSource: string;
+  eventId: string;
+  claimToken: string;
+  status: 'sent' | 'failed';
+  provider: ProviderName | null;
+  messageId: string | null;
+  errorCode: string | null;
+}
+
+export interface DeliveryStore {
+  claim(req: ClaimRequest): Promise<ClaimResult>;
+  /** False when the claim was lost (its lease expired and a redelivery took it over). */
+  recordOutcome(rec: OutcomeRecord): Promise<boolean>;
+}
+
+export function createDeliveryStore(
+  sql: Sql,
+  opts: { keys: KeyRing; leaseSeconds: number; globalDailyLimit: number | null },
+): DeliveryStore {
+  const { current, previous } = opts.keys;
+  return {
+    async claim(req) {
+      const [r] = await sql`
+        SELECT * FROM email_claim_event(
+          ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
+          ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
+          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text)`;
+      if (!r) throw new Error('email_claim_event returned no row');
+      switch (r.outcome) {
+        case 'claimed':
+          return {
+            outcome: 'claimed',
+            claimToken: r.claim_token,
+            dailyLimit: r.daily_limit,
+            sentToday: r.sent_today,
+            settings:
+              r.settings_source === 'tenant'
+                ? {
+                    source: 'tenant',
+                    primary: { provider: r.provider, apiKey: r.api_key, settings: r.provider_settings ?? {} },
+                    fallback: r.fallback_provider
+                      ? { provider: r.fallback_provider, apiKey: r.fallback_api_key, settings: r.fallback_provider_settings ?? {} }
+                      : null,
+                    fromEmail: r.from_email,
+                    fromName: r.from_name,
+                    replyToDomain: r.reply_to_domain,
+                    version: Number(r.settings_version),
+                  }
+                : null,
+          };
+        case 'quota_exceeded':
+          return { outcome: 'quota_exceeded', dailyLimit: r.daily_limit };
+        case 'duplicate':
+        case 'in_flight':
+        case 'skipped_disabled':
+        case 'skipped_no_recipient':
+        case 'unknown_tenant':
+          return { outcome: r.outcome };
+        default:
+          throw new Error(`email_claim_event returned an unknown outcome ${String(r.outcome)}`);
+      }
+    },
+
+    async recordOutcome(rec) {
+      const [r] = await sql`
+        SELECT email_record_outcome(
+          ${rec.tenantId}, ${rec.eventSource}, ${rec.eventId}, ${rec.claimToken}::uuid,
+          ${rec.status}, ${rec.provider}::text, ${rec.messageId}::text, ${rec.errorCode}::text) AS ok`;
+      return Boolean(r?.ok);
+    },
+  };
+}

@@ -1,0 +1,100 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Sql } from './connect';
+
+/** Where the numbered migrations live, both from src/ (tests) and dist/ (built). */
+export const SQL_DIR = path.resolve(__dirname, '..', '..', 'sql');
+
+// An arbitrary constant: every migrator of this project takes the same transaction-level lock.
+const MIGRATION_LOCK = 7_304_112_977;
+
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export interface MigrateResult {
+  applied: string[];
+  /** SQL a superuser must run because the migrating role could not (empty when all was done). */
+  superuserSql: string[];
+}
+
+export function loadMigrations(dir = SQL_DIR): Migration[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d{3}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ id: Number(f.slice(0, 3)), name: f, sql: readFileSync(path.join(dir, f), 'utf8') }));
+}
+
+function grantsSql(role: string, dir = SQL_DIR): string {
+  const quoted = `"${role.replace(/"/g, '""')}"`;
+  return readFileSync(path.join(dir, 'grants.sql'), 'utf8').replace(/\{\{worker_role\}\}/g, quoted);
+}
+
+/**
+ * Apply pending migrations in one transaction under an advisory lock, then (re)apply the worker
+ * role's grants. A second migrator waits for the lock and then finds nothing to do. Forward only.
+ */
+export async function migrate(sql: Sql, opts: { workerRole: string }): Promise<MigrateResult> {
+  const migrations = loadMigrations();
+  const applied: string[] = [];
+
+  await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
+    const [role] = await tx`SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ${opts.workerRole}`;
+    if (!role) {
+      throw new Error(
+        `the worker role "${opts.workerRole}" does not exist. Create it first (as a superuser or a role with CREATEROLE):\n` +
+          `  CREATE ROLE ${opts.workerRole} LOGIN PASSWORD '...' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;\n` +
+          'or set WORKER_DB_ROLE to the role the worker connects as.',
+      );
+    }
+    if (role.rolsuper || role.rolbypassrls) {
+      throw new Error(`the worker role "${opts.workerRole}" is a superuser or has BYPASSRLS; row-level security would not apply to it. Use an ordinary role.`);
+    }
+    await tx`CREATE TABLE IF NOT EXISTS email_worker_migrations (
+      id integer PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`;
+    const done = new Set((await tx`SELECT id FROM email_worker_migrations`).map((r) => Number(r.id)));
+    for (const m of migrations) {
+      if (done.has(m.id)) continue;
+      // Insert first: a concurrent migrator without the lock would fail on the primary key.
+      await tx`INSERT INTO email_worker_migrations (id, name) VALUES (${m.id}, ${m.name})`;
+      await tx.unsafe(m.sql);
+      applied.push(m.name);
+    }
+    await tx.unsafe(grantsSql(opts.workerRole));
+  });
+
+  return { applied, superuserSql: await protectRoleLogs(sql, opts.workerRole) };
+}
+
+/**
+ * The worker's statements carry DB_ENCRYPTION_KEY as a bind parameter. These role settings keep
+ * bind parameters out of the server log, including in the "ERROR ... PARAMETERS:" lines. Setting
+ * them needs superuser (or GRANT SET ON PARAMETER); when we cannot, we hand back the SQL.
+ */
+async function protectRoleLogs(sql: Sql, role: string): Promise<string[]> {
+  const wanted = ['log_parameter_max_length=0', 'log_parameter_max_length_on_error=0'];
+  const rows = await sql`
+    SELECT unnest(s.setconfig) AS setting
+    FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+    WHERE r.rolname = ${role} AND s.setdatabase = 0`;
+  const present = new Set(rows.map((r) => String(r.setting)));
+  const missing: string[] = [];
+  for (const w of wanted) {
+    if (present.has(w)) continue;
+    const [name, value] = w.split('=') as [string, string];
+    const statement = `ALTER ROLE "${role}" SET ${name} = ${value};`;
+    try {
+      await sql.unsafe(statement);
+    } catch (err) {
+      if ((err as { code?: string }).code === '42501') missing.push(statement);
+      else throw err;
+    }
+  }
+  return missing;
+}

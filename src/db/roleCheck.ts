@@ -1,0 +1,44 @@
+import type { Sql } from './connect';
+
+export const TENANT_TABLES = ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries'] as const;
+
+export class UnsafeRoleError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsafeRoleError';
+  }
+}
+
+/**
+ * Refuse to run as a role for which row-level security would not hold: a superuser, a role with
+ * BYPASSRLS, the tables' owner (or a member of it), or tables where RLS is not forced.
+ */
+export async function assertSafeWorkerRole(sql: Sql): Promise<void> {
+  const [role] = await sql`
+    SELECT current_user AS name, rolsuper, rolbypassrls
+    FROM pg_roles WHERE rolname = current_user`;
+  if (!role) throw new UnsafeRoleError('could not read the current role from pg_roles');
+  const problems: string[] = [];
+  if (role.rolsuper) problems.push(`role "${role.name}" is a superuser`);
+  if (role.rolbypassrls) problems.push(`role "${role.name}" has BYPASSRLS`);
+
+  const tables = await sql`
+    SELECT t.name, c.oid IS NOT NULL AS present, c.relrowsecurity, c.relforcerowsecurity,
+           COALESCE(pg_has_role(current_user, c.relowner, 'MEMBER'), false) AS owns
+    FROM unnest(${TENANT_TABLES as unknown as string[]}::text[]) AS t(name)
+    LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)`;
+  const missing = tables.filter((t) => !t.present).map((t) => t.name);
+  if (missing.length > 0) {
+    throw new UnsafeRoleError(`tables ${missing.join(', ')} do not exist: run \`tenant-email migrate\` (as the owner role) first`);
+  }
+  for (const t of tables) {
+    if (t.owns) problems.push(`role "${role.name}" owns (or is a member of the owner of) ${t.name}`);
+    if (!t.relrowsecurity || !t.relforcerowsecurity) problems.push(`row-level security is not enabled and forced on ${t.name}`);
+  }
+  if (problems.length > 0) {
+    throw new UnsafeRoleError(
+      `refusing to start: ${problems.join('; ')}. Connect DATABASE_URL as the unprivileged worker role ` +
+        '(WORKER_DB_ROLE, default email_worker); run migrations with MIGRATION_DATABASE_URL as the owner.',
+    );
+  }
+}

@@ -1,0 +1,181 @@
+import type { EncryptionKey } from '../config';
+import { keyHint, type SettingsInput } from '../settingsInput';
+import type { Sql } from './connect';
+
+/** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
+export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1';
+
+export class SettingsError extends Error {
+  constructor(
+    readonly code: 'tenant_not_found' | 'api_key_required' | 'settings_undecryptable',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SettingsError';
+  }
+}
+
+export interface MaskedAccount {
+  provider: string;
+  api_key_set: boolean;
+  api_key_masked: string | null;
+  provider_settings: Record<string, unknown>;
+}
+
+export interface MaskedSettings extends MaskedAccount {
+  tenant_id: string;
+  from_email: string;
+  from_name: string | null;
+  reply_to_domain: string | null;
+  enabled: boolean;
+  daily_limit: number;
+  fallback: MaskedAccount | null;
+  key_id: string;
+  version: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface KeyRing {
+  current: EncryptionKey;
+  previous?: EncryptionKey | undefined;
+}
+
+/** Run `fn` in a transaction whose row-level-security context is `tenantId`. */
+export async function withTenant<T>(sql: Sql, tenantId: string, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  return (await sql.begin(async (tx) => {
+    await tx`SELECT set_config('app.current_tenant_id', ${tenantId}, true)`;
+    return fn(tx as unknown as Sql);
+  })) as T;
+}
+
+/**
+ * Create or replace a tenant's settings. Secrets are encrypted in the database with the current
+ * key (always a bind parameter). A secret left out of an update is kept, re-encrypted under the
+ * current key, so one row never mixes keys.
+ */
+export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, input: SettingsInput): Promise<{ created: boolean }> {
+  return withTenant(sql, tenantId, async (tx) => {
+    const [existing] = await tx`
+      SELECT provider, fallback_provider, key_id,
+             api_key_encrypted IS NOT NULL AS has_key, fallback_api_key_encrypted IS NOT NULL AS has_fallback_key
+      FROM tenant_email_settings WHERE tenant_id = ${tenantId} FOR UPDATE`;
+
+    const keepKey = input.api_key === undefined && !!existing && existing.provider === input.provider && existing.has_key;
+    const fb = input.fallback ?? null;
+    const keepFallbackKey = !!fb && fb.api_key === undefined && !!existing && existing.fallback_provider === fb.provider && existing.has_fallback_key;
+    if (input.api_key === undefined && !keepKey) {
+      throw new SettingsError('api_key_required', 'api_key is required when settings are created or the provider changes');
+    }
+    if (fb && fb.api_key === undefined && !keepFallbackKey) {
+      throw new SettingsError('api_key_required', 'fallback.api_key is required when a fallback is added or its provider changes');
+    }
+    let oldKey = keys.current.secret;
+    if ((keepKey || keepFallbackKey) && existing && existing.key_id !== keys.current.id) {
+      if (!keys.previous || keys.previous.id !== existing.key_id) {
+        throw new SettingsError('settings_undecryptable', 'the stored key was encrypted with a key this process does not hold; send api_key again');
+      }
+      oldKey = keys.previous.secret;
+    }
+
+    const [{ owned }] = (await tx`
+      SELECT value = 'owned' AS owned FROM email_worker_meta WHERE key = 'tenants_table'`) as unknown as [{ owned: boolean }];
+    if (owned) {
+      await tx`INSERT INTO tenants (id) VALUES (${tenantId}) ON CONFLICT (id) DO NOTHING`;
+    }
+
+    const cur = keys.current.secret;
+    const apiKey = input.api_key ?? null;
+    const fbKey = fb?.api_key ?? null;
+    try {
+      const [row] = await tx`
+        INSERT INTO tenant_email_settings AS s (
+          tenant_id, provider, api_key_encrypted, api_key_hint, from_email, from_name, reply_to_domain,
+          provider_settings, enabled, daily_limit, fallback_provider, fallback_api_key_encrypted,
+          fallback_api_key_hint, fallback_provider_settings, key_id)
+        VALUES (
+          ${tenantId}, ${input.provider},
+          CASE WHEN ${apiKey}::text IS NULL THEN NULL ELSE pgp_sym_encrypt(${apiKey}::text, ${cur}::text, ${PGP_OPTIONS}) END,
+          ${apiKey === null ? null : keyHint(apiKey)}, ${input.from_email}, ${input.from_name ?? null}, ${input.reply_to_domain ?? null},
+          ${tx.json(input.provider_settings as never)}, ${input.enabled}, ${input.daily_limit}, ${fb?.provider ?? null},
+          CASE WHEN ${fbKey}::text IS NULL THEN NULL ELSE pgp_sym_encrypt(${fbKey}::text, ${cur}::text, ${PGP_OPTIONS}) END,
+          ${fbKey === null ? null : keyHint(fbKey)}, ${tx.json((fb?.provider_settings ?? {}) as never)}, ${keys.current.id})
+        ON CONFLICT (tenant_id) DO UPDATE SET
+          provider = EXCLUDED.provider,
+          api_key_encrypted = CASE
+            WHEN ${keepKey} THEN pgp_sym_encrypt(pgp_sym_decrypt(s.api_key_encrypted, ${oldKey}::text), ${cur}::text, ${PGP_OPTIONS})
+            ELSE EXCLUDED.api_key_encrypted END,
+          api_key_hint = CASE WHEN ${keepKey} THEN s.api_key_hint ELSE EXCLUDED.api_key_hint END,
+          from_email = EXCLUDED.from_email,
+          from_name = EXCLUDED.from_name,
+          reply_to_domain = EXCLUDED.reply_to_domain,
+          provider_settings = EXCLUDED.provider_settings,
+          enabled = EXCLUDED.enabled,
+          daily_limit = EXCLUDED.daily_limit,
+          fallback_provider = EXCLUDED.fallback_provider,
+          fallback_api_key_encrypted = CASE
+            WHEN ${keepFallbackKey} THEN pgp_sym_encrypt(pgp_sym_decrypt(s.fallback_api_key_encrypted, ${oldKey}::text), ${cur}::text, ${PGP_OPTIONS})
+            ELSE EXCLUDED.fallback_api_key_encrypted END,
+          fallback_api_key_hint = CASE WHEN ${keepFallbackKey} THEN s.fallback_api_key_hint ELSE EXCLUDED.fallback_api_key_hint END,
+          fallback_provider_settings = EXCLUDED.fallback_provider_settings,
+          key_id = EXCLUDED.key_id,
+          version = s.version + 1,
+          updated_at = now()
+        RETURNING (xmax = 0) AS created`;
+      return { created: Boolean(row?.created) };
+    } catch (err) {
+      if ((err as { code?: string }).code === '23503') {
+        throw new SettingsError(
+          'tenant_not_found',
+          owned
+            ? `tenant "${tenantId}" could not be created`
+            : `tenant "${tenantId}" has no row in the platform's tenants table; create the tenant there first`,
+        );
+      }
+      throw err;
+    }
+  });
+}
+
+export async function getSettings(sql: Sql, tenantId: string): Promise<MaskedSettings | null> {
+  return withTenant(sql, tenantId, async (tx) => {
+    const [r] = await tx`
+      SELECT tenant_id, provider, api_key_encrypted IS NOT NULL AS api_key_set, api_key_hint, from_email, from_name,
+             reply_to_domain, provider_settings, enabled, daily_limit, fallback_provider,
+             fallback_api_key_encrypted IS NOT NULL AS fallback_api_key_set, fallback_api_key_hint,
+             fallback_provider_settings, key_id, version, created_at, updated_at
+      FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
+    if (!r) return null;
+    return {
+      tenant_id: r.tenant_id,
+      provider: r.provider,
+      api_key_set: r.api_key_set,
+      api_key_masked: r.api_key_set ? (r.api_key_hint ?? '…') : null,
+      provider_settings: r.provider_settings,
+      from_email: r.from_email,
+      from_name: r.from_name,
+      reply_to_domain: r.reply_to_domain,
+      enabled: r.enabled,
+      daily_limit: r.daily_limit,
+      fallback: r.fallback_provider
+        ? {
+            provider: r.fallback_provider,
+            api_key_set: r.fallback_api_key_set,
+            api_key_masked: r.fallback_api_key_set ? (r.fallback_api_key_hint ?? '…') : null,
+            provider_settings: r.fallback_provider_settings,
+          }
+        : null,
+      key_id: r.key_id,
+      version: Number(r.version),
+      created_at: new Date(r.created_at).toISOString(),
+      updated_at: new Date(r.updated_at).toISOString(),
+    };
+  });
+}
+
+export async function deleteSettings(sql: Sql, tenantId: string): Promise<boolean> {
+  return withTenant(sql, tenantId, async (tx) => {
+    const rows = await tx`DELETE FROM tenant_email_settings WHERE tenant_id = ${tenantId} RETURNING tenant_id`;
+    return rows.length > 0;
+  });
+}

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+
+/**
+ * `data` of codetether.task.created (DESIGN §2). Unknown fields are kept and ignored. Strings that
+ * end up in headers are checked again when the email is composed.
+ */
+const text = (max: number) => z.string().max(max).nullable().optional();
+const noLineBreaks = (v: string) => !/[\r\n\0]/.test(v);
+
+export const eventDataSchema = z.looseObject({
+  task_id: z
+    .string({ message: 'task_id is required and must be a string' })
+    .min(1, 'task_id must not be empty')
+    .max(256)
+    .refine(noLineBreaks, 'task_id must not contain line breaks'),
+  session_id: text(256),
+  prompt: text(1_000_000),
+  agent: text(256),
+  model: text(256),
+  tenant_id: text(256),
+  notify_email: z.string().max(254).nullable().optional(),
+  metadata: z.record(z.string(), z.unknown()).nullable().optional(),
+  output: text(10_000_000),
+  status: text(64),
+});
+
+export type EventData = z.infer<typeof eventDataSchema>;
+
+/** The task's output: `data.output`, else `data.metadata.output` (stringified when not text). */
+export function taskOutput(data: EventData): string | null {
+  if (typeof data.output === 'string') return data.output;
+  const m = data.metadata?.output;
+  if (m === undefined || m === null) return null;
+  return typeof m === 'string' ? m : JSON.stringify(m, null, 2);
+}

@@ -1,0 +1,83 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { makeApp, type AppState } from './app';
+import { requireDatabaseUrl, requireEncryptionKey, type Config } from './config';
+import { createSql, type Sql } from './db/connect';
+import { createDeliveryStore } from './db/deliveries';
+import { assertSafeWorkerRole } from './db/roleCheck';
+import type { Logger } from './logger';
+import { ProviderClients } from './providers/clients';
+import { createEventProcessor } from './worker/processEvent';
+
+export interface RunningWorker {
+  port: number;
+  state: AppState;
+  sql: Sql;
+  providers: ProviderClients;
+  /** Stop accepting, let in-flight events finish (up to the grace period), close the pool. */
+  shutdown(): Promise<void>;
+}
+
+/** Connect, check the role, listen. Nothing happens on import; index/cli call this. */
+export async function startWorker(config: Config, logger: Logger, opts: { port?: number } = {}): Promise<RunningWorker> {
+  const url = requireDatabaseUrl(config);
+  const key = requireEncryptionKey(config);
+  const sql = createSql(url, {
+    max: config.dbPoolMax,
+    connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    applicationName: 'tenant-email-worker',
+  });
+  try {
+    await assertSafeWorkerRole(sql);
+  } catch (err) {
+    await sql.end({ timeout: 1 });
+    throw err;
+  }
+
+  const providers = new ProviderClients({ timeoutMs: config.providerTimeoutMs, allowEndpointOverride: config.allowProviderEndpointOverride });
+  const deliveries = createDeliveryStore(sql, {
+    keys: { current: key, previous: config.previousEncryptionKey },
+    leaseSeconds: config.claimLeaseSeconds,
+    globalDailyLimit: config.global ? config.global.dailyLimit : null,
+  });
+  const state: AppState = { draining: false, inFlight: 0 };
+  const app = makeApp({
+    config,
+    logger,
+    state,
+    processEvent: createEventProcessor({ config, deliveries, providers }),
+    checkReady: async () => {
+      await sql`SELECT 1`;
+      return true;
+    },
+  });
+
+  const server: Server = await new Promise((resolve, reject) => {
+    const s = app.listen(opts.port ?? config.port, () => resolve(s));
+    s.once('error', reject);
+  });
+  // Longer than any load balancer's idle timeout, so it is never the one to drop a kept-alive socket.
+  server.keepAliveTimeout = 65_000;
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ port, global_fallback: Boolean(config.global), event_types: config.eventTypes }, 'worker listening');
+
+  let closing: Promise<void> | undefined;
+  const shutdown = () =>
+    (closing ??= (async () => {
+      state.draining = true;
+      logger.info({ in_flight: state.inFlight }, 'draining');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = Date.now() + config.shutdownGraceMs;
+      while (state.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      if (state.inFlight > 0) logger.warn({ in_flight: state.inFlight }, 'grace period over with events still in flight');
+      server.closeAllConnections();
+      await closed;
+      await providers.closeAll();
+      await sql.end({ timeout: 5 });
+      logger.info('stopped');
+    })());
+
+  return { port, state, sql, providers, shutdown };
+}

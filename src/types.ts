@@ -1,0 +1,45 @@
+/**
+ * Glossary
+ *
+ * - tenant: one customer of the platform, named by an id of 1-128 [A-Za-z0-9._:-]. Events carry
+ *   it in the `tenant` CloudEvent extension (`ce-tenant` header) or in `data.tenant_id`.
+ * - global: the configuration from the environment, used for events without a tenant and for
+ *   tenants without settings. Its rows in the database are kept under GLOBAL_TENANT, an id no
+ *   real tenant can have (parentheses are outside the tenant alphabet).
+ * - event: one CloudEvent, identified by (tenant, source, id): the idempotency key.
+ * - delivery: the ledger row for one event. It is the audit log and the source of stats.
+ * - claim: a delivery row in status `claimed` with a lease. While the lease runs, a redelivery of
+ *   the same event is answered 409; once it has expired, a redelivery may take the claim over.
+ * - quota unit: one email counted against the tenant's daily limit (UTC day). Taken after the
+ *   claim, in the same transaction, and given back when the send finally fails.
+ */
+
+export const GLOBAL_TENANT = '(global)';
+
+export const TENANT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export const PROVIDERS = ['sendgrid', 'ses', 'postmark', 'smtp', 'resend'] as const;
+export type ProviderName = (typeof PROVIDERS)[number];
+
+/** Providers this build can send through. The schema already admits the others. */
+export const IMPLEMENTED_PROVIDERS: readonly ProviderName[] = ['sendgrid'];
+
+/** Decrypted credentials and settings for one provider account. Never logged. */
+export interface ProviderAccount {
+  readonly provider: ProviderName;
+  readonly apiKey: string | null;
+  readonly settings: Readonly<Record<string, unknown>>;
+}
+
+/** What the worker needs to send one tenant's email, as loaded by the claim. */
+export interface SenderSettings {
+  /** 'tenant' when the tenant's own row was used, 'global' for the environment's configuration. */
+  readonly source: 'tenant' | 'global';
+  readonly primary: ProviderAccount;
+  readonly fallback: ProviderAccount | null;
+  readonly fromEmail: string;
+  readonly fromName: string | null;
+  readonly replyToDomain: string | null;
+  /** Bumped on every write; part of the provider client cache key. */
+  readonly version: number;
+}

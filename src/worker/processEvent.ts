@@ -1,0 +1,152 @@
+import type { Config } from '../config';
+import type { DeliveryStore } from '../db/deliveries';
+import { mapDatabaseError } from '../db/errors';
+import { composeTaskEmail } from '../email/compose';
+import { WorkerError, isWorkerError, type ErrorCode } from '../errors';
+import type { IntakeEvent } from '../intake/cloudEventIntake';
+import type { Logger } from '../logger';
+import type { ProviderClients } from '../providers/clients';
+import type { OutgoingEmail } from '../providers/types';
+import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
+
+/** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */
+export type EventOutcome =
+  | { kind: 'sent'; provider: ProviderName; messageId: string | null; fallbackUsed: boolean; recorded: boolean }
+  | { kind: 'duplicate' }
+  | { kind: 'skipped'; reason: 'no_recipient' | 'tenant_disabled' };
+
+export interface ProcessorDeps {
+  config: Config;
+  deliveries: DeliveryStore;
+  providers: ProviderClients;
+}
+
+// Account-level permanent failures: the account, not the message, is the problem, so another
+// account may succeed. A recipient or content rejection would fail the same way everywhere.
+const FAILOVER_PERMANENT = new Set<ErrorCode>(['provider_auth_failed', 'provider_forbidden']);
+
+export function createEventProcessor(deps: ProcessorDeps) {
+  const { config, deliveries, providers } = deps;
+  const globalSettings: SenderSettings | null = config.global
+    ? {
+        source: 'global',
+        primary: {
+          provider: 'sendgrid',
+          apiKey: config.global.apiKey,
+          settings: config.global.baseUrl ? { base_url: config.global.baseUrl } : {},
+        },
+        fallback: null,
+        fromEmail: config.global.fromEmail,
+        fromName: config.global.fromName,
+        replyToDomain: config.global.replyToDomain,
+        version: 0,
+      }
+    : null;
+
+  return async function processEvent(event: IntakeEvent, log: Logger): Promise<EventOutcome> {
+    const tenantId = event.tenantId ?? GLOBAL_TENANT;
+    const key = { tenantId, eventSource: event.source, eventId: event.id };
+
+    let claim;
+    try {
+      claim = await deliveries.claim({
+        ...key,
+        eventType: event.type,
+        taskId: event.data.task_id,
+        hasRecipient: event.recipient !== null,
+      });
+    } catch (err) {
+      throw mapDatabaseError(err);
+    }
+
+    switch (claim.outcome) {
+      case 'unknown_tenant':
+        throw new WorkerError('unknown_tenant', `tenant "${tenantId}" has no email settings and no global configuration is set`);
+      case 'duplicate':
+        return { kind: 'duplicate' };
+      case 'in_flight':
+        throw new WorkerError('event_in_flight');
+      case 'skipped_no_recipient':
+        return { kind: 'skipped', reason: 'no_recipient' };
+      case 'skipped_disabled':
+        return { kind: 'skipped', reason: 'tenant_disabled' };
+      case 'quota_exceeded':
+        throw new WorkerError('quota_exceeded', `daily limit of ${claim.dailyLimit} emails reached for tenant "${tenantId}"`);
+      case 'claimed':
+        break;
+    }
+
+    const settings = claim.settings ?? globalSettings;
+    if (!settings) {
+      // The database only falls back to global when we passed a global limit; this is a bug guard.
+      throw new WorkerError('internal_error', 'claimed without settings');
+    }
+    const email = composeTaskEmail({
+      event,
+      tenantId,
+      recipient: event.recipient as string,
+      sender: settings,
+      replyToPattern: config.replyToPattern,
+    });
+
+    let sent: { provider: ProviderName; messageId: string | null; fallbackUsed: boolean } | undefined;
+    let failure: WorkerError | undefined;
+    try {
+      sent = await sendWithFallback(tenantId, settings, email, log);
+    } catch (err) {
+      failure = isWorkerError(err) ? err : new WorkerError('internal_error');
+    }
+
+    const recorded = await recordWithRetry(
+      () =>
+        deliveries.recordOutcome({
+          ...key,
+          claimToken: claim.claimToken,
+          status: sent ? 'sent' : 'failed',
+          provider: sent?.provider ?? settings.primary.provider,
+          messageId: sent?.messageId ?? null,
+          errorCode: failure?.code ?? null,
+        }),
+      log,
+    );
+
+    if (failure) throw failure;
+    // The provider accepted the email: answer 2xx even if the ledger write failed, because a
+    // redelivery would send it again. The claim's lease keeps a redelivery out meanwhile.
+    return { kind: 'sent', ...(sent as NonNullable<typeof sent>), recorded };
+  };
+
+  async function sendWithFallback(tenantId: string, settings: SenderSettings, email: OutgoingEmail, log: Logger) {
+    try {
+      return { ...(await sendVia(tenantId, settings.primary, email)), fallbackUsed: false };
+    } catch (err) {
+      const e = isWorkerError(err) ? err : new WorkerError('internal_error');
+      if (!settings.fallback || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
+      log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, 'primary provider failed; trying the fallback');
+      return { ...(await sendVia(tenantId, settings.fallback, email)), fallbackUsed: true };
+    }
+  }
+
+  async function sendVia(tenantId: string, account: ProviderAccount, email: OutgoingEmail) {
+    const client = providers.get(tenantId, account);
+    const { messageId } = await client.send(email);
+    return { provider: account.provider, messageId };
+  }
+}
+
+/** The outcome write is retried briefly; it returns false when it could not be written. */
+async function recordWithRetry(write: () => Promise<boolean>, log: Logger): Promise<boolean> {
+  const delays = [0, 50, 250];
+  for (let i = 0; i < delays.length; i++) {
+    if (delays[i]) await new Promise((r) => setTimeout(r, delays[i]));
+    try {
+      const ok = await write();
+      if (!ok) log.warn('the claim was taken over before the outcome was written (lease too short?)');
+      return ok;
+    } catch (err) {
+      const mapped = mapDatabaseError(err);
+      log.error({ error_code: mapped.code, attempt: i + 1 }, 'could not record the delivery outcome');
+    }
+  }
+  return false;
+}

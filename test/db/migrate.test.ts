@@ -1,0 +1,89 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { createSql } from '../../src/db/connect';
+import { SQL_DIR, loadMigrations, migrate } from '../../src/db/migrate';
+import { TENANT_TABLES } from '../../src/db/roleCheck';
+import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { TEST_ROLES } from '../helpers/roles';
+
+describe('migrations', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db.drop());
+
+  it('records every numbered migration exactly once', async () => {
+    const owner = db.owner();
+    const rows = await owner`SELECT id, name FROM email_worker_migrations ORDER BY id`;
+    expect(rows.map((r) => r.name)).toEqual(loadMigrations().map((m) => m.name));
+  });
+
+  it('lets two concurrent migrators run: one applies, the other finds nothing to do', async () => {
+    const fresh = await createTestDatabase();
+    try {
+      const owner = fresh.owner();
+      // Start from an empty schema in this clone: drop what the template had.
+      await owner.unsafe(`DROP TABLE email_worker_migrations, email_deliveries, tenant_email_usage, tenant_email_settings, tenants, email_worker_meta CASCADE;
+        DROP FUNCTION email_claim_event, email_record_outcome;`);
+      const a = createSql(fresh.ownerUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'a' });
+      const b = createSql(fresh.ownerUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'b' });
+      const [ra, rb] = await Promise.all([migrate(a, { workerRole: TEST_ROLES.workerRole }), migrate(b, { workerRole: TEST_ROLES.workerRole })]);
+      await Promise.all([a.end(), b.end()]);
+      const counts = [ra.applied.length, rb.applied.length].sort();
+      expect(counts).toEqual([0, loadMigrations().length]);
+      const [{ n }] = (await owner`SELECT count(*)::int AS n FROM email_worker_migrations`) as unknown as [{ n: number }];
+      expect(n).toBe(loadMigrations().length);
+    } finally {
+      await fresh.drop();
+    }
+  });
+
+  it('reports the SQL a superuser must run when the owner may not set the log parameters', async () => {
+    const owner = createSql(db.ownerUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'x' });
+    const su = createSql(db.superuserUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'su' });
+    try {
+      await su`ALTER ROLE email_worker RESET log_parameter_max_length`;
+      const r = await migrate(owner, { workerRole: TEST_ROLES.workerRole });
+      expect(r.applied).toEqual([]);
+      expect(r.superuserSql).toEqual(['ALTER ROLE "email_worker" SET log_parameter_max_length = 0;']);
+    } finally {
+      await su`ALTER ROLE email_worker SET log_parameter_max_length = 0`;
+      await Promise.all([owner.end(), su.end()]);
+    }
+  });
+
+  it('refuses a worker role that does not exist or bypasses RLS, with a fix-it message', async () => {
+    const owner = db.owner();
+    await expect(migrate(owner, { workerRole: 'no_such_role' })).rejects.toThrow(/does not exist.*CREATE ROLE no_such_role/s);
+    await expect(migrate(owner, { workerRole: 'postgres' })).rejects.toThrow(/superuser or has BYPASSRLS/);
+  });
+
+  it('gives every tenant table forced RLS, a non-empty tenant check and keys that start with tenant_id', async () => {
+    const owner = db.owner();
+    for (const table of [...TENANT_TABLES, 'tenants']) {
+      const [c] = await owner`SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = to_regclass(${table})`;
+      expect({ table, ...c }).toEqual({ table, relrowsecurity: true, relforcerowsecurity: true });
+    }
+    const idx = await owner`
+      SELECT c.relname AS tbl, i.relname AS idx, a.attname AS first_col
+      FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0]
+      WHERE c.relname = ANY(${[...TENANT_TABLES] as string[]})`;
+    expect(idx.length).toBeGreaterThanOrEqual(4);
+    for (const i of idx) expect({ idx: i.idx, first: i.first_col }).toEqual({ idx: i.idx, first: 'tenant_id' });
+    const checks = await owner`
+      SELECT conrelid::regclass::text AS tbl FROM pg_constraint
+      WHERE contype = 'c' AND pg_get_constraintdef(oid) LIKE '%tenant_id <> %'`;
+    expect(new Set(checks.map((c) => c.tbl))).toEqual(new Set(TENANT_TABLES));
+  });
+
+  it('keeps every migration file in the numbered forward-only form', () => {
+    const files = readdirSync(SQL_DIR).filter((f) => f.endsWith('.sql'));
+    for (const f of files) {
+      if (f === 'grants.sql') continue;
+      expect(f).toMatch(/^\d{3}_[a-z0-9_]+\.sql$/);
+      expect(readFileSync(path.join(SQL_DIR, f), 'utf8')).not.toMatch(/^\s*(BEGIN|COMMIT)\s*;/im);
+    }
+  });
+});
