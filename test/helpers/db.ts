@@ -11,8 +11,10 @@ export interface TestDatabase {
   workerUrl: string;
   /** A pool connected as the unprivileged worker role: what the worker itself uses. */
   worker(max?: number): Sql;
-  /** A pool connected as the owner (for assertions that must see every tenant). */
+  /** A pool connected as the owner (subject to FORCE ROW LEVEL SECURITY like everyone else). */
   owner(): Sql;
+  /** A superuser pool (bypasses RLS): for assertions that must see every tenant. */
+  admin(): Sql;
   drop(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     workerUrl,
     worker: (max = 5) => open(workerUrl, max),
     owner: () => open(ownerUrl, 2),
+    admin: () => open(superuserUrl(name), 2),
     async drop() {
       await Promise.all(pools.map((p) => p.end({ timeout: 5 })));
       const s = postgres(superuserUrl(), { max: 1, onnotice: () => {} });
