@@ -29,11 +29,12 @@ export interface SendgridMailBody {
   categories?: string[];
 }
 
-/** What a test wants the fake to do with one request: answer it (status/headers/body), hang, or drop it. */
+/** What a test wants the fake to do with one request: answer it (status/headers/body), hang, drop it, or wait first. */
 export type FakeResponse =
   | { status: number; headers?: Record<string, string>; body?: unknown }
   | { hang: true }
-  | { reset: true };
+  | { reset: true }
+  | { delayMs: number; then?: FakeResponse };
 
 export interface MailboxOptions {
   port?: number;
@@ -58,8 +59,14 @@ export async function startMailbox(opts: MailboxOptions = {}): Promise<Mailbox> 
 
   const answer = (req: Request, res: express.Response, ok: () => void) => {
     box.requests++;
-    const decision = opts.respond?.({ path: req.path, authorization: req.header('authorization'), body: req.body });
+    act(req, res, ok, opts.respond?.({ path: req.path, authorization: req.header('authorization'), body: req.body }));
+  };
+  const act = (req: Request, res: express.Response, ok: () => void, decision: FakeResponse | undefined): void => {
     if (!decision) return ok();
+    if ('delayMs' in decision) {
+      setTimeout(() => act(req, res, ok, decision.then), decision.delayMs);
+      return;
+    }
     if ('hang' in decision) return; // never answer: the SDK's timeout must fire
     if ('reset' in decision) return req.socket.destroy();
     res.status(decision.status).set(decision.headers ?? {});
