@@ -9,4 +9,5 @@ module.exports = {
   // Two cores: one worker per core; each test file gets its own database cloned from a template.
   maxWorkers: 2,
   testTimeout: 30000,
+  reporters: ['default', '<rootDir>/test/helpers/summaryReporter.js'],
 };

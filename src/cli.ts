@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
@@ -90,6 +91,14 @@ export function buildCli(io: CliIO): Command {
         process.once('SIGTERM', () => stop('SIGTERM'));
         process.once('SIGINT', () => stop('SIGINT'));
       });
+    });
+
+  const keys = program.command('keys').description('encryption keys for tenant credentials');
+  keys
+    .command('generate')
+    .description('print a new random DB_ENCRYPTION_KEY (48 random bytes, base64)')
+    .action(() => {
+      print(io.stdout, randomBytes(48).toString('base64'));
     });
 
   const settings = program.command('settings').description("manage a tenant's email settings (through row-level security, as DATABASE_URL's role)");

@@ -4,53 +4,57 @@
  * that says what happened. README.md lists the same table (a test keeps them in step).
  *
  * Knative retries no response, 5xx, 404, 408, 409 and 429; any other non-2xx goes to the dead
- * letter sink at once. `retryable` below is what Knative will do with the status, not a wish.
+ * letter sink at once. `retryable` is derived from the status by that rule, so the two cannot disagree.
  */
 export interface ErrorSpec {
   readonly status: number;
-  readonly retryable: boolean;
   readonly description: string;
+}
+
+/** Knative's delivery rule: these statuses are retried, every other non-2xx is dead-lettered. */
+export function knativeRetries(status: number): boolean {
+  return status >= 500 || status === 404 || status === 408 || status === 409 || status === 429;
 }
 
 export const ERRORS = {
   // --- the event itself (never retried: a redelivery would be the same bytes) ---
-  invalid_event: { status: 400, retryable: false, description: 'The request is not a valid CloudEvent 1.0 (a required attribute is missing or malformed).' },
-  missing_event_id: { status: 400, retryable: false, description: 'A structured-mode event has no "id"; the worker will not invent one, because the id is the idempotency key.' },
-  unsupported_media_type: { status: 415, retryable: false, description: 'The content type is not JSON (binary mode) or application/cloudevents+json (structured mode).' },
-  batch_not_supported: { status: 415, retryable: false, description: 'Batched CloudEvents (application/cloudevents-batch+json) are not accepted; send one event per request.' },
-  body_too_large: { status: 413, retryable: false, description: 'The request body is larger than BODY_LIMIT_BYTES.' },
-  invalid_json: { status: 400, retryable: false, description: 'The body or the event data is not valid JSON.' },
-  invalid_data: { status: 400, retryable: false, description: 'The event data does not match the schema (task_id required, notify_email one valid address, field types).' },
-  unsupported_event_type: { status: 400, retryable: false, description: 'The event type is not one of EVENT_TYPES.' },
-  invalid_tenant_id: { status: 400, retryable: false, description: 'The tenant id is not 1-128 characters of [A-Za-z0-9._:-].' },
-  tenant_mismatch: { status: 400, retryable: false, description: 'The ce-tenant attribute and data.tenant_id are both present and differ.' },
+  invalid_event: { status: 400, description: 'The request is not a valid CloudEvent 1.0 (a required attribute is missing or malformed).' },
+  missing_event_id: { status: 400, description: 'A structured-mode event has no "id"; the worker will not invent one, because the id is the idempotency key.' },
+  unsupported_media_type: { status: 415, description: 'The content type is not JSON (binary mode) or application/cloudevents+json (structured mode).' },
+  batch_not_supported: { status: 415, description: 'Batched CloudEvents (application/cloudevents-batch+json) are not accepted; send one event per request.' },
+  body_too_large: { status: 413, description: 'The request body is larger than BODY_LIMIT_BYTES.' },
+  invalid_json: { status: 400, description: 'The body or the event data is not valid JSON.' },
+  invalid_data: { status: 400, description: 'The event data does not match the schema (task_id required, notify_email one valid address, field types).' },
+  unsupported_event_type: { status: 400, description: 'The event type is not one of EVENT_TYPES.' },
+  invalid_tenant_id: { status: 400, description: 'The tenant id is not 1-128 characters of [A-Za-z0-9._:-].' },
+  tenant_mismatch: { status: 400, description: 'The ce-tenant attribute and data.tenant_id are both present and differ.' },
 
   // --- the tenant (dead-lettered; replay once fixed) ---
-  unknown_tenant: { status: 422, retryable: false, description: 'The tenant has no email settings and no global configuration is set to fall back to.' },
-  quota_exceeded: { status: 422, retryable: false, description: "The tenant's daily limit is used up; the event lands in the dead letter sink and can be replayed after midnight UTC." },
+  unknown_tenant: { status: 422, description: 'The tenant has no email settings and no global configuration is set to fall back to.' },
+  quota_exceeded: { status: 422, description: "The tenant's daily limit is used up; the event lands in the dead letter sink and can be replayed after midnight UTC." },
 
   // --- concurrency ---
-  event_in_flight: { status: 409, retryable: true, description: 'The same event is being sent by another request right now; Knative retries later and finds it done.' },
+  event_in_flight: { status: 409, description: 'The same event is being sent by another request right now; Knative retries later and finds it done.' },
 
   // --- the provider ---
-  provider_rate_limited: { status: 429, retryable: true, description: 'The provider asked to slow down (HTTP 429); Retry-After says when to come back.' },
-  provider_auth_failed: { status: 422, retryable: false, description: "The provider rejected the tenant's credentials (401)." },
-  provider_forbidden: { status: 422, retryable: false, description: "The provider refused the request for this account (403: unverified sender, missing scope, suspended account)." },
-  provider_rejected: { status: 422, retryable: false, description: 'The provider rejected the message itself (400: sender, recipient or content).' },
-  provider_payload_too_large: { status: 422, retryable: false, description: 'The provider rejected the message as too large (413).' },
-  provider_unavailable: { status: 503, retryable: true, description: 'The provider answered with a server error (5xx).' },
-  provider_timeout: { status: 503, retryable: true, description: 'The provider did not answer within PROVIDER_TIMEOUT_MS.' },
-  provider_network: { status: 503, retryable: true, description: 'The provider could not be reached (connection refused, reset, DNS).' },
+  provider_rate_limited: { status: 429, description: 'The provider asked to slow down (HTTP 429); Retry-After says when to come back.' },
+  provider_auth_failed: { status: 422, description: "The provider rejected the tenant's credentials (401)." },
+  provider_forbidden: { status: 422, description: "The provider refused the request for this account (403: unverified sender, missing scope, suspended account)." },
+  provider_rejected: { status: 422, description: 'The provider rejected the message itself (400: sender, recipient or content).' },
+  provider_payload_too_large: { status: 422, description: 'The provider rejected the message as too large (413).' },
+  provider_unavailable: { status: 503, description: 'The provider answered with a server error (5xx).' },
+  provider_timeout: { status: 503, description: 'The provider did not answer within PROVIDER_TIMEOUT_MS.' },
+  provider_network: { status: 503, description: 'The provider could not be reached (connection refused, reset, DNS).' },
 
   // --- the platform ---
-  database_unavailable: { status: 503, retryable: true, description: 'PostgreSQL could not be reached or the query timed out.' },
-  settings_undecryptable: { status: 503, retryable: true, description: "The tenant's credentials were encrypted with a key this worker does not hold (set DB_ENCRYPTION_KEY_PREVIOUS during rotation)." },
-  shutting_down: { status: 503, retryable: true, description: 'The worker is draining after SIGTERM; the broker retries on another instance.' },
-  internal_error: { status: 500, retryable: true, description: 'An unexpected error; the details are in the worker log under the same request.' },
+  database_unavailable: { status: 503, description: 'PostgreSQL could not be reached or the query timed out.' },
+  settings_undecryptable: { status: 503, description: "The tenant's credentials were encrypted with a key this worker does not hold (set DB_ENCRYPTION_KEY_PREVIOUS during rotation)." },
+  shutting_down: { status: 503, description: 'The worker is draining after SIGTERM; the broker retries on another instance.' },
+  internal_error: { status: 500, description: 'An unexpected error; the details are in the worker log under the same request.' },
 
   // --- plain HTTP ---
-  not_found: { status: 404, retryable: false, description: 'No such route. (Events are POSTed to /.)' },
-  method_not_allowed: { status: 405, retryable: false, description: 'Only POST is accepted on /.' },
+  not_found: { status: 404, description: 'No such route. (Events are POSTed to /.)' },
+  method_not_allowed: { status: 405, description: 'Only POST is accepted on /.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -71,7 +75,7 @@ export class WorkerError extends Error {
     this.name = 'WorkerError';
     this.code = code;
     this.status = ERRORS[code].status;
-    this.retryable = ERRORS[code].retryable;
+    this.retryable = knativeRetries(this.status);
     this.retryAfterSeconds = opts.retryAfterSeconds;
   }
 }

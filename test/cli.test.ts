@@ -1,7 +1,7 @@
 import { PassThrough, Writable } from 'node:stream';
 import postgres from 'postgres';
 import { runCli } from '../src/cli';
-import { keyId } from '../src/config';
+import { keyId, loadConfig } from '../src/config';
 import { createSql } from '../src/db/connect';
 import { createDeliveryStore } from '../src/db/deliveries';
 import { migrate } from '../src/db/migrate';
@@ -85,6 +85,15 @@ describe('tenant-email CLI', () => {
     expect([noKey.code, noKey.stderr]).toEqual([1, expect.stringMatching(/DB_ENCRYPTION_KEY is not set.*keys generate/)]);
     const unknown = await cli(['frobnicate'], env);
     expect(unknown.code).toBe(2);
+  });
+
+  it('generates a fresh key that the configuration accepts', async () => {
+    const a = await cli(['keys', 'generate'], {});
+    const b = await cli(['keys', 'generate'], {});
+    expect(a.code).toBe(0);
+    expect(a.stdout).not.toBe(b.stdout);
+    expect(Buffer.from(a.stdout.trim(), 'base64')).toHaveLength(48);
+    expect(() => loadConfig({ DB_ENCRYPTION_KEY: a.stdout.trim() })).not.toThrow();
   });
 
   it('migrates (nothing to do on a migrated database)', async () => {

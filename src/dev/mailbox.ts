@@ -68,7 +68,10 @@ export async function startMailbox(opts: MailboxOptions = {}): Promise<Mailbox> 
       return;
     }
     if ('hang' in decision) return; // never answer: the SDK's timeout must fire
-    if ('reset' in decision) return req.socket.destroy();
+    if ('reset' in decision) {
+      req.socket.destroy();
+      return;
+    }
     res.status(decision.status).set(decision.headers ?? {});
     if (decision.body === undefined) res.end();
     else res.json(decision.body);
