@@ -1,0 +1,59 @@
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { keyId } from '../../src/config';
+import { putSettings } from '../../src/db/settings';
+import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { binaryEvent, post } from '../helpers/events';
+import { CANARY_DB_KEY } from '../helpers/worker';
+
+const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
+
+describe('tenant-email serve (the built CLI, as its own process)', () => {
+  let db: TestDatabase;
+  let mailbox: Mailbox;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    mailbox = await startMailbox({ respond: () => ({ delayMs: 300 }) });
+    await putSettings(db.worker(1), { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, 'proc', {
+      provider: 'sendgrid', api_key: 'SG.CANARY-APIKEY-process-000', from_email: 'a@proc.example', provider_settings: { base_url: mailbox.url },
+      enabled: true, daily_limit: 10,
+    });
+  });
+  afterAll(async () => {
+    await mailbox.close();
+    await db.drop();
+  });
+
+  it('serves events, drains on SIGTERM and exits 0, logging JSON without secrets', async () => {
+    const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
+      env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', LOG_LEVEL: 'debug' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const lines: string[] = [];
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const port = await new Promise<number>((resolve, reject) => {
+      const rl = createInterface({ input: child.stdout });
+      rl.on('line', (l) => {
+        lines.push(l);
+        const j = JSON.parse(l) as { msg?: string; port?: number };
+        if (j.msg === 'worker listening') resolve(j.port!);
+      });
+      child.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    const url = `http://127.0.0.1:${port}/`;
+    const pending = Array.from({ length: 3 }, () => post(url, binaryEvent({ tenant: 'proc' })));
+    await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGTERM');
+    const codes = (await Promise.all(pending)).map((r) => r.status);
+    const exit = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    expect(codes).toEqual([202, 202, 202]);
+    expect(exit).toBe(0);
+    expect(mailbox.emails).toHaveLength(3);
+    const all = lines.join('\n') + stderr;
+    expect(all).toContain('"msg":"stopped"');
+    expect(all).not.toContain('CANARY');
+  });
+});
