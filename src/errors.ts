@@ -42,7 +42,8 @@ export const ERRORS = {
   provider_forbidden: { status: 422, description: "The provider refused the request for this account (403: unverified sender, missing scope, suspended account)." },
   provider_rejected: { status: 422, description: 'The provider rejected the message itself (400: sender, recipient or content).' },
   provider_payload_too_large: { status: 422, description: 'The provider rejected the message as too large (413).' },
-  provider_unavailable: { status: 503, description: 'The provider answered with a server error (5xx).' },
+  provider_unavailable: { status: 503, description: 'The provider answered with a server error (5xx) or is in maintenance.' },
+  provider_deferred: { status: 503, description: 'The SMTP server deferred the message (4xx reply); Retry-After suggests when to try again.' },
   provider_timeout: { status: 503, description: 'The provider did not answer within PROVIDER_TIMEOUT_MS.' },
   provider_network: { status: 503, description: 'The provider could not be reached (connection refused, reset, DNS).' },
 

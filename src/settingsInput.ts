@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { IMPLEMENTED_PROVIDERS, PROVIDERS, type ProviderName } from './types';
+import { PROVIDERS, type ProviderName } from './types';
 
 /**
  * The body of `PUT .../email-settings` and of `tenant-email settings put` (DESIGN §6).
@@ -49,7 +49,39 @@ export interface FieldIssue {
   message: string;
 }
 
-const ENDPOINT_KEYS = ['base_url', 'endpoint'] as const;
+const httpUrl = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL');
+const plainText = (max: number) => z.string().min(1).max(max).refine(noLineBreaks, 'must not contain line breaks');
+
+/**
+ * provider_settings per provider (DESIGN §6). Strict: an unknown key is a typo until proven
+ * otherwise. `base_url`/`endpoint` are endpoint overrides, refused unless the platform allows them.
+ */
+export const PROVIDER_SETTINGS: Record<ProviderName, z.ZodObject> = {
+  sendgrid: z.strictObject({ base_url: httpUrl.optional() }),
+  ses: z.strictObject({
+    region: z.string({ message: 'must be an AWS region such as eu-west-1' }).regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, 'must be an AWS region such as eu-west-1'),
+    access_key_id: z.string().regex(/^[A-Z0-9]{16,128}$/, 'must be an AWS access key id').optional(),
+    configuration_set: plainText(64).optional(),
+    tenant_name: plainText(64).optional(),
+    endpoint: httpUrl.optional(),
+  }),
+  postmark: z.strictObject({ message_stream: plainText(64).optional(), base_url: httpUrl.optional() }),
+  smtp: z.strictObject({
+    host: z.string({ message: 'is required: the SMTP server host name' }).regex(/^[A-Za-z0-9.-]{1,253}$|^\[?[0-9a-fA-F:.]+\]?$/, 'must be a host name or IP address'),
+    port: z.number().int().min(1).max(65535).optional(),
+    secure: z.boolean().optional(),
+    require_tls: z.boolean().optional(),
+    username: plainText(256).optional(),
+  }),
+  resend: z.strictObject({ base_url: httpUrl.optional() }),
+};
+
+/** Whether the provider needs a stored secret with these settings (SES without a key id uses IRSA). */
+export function needsApiKey(provider: ProviderName, settings: Record<string, unknown>): boolean {
+  if (provider === 'ses') return typeof settings.access_key_id === 'string';
+  if (provider === 'smtp') return typeof settings.username === 'string';
+  return true;
+}
 
 /** Parse and check a settings body. Returns the field-level issues, never echoing a value. */
 export function parseSettingsInput(
@@ -57,35 +89,32 @@ export function parseSettingsInput(
   opts: { allowProviderEndpointOverride: boolean },
 ): { ok: true; value: SettingsInput } | { ok: false; issues: FieldIssue[] } {
   const parsed = settingsInputSchema.safeParse(body);
-  if (!parsed.success) {
-    return {
-      ok: false,
-      issues: parsed.error.issues.map((i) => ({
-        path: i.path.join('.') || '(body)',
-        // zod's messages describe the rule, not the value; unrecognized keys name the key only.
-        message: i.message,
-      })),
-    };
-  }
+  if (!parsed.success) return { ok: false, issues: toIssues(parsed.error.issues, '') };
   const v = parsed.data;
   const issues: FieldIssue[] = [];
-  const checkAccount = (prefix: string, provider: ProviderName, settings: Record<string, unknown>) => {
-    if (!IMPLEMENTED_PROVIDERS.includes(provider)) {
-      issues.push({ path: `${prefix}provider`, message: `provider "${provider}" is not available in this version (available: ${IMPLEMENTED_PROVIDERS.join(', ')})` });
-    }
-    for (const k of ENDPOINT_KEYS) {
-      const url = settings[k];
-      if (url === undefined) continue;
-      if (!opts.allowProviderEndpointOverride) {
+  const checkAccount = (prefix: string, provider: ProviderName, settings: Record<string, unknown>, apiKey: string | undefined) => {
+    const ps = PROVIDER_SETTINGS[provider].safeParse(settings);
+    if (!ps.success) issues.push(...toIssues(ps.error.issues, `${prefix}provider_settings.`));
+    for (const k of ['base_url', 'endpoint']) {
+      if (settings[k] !== undefined && !opts.allowProviderEndpointOverride) {
         issues.push({ path: `${prefix}provider_settings.${k}`, message: 'endpoint overrides are disabled on this platform (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
-      } else if (typeof url !== 'string' || !/^https?:\/\/[^\s]+$/.test(url)) {
-        issues.push({ path: `${prefix}provider_settings.${k}`, message: 'must be an http(s) URL' });
       }
     }
+    if (apiKey !== undefined && !needsApiKey(provider, settings)) {
+      issues.push({
+        path: `${prefix}api_key`,
+        message: provider === 'ses' ? 'is the SES secret access key: set provider_settings.access_key_id too (or leave both out to use the default credential chain)' : 'is the SMTP password: set provider_settings.username too',
+      });
+    }
   };
-  checkAccount('', v.provider, v.provider_settings);
-  if (v.fallback) checkAccount('fallback.', v.fallback.provider, v.fallback.provider_settings);
+  checkAccount('', v.provider, v.provider_settings, v.api_key);
+  if (v.fallback) checkAccount('fallback.', v.fallback.provider, v.fallback.provider_settings, v.fallback.api_key);
   return issues.length > 0 ? { ok: false, issues } : { ok: true, value: v };
+}
+
+function toIssues(list: ReadonlyArray<{ path: PropertyKey[]; message: string }>, prefix: string): FieldIssue[] {
+  // zod's messages describe the rule, not the value; unrecognized keys name the key only.
+  return list.map((i) => ({ path: `${prefix}${i.path.map(String).join('.')}` || '(body)', message: i.message }));
 }
 
 /**

@@ -21,9 +21,6 @@ export const TENANT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 export const PROVIDERS = ['sendgrid', 'ses', 'postmark', 'smtp', 'resend'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
-/** Providers this build can send through. The schema already admits the others. */
-export const IMPLEMENTED_PROVIDERS: readonly ProviderName[] = ['sendgrid'];
-
 /** Decrypted credentials and settings for one provider account. Never logged. */
 export interface ProviderAccount {
   readonly provider: ProviderName;

@@ -65,7 +65,8 @@ describe('tenant-email CLI', () => {
   it.each([
     ['not JSON', 'nope', /not valid JSON/],
     ['a bad address and an unknown field', body({ from_email: 'not-an-address', colour: 'red' }), /from_email: must be one email address[\s\S]*Unrecognized key: "colour"/],
-    ['a provider this version cannot send through', body({ provider: 'postmark' }), /provider: provider "postmark" is not available/],
+    ['SES settings without a region', body({ provider: 'ses', provider_settings: { access_key_id: 'AKIDEXAMPLE000000000' } }), /provider_settings.region: must be an AWS region/],
+    ['a typo in provider_settings', body({ provider: 'smtp', provider_settings: { host: 'smtp.example.com', usrname: 'x' } }), /Unrecognized key: "usrname"/],
     ['an endpoint override the platform does not allow', body({ provider_settings: { base_url: 'http://evil.example' } }), /endpoint overrides are disabled/],
     ['no key on create', body({ api_key: undefined }), /api_key is required/],
   ])('rejects %s with a clear message and writes nothing', async (_n, input, message) => {

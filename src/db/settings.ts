@@ -1,5 +1,5 @@
 import type { EncryptionKey } from '../config';
-import { keyHint, type SettingsInput } from '../settingsInput';
+import { keyHint, needsApiKey, type SettingsInput } from '../settingsInput';
 import type { Sql } from './connect';
 
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
@@ -61,13 +61,16 @@ export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, inp
              api_key_encrypted IS NOT NULL AS has_key, fallback_api_key_encrypted IS NOT NULL AS has_fallback_key
       FROM tenant_email_settings WHERE tenant_id = ${tenantId} FOR UPDATE`;
 
-    const keepKey = input.api_key === undefined && !!existing && existing.provider === input.provider && existing.has_key;
     const fb = input.fallback ?? null;
-    const keepFallbackKey = !!fb && fb.api_key === undefined && !!existing && existing.fallback_provider === fb.provider && existing.has_fallback_key;
-    if (input.api_key === undefined && !keepKey) {
+    const primaryNeedsKey = needsApiKey(input.provider, input.provider_settings);
+    const fallbackNeedsKey = !!fb && needsApiKey(fb.provider, fb.provider_settings);
+    // A key left out of an update is kept when the account still needs one from the same provider.
+    const keepKey = input.api_key === undefined && primaryNeedsKey && !!existing && existing.provider === input.provider && existing.has_key;
+    const keepFallbackKey = !!fb && fb.api_key === undefined && fallbackNeedsKey && !!existing && existing.fallback_provider === fb.provider && existing.has_fallback_key;
+    if (input.api_key === undefined && primaryNeedsKey && !keepKey) {
       throw new SettingsError('api_key_required', 'api_key is required when settings are created or the provider changes');
     }
-    if (fb && fb.api_key === undefined && !keepFallbackKey) {
+    if (fb && fb.api_key === undefined && fallbackNeedsKey && !keepFallbackKey) {
       throw new SettingsError('api_key_required', 'fallback.api_key is required when a fallback is added or its provider changes');
     }
     let oldKey = keys.current.secret;

@@ -36,6 +36,23 @@ export type FakeResponse =
   | { reset: true }
   | { delayMs: number; then?: FakeResponse };
 
+/** Carry out a FakeResponse; `ok` is the fake's normal answer. Shared by every fake provider. */
+export function applyFakeResponse(req: Request, res: express.Response, ok: () => void, decision: FakeResponse | undefined): void {
+  if (!decision) return ok();
+  if ('delayMs' in decision) {
+    setTimeout(() => applyFakeResponse(req, res, ok, decision.then), decision.delayMs);
+    return;
+  }
+  if ('hang' in decision) return; // never answer: the client's timeout must fire
+  if ('reset' in decision) {
+    req.socket.destroy();
+    return;
+  }
+  res.status(decision.status).set(decision.headers ?? {});
+  if (decision.body === undefined) res.end();
+  else res.json(decision.body);
+}
+
 export interface MailboxOptions {
   port?: number;
   host?: string;
@@ -59,22 +76,7 @@ export async function startMailbox(opts: MailboxOptions = {}): Promise<Mailbox> 
 
   const answer = (req: Request, res: express.Response, ok: () => void) => {
     box.requests++;
-    act(req, res, ok, opts.respond?.({ path: req.path, authorization: req.header('authorization'), body: req.body }));
-  };
-  const act = (req: Request, res: express.Response, ok: () => void, decision: FakeResponse | undefined): void => {
-    if (!decision) return ok();
-    if ('delayMs' in decision) {
-      setTimeout(() => act(req, res, ok, decision.then), decision.delayMs);
-      return;
-    }
-    if ('hang' in decision) return; // never answer: the SDK's timeout must fire
-    if ('reset' in decision) {
-      req.socket.destroy();
-      return;
-    }
-    res.status(decision.status).set(decision.headers ?? {});
-    if (decision.body === undefined) res.end();
-    else res.json(decision.body);
+    applyFakeResponse(req, res, ok, opts.respond?.({ path: req.path, authorization: req.header('authorization'), body: req.body }));
   };
 
   app.post('/v3/mail/send', express.json({ limit: '30mb' }), (req, res) =>

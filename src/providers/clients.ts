@@ -1,11 +1,19 @@
 import { createHash } from 'node:crypto';
-import { WorkerError } from '../errors';
 import type { ProviderAccount, ProviderName } from '../types';
+import { createPostmarkProvider } from './postmark';
+import { createResendProvider } from './resend';
 import { createSendgridProvider } from './sendgrid';
+import { createSesProvider } from './ses';
+import { createSmtpProvider } from './smtp';
 import type { EmailProvider, ProviderFactory, ProviderOptions } from './types';
 
-const FACTORIES: Partial<Record<ProviderName, ProviderFactory>> = {
+// Each factory requires its SDK when first called, so start-up loads none of them.
+const FACTORIES: Record<ProviderName, ProviderFactory> = {
   sendgrid: createSendgridProvider,
+  ses: createSesProvider,
+  postmark: createPostmarkProvider,
+  smtp: createSmtpProvider,
+  resend: createResendProvider,
 };
 
 /**
@@ -18,7 +26,7 @@ export class ProviderClients {
 
   constructor(
     private readonly opts: ProviderOptions & { maxClients?: number },
-    private readonly factories: Partial<Record<ProviderName, ProviderFactory>> = FACTORIES,
+    private readonly factories: Record<ProviderName, ProviderFactory> = FACTORIES,
   ) {}
 
   get size(): number {
@@ -33,9 +41,7 @@ export class ProviderClients {
       this.cache.set(key, hit);
       return hit;
     }
-    const factory = this.factories[account.provider];
-    if (!factory) throw new WorkerError('internal_error', `provider "${account.provider}" is not available in this version`);
-    const client = factory(account, this.opts);
+    const client = this.factories[account.provider](account, this.opts);
     this.cache.set(key, client);
     const max = this.opts.maxClients ?? 1000;
     while (this.cache.size > max) {

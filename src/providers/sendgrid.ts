@@ -2,6 +2,7 @@ import type { ClientRequest } from '@sendgrid/client/src/request';
 import type { ClientResponse } from '@sendgrid/client/src/response';
 import type { MailDataRequired } from '@sendgrid/helpers/classes/mail';
 import { WorkerError } from '../errors';
+import { endpointOverride, errorFromHttpStatus } from './common';
 import type { ProviderAccount } from '../types';
 import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
@@ -19,7 +20,7 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
 
   const client = new Client();
   client.setApiKey(account.apiKey);
-  const baseUrl = opts.allowEndpointOverride ? stringSetting(account, 'base_url') : undefined;
+  const baseUrl = endpointOverride(account.settings, opts.allowEndpointOverride);
   if (baseUrl) client.setDefaultRequest('baseUrl', baseUrl);
   client.setDefaultRequest('timeout', opts.timeoutMs);
   const mail = new MailService();
@@ -69,11 +70,6 @@ interface SendgridMail {
   send(data: MailDataRequired): Promise<[ClientResponse, unknown]>;
 }
 
-function stringSetting(account: ProviderAccount, key: string): string | undefined {
-  const v = account.settings[key];
-  return typeof v === 'string' && v !== '' ? v : undefined;
-}
-
 interface SendgridLikeError {
   code?: unknown;
   response?: { headers?: Record<string, unknown>; status?: unknown };
@@ -86,28 +82,14 @@ interface SendgridLikeError {
 export function mapSendgridError(err: unknown, now: () => number = Date.now): WorkerError {
   const e = (typeof err === 'object' && err !== null ? err : {}) as SendgridLikeError;
   const status = typeof e.code === 'number' ? e.code : undefined;
-  if (status === undefined) {
-    const code = typeof e.code === 'string' ? e.code : '';
-    if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') return new WorkerError('provider_timeout', 'SendGrid did not answer in time');
-    return new WorkerError('provider_network', `SendGrid could not be reached${code ? ` (${code})` : ''}`);
+  if (status === 429) {
+    // X-RateLimit-Reset is the epoch second at which the limit resets.
+    const reset = Number(e.response?.headers?.['x-ratelimit-reset']);
+    const retryAfterSeconds = Number.isFinite(reset) && reset > 0 ? Math.max(1, Math.ceil(reset - now() / 1000)) : undefined;
+    return errorFromHttpStatus('SendGrid', status, { retryAfterSeconds });
   }
-  switch (status) {
-    case 400:
-      return new WorkerError('provider_rejected', 'SendGrid rejected the message (400)');
-    case 401:
-      return new WorkerError('provider_auth_failed', 'SendGrid rejected the API key (401)');
-    case 403:
-      return new WorkerError('provider_forbidden', 'SendGrid refused the request for this account (403)');
-    case 413:
-      return new WorkerError('provider_payload_too_large', 'SendGrid rejected the message as too large (413)');
-    case 429: {
-      const reset = Number(e.response?.headers?.['x-ratelimit-reset']);
-      const retryAfterSeconds = Number.isFinite(reset) && reset > 0 ? Math.max(1, Math.ceil(reset - now() / 1000)) : undefined;
-      return new WorkerError('provider_rate_limited', 'SendGrid rate limit reached (429)', { retryAfterSeconds });
-    }
-    default:
-      if (status >= 500) return new WorkerError('provider_unavailable', `SendGrid server error (${status})`);
-      // Any other 4xx: the request is wrong for this account; a retry would be the same request.
-      return new WorkerError('provider_rejected', `SendGrid rejected the request (${status})`);
-  }
+  // axios reports a timeout as ECONNABORTED/ETIMEDOUT with no response.
+  const timedOut = status === undefined && (e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT');
+  // 400 and 413 are the message's fault, 401/403 the account's; see httpErrors.ts.
+  return errorFromHttpStatus('SendGrid', status, { timedOut });
 }

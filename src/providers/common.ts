@@ -1,0 +1,62 @@
+import { WorkerError } from '../errors';
+
+/**
+ * The classification every HTTP provider shares, by status code alone (DESIGN §5): 401 auth,
+ * 403 account refused, 413 too large, 429 rate limited, 5xx unavailable, other 4xx a rejection
+ * of the message; no status at all means the network. Provider files map their own codes
+ * (SES error names, Postmark ErrorCode) first and fall back to this.
+ */
+export function errorFromHttpStatus(
+  label: string,
+  status: number | null | undefined,
+  opts: { retryAfterSeconds?: number; timedOut?: boolean } = {},
+): WorkerError {
+  if (status === null || status === undefined || status === 0) {
+    return opts.timedOut
+      ? new WorkerError('provider_timeout', `${label} did not answer in time`)
+      : new WorkerError('provider_network', `${label} could not be reached`);
+  }
+  if (status === 401) return new WorkerError('provider_auth_failed', `${label} rejected the credentials (401)`);
+  if (status === 403) return new WorkerError('provider_forbidden', `${label} refused the request for this account (403)`);
+  if (status === 413) return new WorkerError('provider_payload_too_large', `${label} rejected the message as too large (413)`);
+  if (status === 429) return new WorkerError('provider_rate_limited', `${label} rate limit reached (429)`, { retryAfterSeconds: opts.retryAfterSeconds });
+  if (status >= 500) return new WorkerError('provider_unavailable', `${label} server error (${status})`);
+  return new WorkerError('provider_rejected', `${label} rejected the message (${status})`);
+}
+
+/** Retry-After as seconds: either delta-seconds or an HTTP date. */
+export function parseRetryAfter(value: unknown, now: () => number = Date.now): number | undefined {
+  if (typeof value !== 'string' || value.trim() === '') return undefined;
+  const n = Number(value);
+  if (Number.isFinite(n)) return n >= 0 ? Math.ceil(n) : undefined;
+  const at = Date.parse(value);
+  return Number.isFinite(at) ? Math.max(1, Math.ceil((at - now()) / 1000)) : undefined;
+}
+
+/** Settings values are untyped JSON; these read them defensively. */
+export function stringSetting(settings: Readonly<Record<string, unknown>>, key: string): string | undefined {
+  const v = settings[key];
+  return typeof v === 'string' && v !== '' ? v : undefined;
+}
+
+/** Endpoint overrides only count when the platform allows them (tests, proxies). */
+export function endpointOverride(settings: Readonly<Record<string, unknown>>, allow: boolean, key: 'base_url' | 'endpoint' = 'base_url'): string | undefined {
+  return allow ? stringSetting(settings, key) : undefined;
+}
+
+/** Whether a failed request ran out its time budget (SDKs that abort without saying why). */
+export function ranOutOfTime(startedAt: number, timeoutMs: number): boolean {
+  return Date.now() - startedAt >= timeoutMs * 0.95;
+}
+
+/** `Name <address>` with the name quoted when it holds anything but letters, digits and spaces. */
+export function formatFrom(from: { email: string; name: string | null }): string {
+  if (!from.name) return from.email;
+  const name = /^[A-Za-z0-9 ]+$/.test(from.name) ? from.name : `"${from.name.replace(/["\\]/g, '\\$&')}"`;
+  return `${name} <${from.email}>`;
+}
+
+/** Provider tag values (SES, Resend) allow only [A-Za-z0-9_-], up to 256 characters. */
+export function tagValue(v: string): string {
+  return v.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 256);
+}

@@ -1,0 +1,81 @@
+import { WorkerError } from '../errors';
+import type { ProviderAccount } from '../types';
+import { endpointOverride, errorFromHttpStatus, formatFrom, parseRetryAfter, tagValue } from './common';
+import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+
+type ResendModule = typeof import('resend');
+
+interface ResendResult<T> {
+  data: T | null;
+  error: { statusCode?: number | null; name?: string } | null;
+  headers?: Record<string, string> | null;
+}
+
+/**
+ * Resend through the `resend` SDK, which returns `{data, error}` instead of throwing. The
+ * delivery's ledger key goes out as Resend's Idempotency-Key, so even a send repeated after a
+ * crash (lease taken over) is deduplicated by Resend within its idempotency window.
+ */
+export function createResendProvider(account: ProviderAccount, opts: ProviderOptions): EmailProvider {
+  if (!account.apiKey) throw new WorkerError('provider_auth_failed', 'Resend needs an API key');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Resend } = require('resend') as ResendModule;
+  const baseUrl = endpointOverride(account.settings, opts.allowEndpointOverride);
+  const client = new Resend(account.apiKey, baseUrl ? { baseUrl } : undefined);
+
+  const call = async <T>(fn: (signal: AbortSignal) => Promise<ResendResult<T>>): Promise<T> => {
+    const signal = AbortSignal.timeout(opts.timeoutMs);
+    let result: ResendResult<T>;
+    try {
+      result = await fn(signal);
+    } catch {
+      throw errorFromHttpStatus('Resend', null, { timedOut: signal.aborted });
+    }
+    if (result.error) throw mapResendError(result.error, result.headers ?? null, signal.aborted);
+    return result.data as T;
+  };
+
+  return {
+    name: 'resend',
+    async send(email: OutgoingEmail) {
+      const data = await call<{ id: string }>((signal) =>
+        client.emails.send(
+          {
+            from: formatFrom(email.from),
+            to: [email.to],
+            ...(email.replyTo ? { replyTo: email.replyTo } : {}),
+            subject: email.subject,
+            text: email.text,
+            html: email.html,
+            headers: { ...email.headers },
+            tags: [
+              { name: 'tenant_id', value: tagValue(email.tags.tenantId) },
+              { name: 'event_id', value: tagValue(email.tags.eventId) },
+            ],
+          },
+          { idempotencyKey: email.idempotencyKey.slice(0, 256), signal } as never,
+        ) as Promise<ResendResult<{ id: string }>>,
+      );
+      return { messageId: data?.id ?? null };
+    },
+    async verify() {
+      await call((signal) => client.domains.list({ signal } as never) as Promise<ResendResult<unknown>>);
+    },
+  };
+}
+
+
+
+/** By statusCode (null: no response) and the retry-after header (DESIGN §5). */
+export function mapResendError(
+  error: { statusCode?: number | null; name?: string },
+  headers: Record<string, string> | null,
+  timedOut = false,
+): WorkerError {
+  const status = typeof error.statusCode === 'number' ? error.statusCode : null;
+  // Resend answers a bad key with 400/401/403 and name "validation_error"/"missing_api_key"/"invalid_api_key".
+  if (error.name === 'invalid_api_key' || error.name === 'missing_api_key' || error.name === 'restricted_api_key') {
+    return new WorkerError('provider_auth_failed', `Resend rejected the API key (${error.name})`);
+  }
+  return errorFromHttpStatus('Resend', status, { timedOut, retryAfterSeconds: parseRetryAfter(headers?.['retry-after']) });
+}

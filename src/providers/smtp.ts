@@ -1,0 +1,93 @@
+import { WorkerError } from '../errors';
+import type { ProviderAccount } from '../types';
+import { stringSetting } from './common';
+import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+
+type NodemailerModule = typeof import('nodemailer');
+
+/** When an SMTP server defers (4xx) without saying for how long: one minute, as greylisting expects. */
+export const SMTP_DEFER_SECONDS = 60;
+
+/**
+ * SMTP through nodemailer, one pooled transport per tenant credential (closed when the client
+ * cache evicts it). Settings: `host`, `port` (587), `secure` (implicit TLS, port 465),
+ * `username` (the stored api_key is the password), `require_tls` (STARTTLS required; default
+ * true so the password never crosses the network in clear).
+ */
+export function createSmtpProvider(account: ProviderAccount, opts: ProviderOptions): EmailProvider {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodemailer = require('nodemailer') as NodemailerModule;
+  const host = stringSetting(account.settings, 'host');
+  if (!host) throw new WorkerError('provider_rejected', 'SMTP settings need a host');
+  const port = typeof account.settings.port === 'number' ? account.settings.port : 587;
+  const secure = account.settings.secure === true;
+  const username = stringSetting(account.settings, 'username');
+  const transport = nodemailer.createTransport({
+    pool: true,
+    maxConnections: 2,
+    maxMessages: 100,
+    host,
+    port,
+    secure,
+    requireTLS: !secure && account.settings.require_tls !== false,
+    ignoreTLS: !secure && account.settings.require_tls === false,
+    ...(username ? { auth: { user: username, pass: account.apiKey ?? '' } } : {}),
+    connectionTimeout: opts.timeoutMs,
+    greetingTimeout: opts.timeoutMs,
+    socketTimeout: opts.timeoutMs,
+    // No protocol logging: nodemailer's logger would print the AUTH exchange.
+    logger: false,
+    debug: false,
+  });
+
+  return {
+    name: 'smtp',
+    async send(email: OutgoingEmail) {
+      try {
+        const info = await transport.sendMail({
+          from: email.from.name ? { name: email.from.name, address: email.from.email } : email.from.email,
+          to: email.to,
+          ...(email.replyTo ? { replyTo: email.replyTo } : {}),
+          subject: email.subject,
+          text: email.text,
+          html: email.html,
+          headers: { ...email.headers },
+        });
+        return { messageId: typeof info.messageId === 'string' ? info.messageId : null };
+      } catch (err) {
+        throw mapSmtpError(err);
+      }
+    },
+    async verify() {
+      try {
+        await transport.verify();
+      } catch (err) {
+        throw mapSmtpError(err);
+      }
+    },
+    async close() {
+      transport.close();
+    },
+  };
+}
+
+/** By nodemailer's error code and the SMTP reply code, never the reply text (DESIGN §5). */
+export function mapSmtpError(err: unknown): WorkerError {
+  const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; responseCode?: unknown };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const reply = typeof e.responseCode === 'number' ? e.responseCode : undefined;
+  if (code === 'EAUTH' || reply === 535 || reply === 534 || reply === 530) {
+    return new WorkerError('provider_auth_failed', `the SMTP server rejected the credentials${reply ? ` (${reply})` : ''}`);
+  }
+  if (code === 'ETIMEDOUT') return new WorkerError('provider_timeout', 'the SMTP server did not answer in time');
+  if (reply !== undefined && reply >= 400 && reply < 500) {
+    return new WorkerError('provider_deferred', `the SMTP server deferred the message (${reply})`, { retryAfterSeconds: SMTP_DEFER_SECONDS });
+  }
+  if (reply !== undefined && reply >= 500) {
+    return new WorkerError('provider_rejected', `the SMTP server rejected the message (${reply})`);
+  }
+  // The server cannot do the TLS this account requires: the account's setup, not the message.
+  if (code === 'ETLS') return new WorkerError('provider_forbidden', 'the SMTP server does not offer the TLS this account requires');
+  if (code === 'EENVELOPE' || code === 'EMESSAGE') return new WorkerError('provider_rejected', `the SMTP server refused the message (${code})`);
+  return new WorkerError('provider_network', `the SMTP server could not be reached${code ? ` (${code})` : ''}`);
+}

@@ -1,0 +1,89 @@
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { WorkerError } from '../../src/errors';
+import { ProviderClients } from '../../src/providers/clients';
+import type { ProviderAccount } from '../../src/types';
+import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
+import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';
+
+const opts = { timeoutMs: 2000, allowEndpointOverride: true };
+
+describe('provider clients: verify(), cache and lazy loading', () => {
+  let sendgrid: Mailbox;
+  let ses: FakeApi;
+  let postmark: FakeApi;
+  let resend: FakeApi;
+  let smtp: FakeSmtp;
+  let accounts: Record<string, ProviderAccount>;
+  beforeAll(async () => {
+    [ses, postmark, resend, smtp] = await Promise.all([startFakeApi(PROVIDER_ROUTES.ses), startFakeApi(PROVIDER_ROUTES.postmark), startFakeApi(PROVIDER_ROUTES.resend), startFakeSmtp({ u: 'right' })]);
+    sendgrid = await startMailbox({ respond: (r) => (r.authorization === 'Bearer SG.bad' ? { status: 401, body: { errors: [] } } : undefined) });
+    accounts = {
+      sendgrid: { provider: 'sendgrid', apiKey: 'SG.good', settings: { base_url: sendgrid.url } },
+      ses: { provider: 'ses', apiKey: 'secret', settings: { region: 'us-east-1', access_key_id: 'AKIDVERIFY000000', endpoint: ses.url } },
+      postmark: { provider: 'postmark', apiKey: 'token', settings: { base_url: postmark.url } },
+      resend: { provider: 'resend', apiKey: 're_key', settings: { base_url: resend.url } },
+      smtp: { provider: 'smtp', apiKey: 'right', settings: { host: '127.0.0.1', port: smtp.port, username: 'u', require_tls: false } },
+    };
+  });
+  afterAll(async () => {
+    await Promise.all([sendgrid.close(), ses.close(), postmark.close(), resend.close(), smtp.close()]);
+  });
+
+  it.each(['sendgrid', 'ses', 'postmark', 'resend', 'smtp'])('verifies %s credentials without sending an email', async (name) => {
+    const clients = new ProviderClients(opts);
+    await expect(clients.get('t', accounts[name]!).verify()).resolves.toBeUndefined();
+    await clients.closeAll();
+    expect(sendgrid.emails).toHaveLength(0);
+    expect(smtp.received).toHaveLength(0);
+    for (const api of [ses, postmark, resend]) expect(api.accepted.every((r) => r.method === 'GET')).toBe(true);
+  });
+
+  it.each([
+    ['sendgrid', () => ({ ...accounts.sendgrid!, apiKey: 'SG.bad' }), undefined],
+    ['ses', () => accounts.ses!, () => (ses.respond = () => ({ status: 403, headers: { 'x-amzn-ErrorType': 'UnrecognizedClientException' }, body: {} }))],
+    ['postmark', () => accounts.postmark!, () => (postmark.respond = () => ({ status: 401, body: { ErrorCode: 10, Message: 'bad' } }))],
+    ['resend', () => accounts.resend!, () => (resend.respond = () => ({ status: 401, body: { statusCode: 401, name: 'missing_api_key', message: 'x' } }))],
+    ['smtp', () => ({ ...accounts.smtp!, apiKey: 'wrong' }), undefined],
+  ] as Array<[string, () => ProviderAccount, (() => void) | undefined]>)('reports provider_auth_failed from %s verify() on bad credentials', async (_n, account, arrange) => {
+    arrange?.();
+    const clients = new ProviderClients(opts);
+    const err = await clients.get('t', account()).verify().catch((e: unknown) => e);
+    ses.respond = postmark.respond = resend.respond = undefined;
+    await clients.closeAll();
+    expect(err).toBeInstanceOf(WorkerError);
+    expect((err as WorkerError).code).toBe('provider_auth_failed');
+  });
+
+  it('reuses a client per credential, builds a new one when the key changes', () => {
+    const clients = new ProviderClients(opts);
+    const a = clients.get('t', accounts.resend!);
+    expect(clients.get('t', { ...accounts.resend! })).toBe(a);
+    expect(clients.get('t', { ...accounts.resend!, apiKey: 're_other' })).not.toBe(a);
+    expect(clients.get('other-tenant', accounts.resend!)).not.toBe(a);
+  });
+
+  it('evicts the least recently used client past its bound and closes its SMTP pool', async () => {
+    const clients = new ProviderClients({ ...opts, maxClients: 1 });
+    const email = { from: { email: 'a@x.example', name: null }, to: 'b@y.example', replyTo: null, subject: 's', text: 't', html: '<p>t</p>', headers: {}, tags: { tenantId: 'a', eventId: 'e' }, idempotencyKey: 'k' };
+    await clients.get('tenant-a', accounts.smtp!).send(email);
+    expect(smtp.openConnections()).toBe(1);
+    clients.get('tenant-b', accounts.resend!);
+    expect(clients.size).toBe(1);
+    const deadline = Date.now() + 3000;
+    while (smtp.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(smtp.openConnections()).toBe(0);
+    await clients.closeAll();
+  });
+
+  it('loads no provider SDK at start-up', () => {
+    const root = path.join(__dirname, '..', '..');
+    const loaded = execFileSync(process.execPath, ['-e', `
+      require('./dist/server.js'); require('./dist/cli.js');
+      const mods = Object.keys(require.cache);
+      console.log(JSON.stringify(['@aws-sdk', 'postmark', 'nodemailer', 'resend', '@sendgrid'].filter((m) => mods.some((k) => k.includes('/node_modules/' + m)))));
+    `], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(loaded)).toEqual([]);
+  });
+});
