@@ -3,6 +3,7 @@ import path from 'node:path';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
 import { WorkerError } from '../../src/errors';
 import { ProviderClients } from '../../src/providers/clients';
+import { endpointOverride } from '../../src/providers/common';
 import type { ProviderAccount } from '../../src/types';
 import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
 import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';
@@ -75,6 +76,29 @@ describe('provider clients: verify(), cache and lazy loading', () => {
     while (smtp.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     expect(smtp.openConnections()).toBe(0);
     await clients.closeAll();
+  });
+
+  it('uses the default AWS credential chain for SES when no key is stored (IRSA)', async () => {
+    const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY };
+    process.env.AWS_ACCESS_KEY_ID = 'AKIDFROMTHECHAIN000';
+    process.env.AWS_SECRET_ACCESS_KEY = 'chain-secret';
+    try {
+      const clients = new ProviderClients(opts);
+      await clients.get('t', { provider: 'ses', apiKey: null, settings: { region: 'us-east-1', endpoint: ses.url } }).verify();
+      expect(String(ses.requests.at(-1)!.headers.authorization)).toContain('Credential=AKIDFROMTHECHAIN000/');
+      await clients.closeAll();
+    } finally {
+      process.env.AWS_ACCESS_KEY_ID = saved.id;
+      process.env.AWS_SECRET_ACCESS_KEY = saved.secret;
+      if (saved.id === undefined) delete process.env.AWS_ACCESS_KEY_ID;
+      if (saved.secret === undefined) delete process.env.AWS_SECRET_ACCESS_KEY;
+    }
+  });
+
+  it('ignores endpoint overrides at send unless the platform allows them', () => {
+    expect(endpointOverride({ base_url: 'http://127.0.0.1:1' }, false)).toBeUndefined();
+    expect(endpointOverride({ base_url: 'http://127.0.0.1:1' }, true)).toBe('http://127.0.0.1:1');
+    expect(endpointOverride({ endpoint: 'http://127.0.0.1:1' }, false, 'endpoint')).toBeUndefined();
   });
 
   it('loads no provider SDK at start-up', () => {
