@@ -19,6 +19,8 @@ export interface AppDeps {
   /** Resolves true when the database answers. */
   checkReady: () => Promise<boolean>;
   state: AppState;
+  /** The admin API router, mounted at /api/v1/admin when the admin API is on. */
+  adminRouter?: express.Router;
 }
 
 /**
@@ -87,6 +89,8 @@ export function makeApp(deps: AppDeps): express.Express {
       state.inFlight--;
     }
   });
+
+  if (deps.adminRouter) app.use('/api/v1/admin', deps.adminRouter);
 
   app.all('/', (_req, res) => send(res, new WorkerError('method_not_allowed')));
   app.use((_req, res) => send(res, new WorkerError('not_found')));

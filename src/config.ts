@@ -83,6 +83,14 @@ const envSchema = z.object({
   SENDGRID_BASE_URL: optionalString,
   GLOBAL_REPLY_TO_DOMAIN: optionalString,
   GLOBAL_DAILY_LIMIT: int(1000, 0, 100_000_000),
+  ADMIN_API_ENABLED: bool(true),
+  ADMIN_JWT_SECRET: optionalString.refine(
+    (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= 32,
+    'must be at least 32 bytes (HS256 secret); generate one with `openssl rand -base64 48`',
+  ),
+  ADMIN_JWT_JWKS_URL: optionalString.refine((v) => v === undefined || /^https?:\/\//.test(v), 'must be an http(s) URL'),
+  ADMIN_JWT_ISSUER: optionalString,
+  ADMIN_JWT_AUDIENCE: optionalString,
 });
 
 export interface GlobalEmailConfig {
@@ -119,6 +127,15 @@ export interface Config {
   readonly allowProviderEndpointOverride: boolean;
   readonly replyToPattern: string;
   readonly global: GlobalEmailConfig | undefined;
+  /** Undefined when the admin API is off, or on without a way to check tokens. */
+  readonly admin: AdminConfig | undefined;
+}
+
+export interface AdminConfig {
+  readonly jwtSecret: string | undefined;
+  readonly jwksUrl: string | undefined;
+  readonly issuer: string | undefined;
+  readonly audience: string | undefined;
 }
 
 /** The key id is a fingerprint: enough to tell keys apart, useless for guessing one. */
@@ -176,7 +193,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             baseUrl: e.SENDGRID_BASE_URL,
           })
         : undefined,
+    admin:
+      e.ADMIN_API_ENABLED && (e.ADMIN_JWT_SECRET || e.ADMIN_JWT_JWKS_URL)
+        ? Object.freeze({ jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
+        : undefined,
   };
+  if (e.ADMIN_JWT_SECRET && e.ADMIN_JWT_JWKS_URL) {
+    throw new ConfigError('invalid configuration:\n  set ADMIN_JWT_SECRET (HS256) or ADMIN_JWT_JWKS_URL, not both.');
+  }
   if (config.previousEncryptionKey && config.encryptionKey && config.previousEncryptionKey.id === config.encryptionKey.id) {
     throw new ConfigError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS equals DB_ENCRYPTION_KEY; unset it once rotation is done.');
   }

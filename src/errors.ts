@@ -53,6 +53,14 @@ export const ERRORS = {
   shutting_down: { status: 503, description: 'The worker is draining after SIGTERM; the broker retries on another instance.' },
   internal_error: { status: 500, description: 'An unexpected error; the details are in the worker log under the same request.' },
 
+  // --- the admin API (/api/v1/admin) ---
+  unauthorized: { status: 401, description: 'Admin API: no bearer token, or one that is malformed, badly signed, expired or for another issuer/audience.' },
+  forbidden: { status: 403, description: 'Admin API: the token is valid but its role may not act on this tenant (tenant_admin acts only on its own tenant).' },
+  invalid_request: { status: 400, description: 'Admin API: the body or a parameter is invalid; `issues` lists each field and what is wrong.' },
+  settings_not_found: { status: 404, description: 'Admin API: the tenant has no email settings.' },
+  tenant_not_found: { status: 404, description: "Admin API: the tenant has no row in the platform's tenants table." },
+  api_key_required: { status: 400, description: 'Admin API: api_key is required when settings are created or the provider changes.' },
+
   // --- plain HTTP ---
   not_found: { status: 404, description: 'No such route. (Events are POSTed to /.)' },
   method_not_allowed: { status: 405, description: 'Only POST is accepted on /.' },

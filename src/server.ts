@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { makeAdminRouter, type AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
 import { requireDatabaseUrl, requireEncryptionKey, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
@@ -42,11 +43,17 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
   });
   const state: AppState = { draining: false, inFlight: 0 };
+  const processEvent = createEventProcessor({ config, deliveries, providers });
+  const keys = { current: key, previous: config.previousEncryptionKey };
+  if (!config.admin) {
+    logger.info('admin API off (ADMIN_API_ENABLED=false, or neither ADMIN_JWT_SECRET nor ADMIN_JWT_JWKS_URL is set)');
+  }
   const app = makeApp({
     config,
     logger,
     state,
-    processEvent: createEventProcessor({ config, deliveries, providers }),
+    processEvent,
+    adminRouter: config.admin ? makeAdminRouter({ config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent }) : undefined,
     checkReady: async () => {
       await sql`SELECT 1`;
       return true;

@@ -1,5 +1,6 @@
 import type { EncryptionKey } from '../config';
 import { keyHint, needsApiKey, type SettingsInput } from '../settingsInput';
+import type { SenderSettings } from '../types';
 import type { Sql } from './connect';
 
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
@@ -180,5 +181,33 @@ export async function deleteSettings(sql: Sql, tenantId: string): Promise<boolea
   return withTenant(sql, tenantId, async (tx) => {
     const rows = await tx`DELETE FROM tenant_email_settings WHERE tenant_id = ${tenantId} RETURNING tenant_id`;
     return rows.length > 0;
+  });
+}
+
+/**
+ * The decrypted accounts of a tenant, for `verify` (the hot path decrypts inside the claim).
+ * Throws SettingsError('settings_undecryptable') when the row's key is not held.
+ */
+export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: string): Promise<SenderSettings | null> {
+  return withTenant(sql, tenantId, async (tx) => {
+    const [meta] = await tx`SELECT key_id FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
+    if (!meta) return null;
+    const key = [keys.current, keys.previous].find((k) => k?.id === meta.key_id);
+    if (!key) throw new SettingsError('settings_undecryptable', 'the settings were encrypted with a key this process does not hold');
+    const [r] = await tx`
+      SELECT provider, provider_settings, from_email, from_name, reply_to_domain, version, fallback_provider, fallback_provider_settings,
+             CASE WHEN api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(api_key_encrypted, ${key.secret}::text) END AS api_key,
+             CASE WHEN fallback_api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(fallback_api_key_encrypted, ${key.secret}::text) END AS fallback_api_key
+      FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
+    if (!r) return null;
+    return {
+      source: 'tenant',
+      primary: { provider: r.provider, apiKey: r.api_key, settings: r.provider_settings },
+      fallback: r.fallback_provider ? { provider: r.fallback_provider, apiKey: r.fallback_api_key, settings: r.fallback_provider_settings } : null,
+      fromEmail: r.from_email,
+      fromName: r.from_name,
+      replyToDomain: r.reply_to_domain,
+      version: Number(r.version),
+    };
   });
 }

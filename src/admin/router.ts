@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { z } from 'zod';
+import type { Config } from '../config';
+import type { Sql } from '../db/connect';
+import { describeError, mapDatabaseError } from '../db/errors';
+import { SettingsError, deleteSettings, getSettings, loadSenderSettings, putSettings, type KeyRing } from '../db/settings';
+import { tenantStats } from '../db/stats';
+import { WorkerError, errorBody, isWorkerError } from '../errors';
+import type { IntakeEvent } from '../intake/cloudEventIntake';
+import type { Logger } from '../logger';
+import type { ProviderClients } from '../providers/clients';
+import { emailAddress, parseSettingsInput, type FieldIssue } from '../settingsInput';
+import { TENANT_ID_PATTERN, type ProviderAccount } from '../types';
+import type { EventOutcome } from '../worker/processEvent';
+import { authorize, createTokenVerifier, type Principal } from './auth';
+
+export interface AdminDeps {
+  config: Config & { admin: NonNullable<Config['admin']> };
+  sql: Sql;
+  keys: KeyRing;
+  providers: ProviderClients;
+  logger: Logger;
+  processEvent: (event: IntakeEvent, log: Logger) => Promise<EventOutcome>;
+}
+
+class InvalidRequest extends WorkerError {
+  constructor(readonly issues: FieldIssue[]) {
+    super('invalid_request', issues.map((i) => `${i.path}: ${i.message}`).join('; ').slice(0, 300));
+  }
+}
+
+const testBody = z.strictObject({ to: emailAddress });
+const daysQuery = z.coerce.number().int().min(1).max(366).default(30);
+
+/**
+ * /api/v1/admin/tenants/{tenant_id}/... (DESIGN §6). Every handler authenticates, authorizes the
+ * tenant, and works through the worker role under RLS with the tenant's context: never a bypass.
+ * `api_key` is write-only; answers carry a masked hint at most.
+ */
+export function makeAdminRouter(deps: AdminDeps): express.Router {
+  const { config, sql, keys, providers, logger } = deps;
+  const verifyToken = createTokenVerifier(config.admin);
+  const router = express.Router();
+  router.use(express.json({ limit: '64kb', type: () => true }));
+
+  type Handler = (req: Request, res: Response, tenantId: string, principal: Principal) => Promise<void>;
+  const route = (handler: Handler) => async (req: Request, res: Response) => {
+    res.setHeader('Cache-Control', 'no-store');
+    try {
+      const principal = await verifyToken(req.header('authorization'));
+      const tenantId = String(req.params.tenantId);
+      if (!TENANT_ID_PATTERN.test(tenantId)) throw new InvalidRequest([{ path: 'tenant_id', message: 'must be 1-128 characters of [A-Za-z0-9._:-]' }]);
+      authorize(principal, tenantId);
+      await handler(req, res, tenantId, principal);
+      logger.info({ admin: true, method: req.method, route: req.route?.path, tenant: tenantId, role: principal.role, sub: principal.subject, status: res.statusCode }, 'admin request');
+    } catch (err) {
+      const we = toWorkerError(err);
+      if (we.code === 'internal_error') logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
+      else logger.info({ admin: true, method: req.method, error_code: we.code, status: we.status }, 'admin request rejected');
+      res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
+    }
+  };
+
+  const base = '/tenants/:tenantId';
+
+  router.put(`${base}/email-settings`, route(async (req, res, tenantId) => {
+    const parsed = parseSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride });
+    if (!parsed.ok) throw new InvalidRequest(parsed.issues);
+    const { created } = await putSettings(sql, keys, tenantId, parsed.value);
+    res.status(created ? 201 : 200).json(await getSettings(sql, tenantId));
+  }));
+
+  router.get(`${base}/email-settings`, route(async (_req, res, tenantId) => {
+    const s = await getSettings(sql, tenantId);
+    if (!s) throw new WorkerError('settings_not_found');
+    res.json(s);
+  }));
+
+  router.delete(`${base}/email-settings`, route(async (_req, res, tenantId) => {
+    if (!(await deleteSettings(sql, tenantId))) throw new WorkerError('settings_not_found');
+    res.status(204).end();
+  }));
+
+  router.post(`${base}/email-settings/verify`, route(async (_req, res, tenantId) => {
+    const s = await loadSenderSettings(sql, keys, tenantId);
+    if (!s) throw new WorkerError('settings_not_found');
+    const check = async (account: ProviderAccount) => {
+      try {
+        await providers.get(tenantId, account).verify();
+        return { provider: account.provider, ok: true };
+      } catch (err) {
+        const we = toWorkerError(err);
+        return { provider: account.provider, ok: false, code: we.code, message: we.message };
+      }
+    };
+    const primary = await check(s.primary);
+    const fallback = s.fallback ? await check(s.fallback) : null;
+    res.json({ ok: primary.ok && (fallback?.ok ?? true), primary, fallback });
+  }));
+
+  router.post(`${base}/email-settings/test`, route(async (req, res, tenantId) => {
+    const body = testBody.safeParse(req.body);
+    if (!body.success) throw new InvalidRequest(body.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message })));
+    const id = `admin-test-${randomUUID()}`;
+    const event: IntakeEvent = {
+      id,
+      source: '/tenant-email/admin-test',
+      type: 'codetether.task.created',
+      tenantId,
+      traceparent: null,
+      mode: 'binary',
+      recipient: body.data.to,
+      data: { task_id: id, prompt: 'Test email from tenant-email-worker', output: 'If you can read this, the email settings of this tenant work.' },
+    };
+    const outcome = await deps.processEvent(event, logger.child({ tenant: tenantId, event_id: id, admin: true }));
+    res.json(outcome.kind === 'sent' ? { sent: true, event_id: id, provider: outcome.provider, message_id: outcome.messageId, fallback_used: outcome.fallbackUsed } : { sent: false, event_id: id, outcome: outcome.kind });
+  }));
+
+  router.get(`${base}/email-stats`, route(async (req, res, tenantId) => {
+    const days = daysQuery.safeParse(req.query.days ?? undefined);
+    if (!days.success) throw new InvalidRequest([{ path: 'days', message: 'must be a whole number from 1 to 366' }]);
+    res.json(await tenantStats(sql, tenantId, days.data, config.global?.dailyLimit ?? null));
+  }));
+
+  // Unknown admin paths and body-parser failures.
+  router.use((_req: Request, res: Response) => {
+    res.status(404).json(errorBody(new WorkerError('not_found', 'no such admin endpoint')));
+  });
+  router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const type = (err as { type?: string }).type;
+    const we =
+      type === 'entity.parse.failed'
+        ? new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }])
+        : type === 'entity.too.large'
+          ? new InvalidRequest([{ path: '(body)', message: 'is larger than 64 KB' }])
+          : new WorkerError('internal_error');
+    res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
+  });
+  return router;
+}
+
+function toWorkerError(err: unknown): WorkerError {
+  if (isWorkerError(err)) return err;
+  if (err instanceof SettingsError) {
+    if (err.code === 'settings_undecryptable') return new WorkerError('settings_undecryptable', err.message);
+    return new WorkerError(err.code, err.message);
+  }
+  return mapDatabaseError(err);
+}
