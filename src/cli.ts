@@ -3,7 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
-import { ConfigError, loadConfig, requireDatabaseUrl, requireEncryptionKey, type Config } from './config';
+import { ConfigError, loadConfig, requireDatabaseUrl, requireEncryptionKey, type Config, type DatabaseUse } from './config';
+import { MaintenanceError, backfillFromGlobal, rotateKeys } from './db/maintenance';
+import { loadSenderSettings } from './db/settings';
+import { tenantStats } from './db/stats';
+import { ProviderClients } from './providers/clients';
+import { sendEvent, type ReplayEvent } from './replay';
 import { createSql, type Sql } from './db/connect';
 import { migrate } from './db/migrate';
 import { UnsafeRoleError } from './db/roleCheck';
@@ -25,6 +30,12 @@ class CliError extends Error {}
 
 const print = (w: Writable, s: string) => void w.write(s.endsWith('\n') ? s : `${s}\n`);
 
+function positiveInt(v: string, name: string, max = 1_000_000): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new CliError(`${name} must be a whole number from 1 to ${max}`);
+  return n;
+}
+
 function tenantOption(v: string): string {
   if (!TENANT_ID_PATTERN.test(v)) throw new CliError('--tenant must be 1-128 characters of [A-Za-z0-9._:-]');
   return v;
@@ -36,7 +47,7 @@ async function readAll(stream: Readable): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function withSql<T>(config: Config, which: 'worker' | 'migration', fn: (sql: Sql) => Promise<T>): Promise<T> {
+async function withSql<T>(config: Config, which: DatabaseUse, fn: (sql: Sql) => Promise<T>): Promise<T> {
   const sql = createSql(requireDatabaseUrl(config, which), {
     max: 2,
     connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
@@ -100,6 +111,88 @@ export function buildCli(io: CliIO): Command {
     .action(() => {
       print(io.stdout, randomBytes(48).toString('base64'));
     });
+  keys
+    .command('rotate')
+    .description('re-encrypt every tenant secret from DB_ENCRYPTION_KEY_PREVIOUS to DB_ENCRYPTION_KEY (MAINTENANCE_DATABASE_URL); resumable')
+    .option('--batch-size <n>', 'rows per transaction', (v) => positiveInt(v, '--batch-size'), 100)
+    .option('--max-batches <n>', 'stop after this many batches (run again to resume)', (v) => positiveInt(v, '--max-batches'))
+    .action(async (opts: { batchSize: number; maxBatches?: number }) => {
+      const cfg = config();
+      const to = requireEncryptionKey(cfg);
+      if (!cfg.previousEncryptionKey) throw new CliError('DB_ENCRYPTION_KEY_PREVIOUS is not set: set it to the key being rotated away from, and DB_ENCRYPTION_KEY to the new one');
+      const from = cfg.previousEncryptionKey;
+      const report = await withSql(cfg, 'maintenance', (sql) =>
+        rotateKeys(sql, { from, to, batchSize: opts.batchSize, maxBatches: opts.maxBatches, onBatch: (n) => print(io.stderr, `re-encrypted ${n} row(s)`) }),
+      );
+      print(io.stdout, JSON.stringify({ ...report, from_key_id: from.id, to_key_id: to.id }));
+      if (report.unknownKey > 0) print(io.stderr, `warning: ${report.unknownKey} row(s) are encrypted with a key that is neither of these two`);
+      if (report.remaining > 0) print(io.stderr, `${report.remaining} row(s) still use the previous key: run keys rotate again`);
+      else print(io.stderr, 'rotation complete: once every worker runs with the new key, unset DB_ENCRYPTION_KEY_PREVIOUS');
+    });
+
+  program
+    .command('backfill')
+    .description('give every tenant without settings a row from the global SendGrid configuration (MAINTENANCE_DATABASE_URL); idempotent')
+    .requiredOption('--from-global', 'use SENDGRID_API_KEY / SENDGRID_FROM_EMAIL / SENDGRID_FROM_NAME / GLOBAL_REPLY_TO_DOMAIN / GLOBAL_DAILY_LIMIT')
+    .action(async () => {
+      const cfg = config();
+      const key = requireEncryptionKey(cfg);
+      if (!cfg.global) throw new CliError('the global configuration is not set: SENDGRID_API_KEY and SENDGRID_FROM_EMAIL are required');
+      const global = cfg.global;
+      const tenants = await withSql(cfg, 'maintenance', (sql) => backfillFromGlobal(sql, { key, global }));
+      print(io.stdout, JSON.stringify({ created: tenants.length, tenants }));
+    });
+
+  program
+    .command('stats')
+    .description("print a tenant's delivery stats per day, status and provider")
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .option('--days <n>', 'how many days back (1-366)', (v) => positiveInt(v, '--days', 366), 30)
+    .action(async (opts: { tenant: string; days: number }) => {
+      const cfg = config();
+      const stats = await withSql(cfg, 'worker', (sql) => tenantStats(sql, opts.tenant, opts.days, cfg.global?.dailyLimit ?? null));
+      print(io.stdout, JSON.stringify(stats, null, 2));
+    });
+
+  const events = program.command('events').description('send or replay CloudEvents (debugging)');
+  events
+    .command('send')
+    .description('POST one event in binary mode (as a Knative broker would) and print the answer')
+    .requiredOption('--url <url>', 'the worker (e.g. http://localhost:8080/) or a broker ingress URL')
+    .option('--file <path>', 'a structured-mode event as JSON ({id, source, type, tenant, data}); "-" reads stdin')
+    .option('--tenant <id>', 'the tenant extension (ce-tenant)')
+    .option('--notify-email <address>', 'data.notify_email')
+    .option('--task-id <id>', 'data.task_id (default: a new one)')
+    .option('--id <id>', 'the event id (default: a new one; reuse one to replay)')
+    .option('--source <source>', 'the event source', '/tenant-email/cli')
+    .action(async (opts: { url: string; file?: string; tenant?: string; notifyEmail?: string; taskId?: string; id?: string; source: string }) => {
+      let ev: ReplayEvent;
+      if (opts.file) {
+        const raw = opts.file === '-' ? await readAll(io.stdin) : readFileSync(opts.file, 'utf8');
+        try {
+          ev = JSON.parse(raw) as ReplayEvent;
+        } catch {
+          throw new CliError(`${opts.file} is not valid JSON`);
+        }
+        if (opts.id) ev.id = opts.id;
+        if (opts.tenant) ev.tenant = opts.tenant;
+      } else {
+        ev = {
+          id: opts.id,
+          source: opts.source,
+          ...(opts.tenant ? { tenant: opts.tenant } : {}),
+          data: { task_id: opts.taskId ?? `cli-${randomBytes(4).toString('hex')}`, prompt: 'Sent with tenant-email events send', ...(opts.notifyEmail ? { notify_email: opts.notifyEmail } : {}) },
+        };
+      }
+      let res;
+      try {
+        res = await sendEvent(opts.url, ev);
+      } catch (err) {
+        throw new CliError(`could not reach ${opts.url}: ${(err as Error).message}`);
+      }
+      print(io.stdout, `${res.status} ce-id=${res.id}${res.body ? ` ${res.body}` : ''}`);
+      if (res.status < 200 || res.status > 299) throw new CliError(`the event was not accepted (HTTP ${res.status})`);
+    });
 
   const settings = program.command('settings').description("manage a tenant's email settings (through row-level security, as DATABASE_URL's role)");
 
@@ -141,6 +234,35 @@ export function buildCli(io: CliIO): Command {
     });
 
   settings
+    .command('verify')
+    .description("check the tenant's provider credentials (and the fallback's) without sending an email")
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .action(async (opts: { tenant: string }) => {
+      const cfg = config();
+      const key = requireEncryptionKey(cfg);
+      const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, { current: key, previous: cfg.previousEncryptionKey }, opts.tenant));
+      if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      const providers = new ProviderClients({ timeoutMs: cfg.providerTimeoutMs, allowEndpointOverride: cfg.allowProviderEndpointOverride });
+      let failed = false;
+      try {
+        for (const [role, account] of [['primary', s.primary], ['fallback', s.fallback]] as const) {
+          if (!account) continue;
+          try {
+            await providers.get(opts.tenant, account).verify();
+            print(io.stdout, `${role} ${account.provider}: ok`);
+          } catch (err) {
+            failed = true;
+            const e = err as { code?: string; message?: string };
+            print(io.stdout, `${role} ${account.provider}: ${e.code ?? 'error'} — ${e.message ?? ''}`);
+          }
+        }
+      } finally {
+        await providers.closeAll();
+      }
+      if (failed) throw new CliError('verification failed');
+    });
+
+  settings
     .command('delete')
     .description("delete a tenant's settings (its events then use the global configuration, if any)")
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
@@ -161,7 +283,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError) {
+    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError || err instanceof MaintenanceError) {
       print(io.stderr, `error: ${err.message}`);
       return 1;
     }

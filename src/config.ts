@@ -55,6 +55,7 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DATABASE_URL: postgresUrl,
   MIGRATION_DATABASE_URL: postgresUrl,
+  MAINTENANCE_DATABASE_URL: postgresUrl,
   DB_POOL_MAX: int(10, 1, 200),
   DB_CONNECT_TIMEOUT_SECONDS: int(5, 1, 120),
   DB_STATEMENT_TIMEOUT_MS: int(5000, 100, 600000),
@@ -113,6 +114,7 @@ export interface Config {
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   readonly databaseUrl: string | undefined;
   readonly migrationDatabaseUrl: string | undefined;
+  readonly maintenanceDatabaseUrl: string | undefined;
   readonly dbPoolMax: number;
   readonly dbConnectTimeoutSeconds: number;
   readonly dbStatementTimeoutMs: number;
@@ -169,6 +171,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
+    maintenanceDatabaseUrl: e.MAINTENANCE_DATABASE_URL,
     dbPoolMax: e.DB_POOL_MAX,
     dbConnectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_SECONDS,
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
@@ -208,15 +211,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** Narrow a config for a command that needs a database and/or the encryption key. */
-export function requireDatabaseUrl(config: Config, which: 'worker' | 'migration' = 'worker'): string {
-  const url = which === 'migration' ? config.migrationDatabaseUrl : config.databaseUrl;
-  if (!url) {
-    throw new ConfigError(
-      which === 'migration'
-        ? 'MIGRATION_DATABASE_URL (or DATABASE_URL) is not set: point it at the database as the role that owns the schema, e.g. postgres://owner:PASSWORD@db:5432/app'
-        : 'DATABASE_URL is not set: point it at the database as the worker role, e.g. postgres://email_worker:PASSWORD@db:5432/app (or run `npm start` for a local demo)',
-    );
-  }
+export type DatabaseUse = 'worker' | 'migration' | 'maintenance';
+
+const MISSING_URL: Record<DatabaseUse, string> = {
+  worker: 'DATABASE_URL is not set: point it at the database as the worker role, e.g. postgres://email_worker:PASSWORD@db:5432/app (or run `npm start` for a local demo)',
+  migration: 'MIGRATION_DATABASE_URL (or DATABASE_URL) is not set: point it at the database as the role that owns the schema, e.g. postgres://owner:PASSWORD@db:5432/app',
+  maintenance: 'MAINTENANCE_DATABASE_URL is not set: key rotation and backfill must see every tenant, so they need a role that bypasses RLS (a superuser, or the owner with BYPASSRLS)',
+};
+
+export function requireDatabaseUrl(config: Config, which: DatabaseUse = 'worker'): string {
+  const url = { worker: config.databaseUrl, migration: config.migrationDatabaseUrl, maintenance: config.maintenanceDatabaseUrl }[which];
+  if (!url) throw new ConfigError(MISSING_URL[which]);
   return url;
 }
 
