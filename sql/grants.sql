@@ -34,3 +34,7 @@ BEGIN
   END IF;
 END
 $$;
+
+-- Admin API keys: lookup and last-use only, through SECURITY DEFINER functions (sql/003).
+GRANT EXECUTE ON FUNCTION admin_api_key_lookup(text) TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO {{worker_role}};

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig, requireDatabaseUrl, requireEncryptionKey, type Config, type DatabaseUse } from './config';
+import { createApiKey, listApiKeys, revokeApiKey } from './db/apiKeys';
 import { MaintenanceError, backfillFromGlobal, rotateKeys } from './db/maintenance';
 import { loadSenderSettings } from './db/settings';
 import { tenantStats } from './db/stats';
@@ -141,6 +142,41 @@ export function buildCli(io: CliIO): Command {
       const global = cfg.global;
       const tenants = await withSql(cfg, 'maintenance', (sql) => backfillFromGlobal(sql, { key, global }));
       print(io.stdout, JSON.stringify({ created: tenants.length, tenants }));
+    });
+
+  const apikeys = program.command('apikeys').description('admin API keys for machine clients (MAINTENANCE_DATABASE_URL)');
+  apikeys
+    .command('create')
+    .description('create a key and print it once; only its prefix and a hash are stored')
+    .requiredOption('--role <role>', 'platform_admin or tenant_admin')
+    .option('--tenant <id>', 'the tenant a tenant_admin key manages', tenantOption)
+    .option('--expires <days>', 'expire after this many days, e.g. 90 or 90d', (v) => positiveInt(v.replace(/d$/, ''), '--expires', 3650))
+    .option('--description <text>', 'what the key is for')
+    .action(async (opts: { role: string; tenant?: string; expires?: number; description?: string }) => {
+      if (opts.role !== 'platform_admin' && opts.role !== 'tenant_admin') throw new CliError('--role must be platform_admin or tenant_admin');
+      if (opts.role === 'tenant_admin' && !opts.tenant) throw new CliError('a tenant_admin key needs --tenant');
+      const role = opts.role;
+      const created = await withSql(config(), 'maintenance', (sql) =>
+        createApiKey(sql, { role, tenantId: opts.tenant ?? null, expiresInDays: opts.expires, description: opts.description }),
+      );
+      print(io.stderr, `created ${created.prefix}${created.expires_at ? `, expires ${created.expires_at}` : ''}; store the key now, it is not shown again:`);
+      print(io.stdout, created.key);
+    });
+  apikeys
+    .command('list')
+    .description('list keys (prefix, role, tenant, expiry, revocation, last use; never the key)')
+    .option('--tenant <id>', 'only this tenant', tenantOption)
+    .action(async (opts: { tenant?: string }) => {
+      const rows = await withSql(config(), 'maintenance', (sql) => listApiKeys(sql, opts.tenant));
+      print(io.stdout, JSON.stringify(rows, null, 2));
+    });
+  apikeys
+    .command('revoke')
+    .description('revoke a key by its prefix or id')
+    .argument('<prefix-or-id>')
+    .action(async (which: string) => {
+      if (!(await withSql(config(), 'maintenance', (sql) => revokeApiKey(sql, which)))) throw new CliError(`no active key ${which}`);
+      print(io.stdout, `revoked ${which}`);
     });
 
   program

@@ -129,7 +129,7 @@ export interface Config {
   readonly allowProviderEndpointOverride: boolean;
   readonly replyToPattern: string;
   readonly global: GlobalEmailConfig | undefined;
-  /** Undefined when the admin API is off, or on without a way to check tokens. */
+  /** Undefined when the admin API is off. Without a JWT secret or JWKS, it takes API keys only. */
   readonly admin: AdminConfig | undefined;
 }
 
@@ -196,8 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             baseUrl: e.SENDGRID_BASE_URL,
           })
         : undefined,
-    admin:
-      e.ADMIN_API_ENABLED && (e.ADMIN_JWT_SECRET || e.ADMIN_JWT_JWKS_URL)
+    admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,
   };

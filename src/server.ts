@@ -46,7 +46,7 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
   const processEvent = createEventProcessor({ config, deliveries, providers });
   const keys = { current: key, previous: config.previousEncryptionKey };
   if (!config.admin) {
-    logger.info('admin API off (ADMIN_API_ENABLED=false, or neither ADMIN_JWT_SECRET nor ADMIN_JWT_JWKS_URL is set)');
+    logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }
   const app = makeApp({
     config,

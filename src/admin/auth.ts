@@ -1,4 +1,6 @@
 import type { AdminConfig } from '../config';
+import { authenticateApiKey } from '../db/apiKeys';
+import type { Sql } from '../db/connect';
 import { WorkerError } from '../errors';
 import { TENANT_ID_PATTERN } from '../types';
 
@@ -14,11 +16,27 @@ export interface Principal {
 type Jose = typeof import('jose');
 
 /**
- * Bearer JWTs verified with jose: HS256 with ADMIN_JWT_SECRET, or any key of ADMIN_JWT_JWKS_URL;
+ * Bearer tokens: admin API keys (`tew_...`, see db/apiKeys.ts), or JWTs verified with jose: HS256 with ADMIN_JWT_SECRET, or any key of ADMIN_JWT_JWKS_URL;
  * issuer and audience checked when configured; `exp` is required. Claims: `role`
  * (platform_admin | tenant_admin) and `tenant_id`.
  */
-export function createTokenVerifier(cfg: AdminConfig): (authorization: string | undefined) => Promise<Principal> {
+export function createTokenVerifier(cfg: AdminConfig, sql: Sql): (authorization: string | undefined) => Promise<Principal> {
+  const verifyJwt = cfg.jwtSecret || cfg.jwksUrl ? createJwtVerifier(cfg) : undefined;
+  return async (authorization) => {
+    const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(authorization ?? '');
+    if (!m) throw new WorkerError('unauthorized', 'send Authorization: Bearer <JWT or API key>');
+    const token = m[1] as string;
+    if (token.startsWith('tew_')) {
+      const p = await authenticateApiKey(sql, token);
+      if (!p) throw new WorkerError('unauthorized', 'the API key is not valid, has expired or was revoked');
+      return { role: p.role, tenantId: p.tenantId, subject: `apikey:${p.id}` };
+    }
+    if (!verifyJwt) throw new WorkerError('unauthorized', 'this admin API accepts API keys only (no ADMIN_JWT_SECRET or ADMIN_JWT_JWKS_URL)');
+    return verifyJwt(token);
+  };
+}
+
+function createJwtVerifier(cfg: AdminConfig): (token: string) => Promise<Principal> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const jose = require('jose') as Jose;
   const key = cfg.jwtSecret
@@ -32,12 +50,10 @@ export function createTokenVerifier(cfg: AdminConfig): (authorization: string | 
     clockTolerance: 30,
   };
 
-  return async (authorization) => {
-    const m = /^Bearer ([A-Za-z0-9._~+/-]+=*)$/.exec(authorization ?? '');
-    if (!m) throw new WorkerError('unauthorized', 'send Authorization: Bearer <JWT>');
+  return async (token) => {
     let payload: Record<string, unknown>;
     try {
-      ({ payload } = await jose.jwtVerify(m[1] as string, key as Parameters<Jose['jwtVerify']>[1], options));
+      ({ payload } = await jose.jwtVerify(token, key as Parameters<Jose['jwtVerify']>[1], options));
     } catch (err) {
       // jose's error codes say which check failed; the token itself is never echoed.
       const code = (err as { code?: string }).code ?? 'ERR_JWT_INVALID';

@@ -40,7 +40,7 @@ const daysQuery = z.coerce.number().int().min(1).max(366).default(30);
  */
 export function makeAdminRouter(deps: AdminDeps): express.Router {
   const { config, sql, keys, providers, logger } = deps;
-  const verifyToken = createTokenVerifier(config.admin);
+  const verifyToken = createTokenVerifier(config.admin, sql);
   const router = express.Router();
   router.use(express.json({ limit: '64kb', type: () => true }));
 

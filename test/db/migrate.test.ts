@@ -1,6 +1,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import postgres from 'postgres';
 import { createSql } from '../../src/db/connect';
+import { quoteIdent, roleUrl } from '../../src/dev/embeddedPostgres';
 import { SQL_DIR, loadMigrations, migrate } from '../../src/db/migrate';
 import { TENANT_TABLES } from '../../src/db/roleCheck';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
@@ -19,23 +21,23 @@ describe('migrations', () => {
     expect(rows.map((r) => r.name)).toEqual(loadMigrations().map((m) => m.name));
   });
 
-  it('lets two concurrent migrators run: one applies, the other finds nothing to do', async () => {
-    const fresh = await createTestDatabase();
+  it('lets two concurrent migrators run on an empty database: one applies, the other finds nothing to do', async () => {
+    const name = `empty_${Date.now()}`;
+    const su = postgres(db.superuserUrl, { max: 1, onnotice: () => {} });
+    await su.unsafe(`CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(TEST_ROLES.ownerRole)}`);
+    const url = roleUrl(db.superuserUrl, TEST_ROLES.ownerRole, TEST_ROLES.ownerPassword, name);
+    const a = createSql(url, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'a' });
+    const b = createSql(url, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'b' });
     try {
-      const owner = fresh.owner();
-      // Start from an empty schema in this clone: drop what the template had.
-      await owner.unsafe(`DROP TABLE email_worker_migrations, email_deliveries, tenant_email_usage, tenant_email_settings, tenants, email_worker_meta CASCADE;
-        DROP FUNCTION email_claim_event, email_record_outcome;`);
-      const a = createSql(fresh.ownerUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'a' });
-      const b = createSql(fresh.ownerUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'b' });
       const [ra, rb] = await Promise.all([migrate(a, { workerRole: TEST_ROLES.workerRole }), migrate(b, { workerRole: TEST_ROLES.workerRole })]);
-      await Promise.all([a.end(), b.end()]);
       const counts = [ra.applied.length, rb.applied.length].sort();
       expect(counts).toEqual([0, loadMigrations().length]);
-      const [{ n }] = (await owner`SELECT count(*)::int AS n FROM email_worker_migrations`) as unknown as [{ n: number }];
+      const [{ n }] = (await a`SELECT count(*)::int AS n FROM email_worker_migrations`) as unknown as [{ n: number }];
       expect(n).toBe(loadMigrations().length);
     } finally {
-      await fresh.drop();
+      await Promise.all([a.end(), b.end()]);
+      await su.unsafe(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+      await su.end();
     }
   });
 
@@ -75,7 +77,8 @@ describe('migrations', () => {
     const checks = await owner`
       SELECT conrelid::regclass::text AS tbl FROM pg_constraint
       WHERE contype = 'c' AND pg_get_constraintdef(oid) LIKE '%tenant_id <> %'`;
-    expect(new Set(checks.map((c) => c.tbl))).toEqual(new Set(TENANT_TABLES));
+    // admin_api_keys carries the check too (its tenant_id is nullable: platform keys have none).
+    expect(new Set(checks.map((c) => c.tbl))).toEqual(new Set([...TENANT_TABLES, 'admin_api_keys']));
   });
 
   it('keeps every migration file in the numbered forward-only form', () => {

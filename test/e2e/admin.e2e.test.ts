@@ -150,3 +150,64 @@ describe('admin API with a JWKS', () => {
     }
   });
 });
+
+describe('admin API keys (machine clients)', () => {
+  let db: TestDatabase;
+  let w: Awaited<ReturnType<typeof startTestWorker>>;
+  const env = () => ({ MAINTENANCE_DATABASE_URL: db.superuserUrl });
+  const run = async (args: string[]) => {
+    const { runCli } = await import('../../src/cli');
+    const out: string[] = [];
+    const err: string[] = [];
+    const { Writable, PassThrough } = await import('node:stream');
+    const sink = (a: string[]) => new Writable({ write(c, _e, cb) { a.push(String(c)); cb(); } });
+    const code = await runCli(args, { stdin: new PassThrough(), stdout: sink(out), stderr: sink(err), env: env() });
+    return { code, stdout: out.join(''), stderr: err.join('') };
+  };
+  const get = (key: string, tenant = 'machine-t') =>
+    fetch(new URL(`/api/v1/admin/tenants/${tenant}/email-settings`, w.url), { headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    // No JWT configuration at all: the admin API takes API keys only.
+    w = await startTestWorker(db, captureLogs().logger);
+  });
+  afterAll(async () => {
+    await w.shutdown();
+    await db.drop();
+  });
+
+  it('accepts a created key, scoped to its tenant, until it is revoked; stores only a hash', async () => {
+    const created = await run(['apikeys', 'create', '--role', 'tenant_admin', '--tenant', 'machine-t', '--expires', '90d']);
+    expect(created.code).toBe(0);
+    const key = created.stdout.trim();
+    expect(key).toMatch(/^tew_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
+    expect(await get(key)).toBe(404); // authenticated, authorized, no settings yet
+    expect(await get(key, 'other-t')).toBe(403);
+    expect(await get(`${key.slice(0, -1)}${key.endsWith('A') ? 'B' : 'A'}`)).toBe(401);
+    expect(await get('tew_000000000000_' + 'x'.repeat(43))).toBe(401);
+    const stored = await db.admin()`SELECT prefix, encode(key_hash, 'hex') AS h, last_used_at FROM admin_api_keys`;
+    expect(stored).toHaveLength(1);
+    expect(JSON.stringify(stored)).not.toContain(key.split('_')[2]);
+    expect(stored[0]!.last_used_at).not.toBeNull();
+    const list = await run(['apikeys', 'list', '--tenant', 'machine-t']);
+    expect(list.stdout).not.toContain(key.split('_')[2]);
+    expect(JSON.parse(list.stdout)[0]).toMatchObject({ prefix: key.slice(0, 16), role: 'tenant_admin', tenant_id: 'machine-t' });
+    expect((await run(['apikeys', 'revoke', key.slice(0, 16)])).code).toBe(0);
+    expect(await get(key)).toBe(401);
+  });
+
+  it('refuses an expired key and keeps the worker role out of the table', async () => {
+    const key = (await run(['apikeys', 'create', '--role', 'platform_admin'])).stdout.trim();
+    expect(await get(key, 'any-tenant')).toBe(404);
+    await db.admin()`UPDATE admin_api_keys SET expires_at = now() - interval '1 second' WHERE prefix = ${key.slice(0, 16)}`;
+    expect(await get(key, 'any-tenant')).toBe(401);
+    await expect(db.worker(1)`SELECT * FROM admin_api_keys`).rejects.toMatchObject({ code: '42501' });
+  });
+
+  it('refuses a JWT when none is configured, and a tenant_admin key without a tenant', async () => {
+    expect(await get(await token({ role: 'platform_admin' }))).toBe(401);
+    const r = await run(['apikeys', 'create', '--role', 'tenant_admin']);
+    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/needs --tenant/)]);
+  });
+});
