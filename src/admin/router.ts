@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { z } from 'zod';
 import type { Config } from '../config';
 import type { Sql } from '../db/connect';
 import { describeError, mapDatabaseError } from '../db/errors';
@@ -10,10 +9,12 @@ import { WorkerError, errorBody, isWorkerError } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
-import { emailAddress, parseSettingsInput, type FieldIssue } from '../settingsInput';
+import { parseSettingsInput, type FieldIssue } from '../settingsInput';
 import { TENANT_ID_PATTERN, type ProviderAccount } from '../types';
 import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
+import { buildOpenApi } from './openapi';
+import { daysQuery, testEmailBody } from './schemas';
 
 export interface AdminDeps {
   config: Config & { admin: NonNullable<Config['admin']> };
@@ -30,8 +31,6 @@ class InvalidRequest extends WorkerError {
   }
 }
 
-const testBody = z.strictObject({ to: emailAddress });
-const daysQuery = z.coerce.number().int().min(1).max(366).default(30);
 
 /**
  * /api/v1/admin/tenants/{tenant_id}/... (DESIGN §6). Every handler authenticates, authorizes the
@@ -43,6 +42,12 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   const verifyToken = createTokenVerifier(config.admin, sql);
   const router = express.Router();
   router.use(express.json({ limit: '64kb', type: () => true }));
+
+  // Documentation, not data: served without a token.
+  const openapi = JSON.stringify(buildOpenApi(packageVersion()));
+  router.get('/openapi.json', (_req, res) => {
+    res.type('application/json').send(openapi);
+  });
 
   type Handler = (req: Request, res: Response, tenantId: string, principal: Principal) => Promise<void>;
   const route = (handler: Handler) => async (req: Request, res: Response) => {
@@ -100,7 +105,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   }));
 
   router.post(`${base}/email-settings/test`, route(async (req, res, tenantId) => {
-    const body = testBody.safeParse(req.body);
+    const body = testEmailBody.safeParse(req.body);
     if (!body.success) throw new InvalidRequest(body.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message })));
     const id = `admin-test-${randomUUID()}`;
     const event: IntakeEvent = {
@@ -138,6 +143,11 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
   });
   return router;
+}
+
+function packageVersion(): string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('../../package.json') as { version: string }).version;
 }
 
 function toWorkerError(err: unknown): WorkerError {

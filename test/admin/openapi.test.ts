@@ -1,0 +1,42 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { buildOpenApi } from '../../src/admin/openapi';
+import { createTestDatabase } from '../helpers/db';
+import { captureLogs } from '../helpers/logCapture';
+import { startTestWorker } from '../helpers/worker';
+
+const committed = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'docs', 'openapi.json'), 'utf8'));
+const version = (JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+describe('OpenAPI document of the admin API', () => {
+  it('is up to date in docs/openapi.json (npm run build && npm run docs:openapi)', () => {
+    expect(buildOpenApi(version)).toEqual(committed);
+  });
+
+  it('describes every endpoint, the settings body from the validating schema, and every error code', () => {
+    expect(committed.openapi).toBe('3.1.0');
+    expect(Object.keys(committed.paths).sort()).toEqual([
+      '/tenants/{tenant_id}/email-settings', '/tenants/{tenant_id}/email-settings/test',
+      '/tenants/{tenant_id}/email-settings/verify', '/tenants/{tenant_id}/email-stats',
+    ]);
+    const body = committed.components.schemas.SettingsInput;
+    expect(body.required).toEqual(['provider', 'from_email']);
+    expect(body.additionalProperties).toBe(false);
+    expect(body.properties.provider.enum).toEqual(['sendgrid', 'ses', 'postmark', 'smtp', 'resend']);
+    expect(committed.components.schemas.ProviderSettings_ses.required).toEqual(['region']);
+    expect(committed.components.schemas.Error.properties.code.enum).toContain('quota_exceeded');
+  });
+
+  it('is served without a token at /api/v1/admin/openapi.json', async () => {
+    const db = await createTestDatabase();
+    const w = await startTestWorker(db, captureLogs().logger);
+    try {
+      const res = await fetch(new URL('/api/v1/admin/openapi.json', w.url));
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual(committed);
+    } finally {
+      await w.shutdown();
+      await db.drop();
+    }
+  });
+});
