@@ -10,6 +10,7 @@ import { loadSenderSettings } from './db/settings';
 import { tenantStats } from './db/stats';
 import { ProviderClients } from './providers/clients';
 import { sendEvent, type ReplayEvent } from './replay';
+import { ProvisionError, provisionSendgridSubuser } from './sendgridProvision';
 import { createSql, type Sql } from './db/connect';
 import { migrate } from './db/migrate';
 import { UnsafeRoleError } from './db/roleCheck';
@@ -180,6 +181,36 @@ export function buildCli(io: CliIO): Command {
     });
 
   program
+    .command('sendgrid')
+    .description('SendGrid account operations')
+    .command('provision')
+    .description('create a SendGrid subuser for a tenant, a mail.send key on its behalf and a verified sender, and store the key as its settings; re-run to finish a partial run')
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .requiredOption('--from-email <address>', 'the sender address to verify and send from')
+    .requiredOption('--from-name <name>', 'the sender name')
+    .option('--reply-to <address>', 'reply-to of the verified sender (default: --from-email)')
+    .option('--address <street>', 'postal address of the sender (SendGrid requires one)')
+    .option('--city <city>', 'city of the sender')
+    .option('--country <country>', 'country of the sender')
+    .option('--ip <ip>', 'a dedicated IP to assign to the subuser')
+    .option('--username <name>', 'subuser name (default: tew-<tenant>)')
+    .option('--daily-limit <n>', 'daily limit for the tenant', (v) => positiveInt(v, '--daily-limit', 100_000_000))
+    .action(async (opts: { tenant: string; fromEmail: string; fromName: string; replyTo?: string; address?: string; city?: string; country?: string; ip?: string; username?: string; dailyLimit?: number }) => {
+      const cfg = config();
+      const key = requireEncryptionKey(cfg);
+      if (!cfg.sendgridMasterApiKey) throw new CliError('SENDGRID_MASTER_API_KEY is not set: the parent account key with subusers, api_keys and verified_senders scopes');
+      const masterApiKey = cfg.sendgridMasterApiKey;
+      const sender = opts.address && opts.city && opts.country ? { address: opts.address, city: opts.city, country: opts.country } : undefined;
+      const report = await withSql(cfg, 'worker', (sql) =>
+        provisionSendgridSubuser(sql, { current: key, previous: cfg.previousEncryptionKey }, {
+          masterApiKey, baseUrl: cfg.sendgridBaseUrl, tenantId: opts.tenant, username: opts.username, fromEmail: opts.fromEmail,
+          fromName: opts.fromName, replyTo: opts.replyTo, sender, ip: opts.ip, dailyLimit: opts.dailyLimit,
+        }),
+      );
+      print(io.stdout, JSON.stringify(report));
+    });
+
+  program
     .command('stats')
     .description("print a tenant's delivery stats per day, status and provider")
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
@@ -319,7 +350,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError || err instanceof MaintenanceError) {
+    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError || err instanceof MaintenanceError || err instanceof ProvisionError) {
       print(io.stderr, `error: ${err.message}`);
       return 1;
     }

@@ -82,6 +82,7 @@ const envSchema = z.object({
   SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || z.email().safeParse(v).success, 'must be an email address'),
   SENDGRID_FROM_NAME: optionalString,
   SENDGRID_BASE_URL: optionalString,
+  SENDGRID_MASTER_API_KEY: optionalString,
   GLOBAL_REPLY_TO_DOMAIN: optionalString,
   GLOBAL_DAILY_LIMIT: int(1000, 0, 100_000_000),
   ADMIN_API_ENABLED: bool(true),
@@ -129,6 +130,10 @@ export interface Config {
   readonly allowProviderEndpointOverride: boolean;
   readonly replyToPattern: string;
   readonly global: GlobalEmailConfig | undefined;
+  /** For `sendgrid provision` only: the parent account's key, with subuser and api_keys scopes. */
+  readonly sendgridMasterApiKey: string | undefined;
+  /** SENDGRID_BASE_URL (only with ALLOW_PROVIDER_ENDPOINT_OVERRIDE): global sends and provisioning. */
+  readonly sendgridBaseUrl: string | undefined;
   /** Undefined when the admin API is off. Without a JWT secret or JWKS, it takes API keys only. */
   readonly admin: AdminConfig | undefined;
 }
@@ -196,6 +201,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
             baseUrl: e.SENDGRID_BASE_URL,
           })
         : undefined,
+    sendgridMasterApiKey: e.SENDGRID_MASTER_API_KEY,
+    sendgridBaseUrl: e.SENDGRID_BASE_URL,
     admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,
