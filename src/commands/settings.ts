@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { requireEncryptionKey } from '../config';
+import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
+import { ProviderClients } from '../providers/clients';
+import { parseSettingsInput } from '../settingsInput';
+import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+
+/** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */
+export function registerSettings(program: Command, { io, config }: CliContext): void {
+  const settings = program.command('settings').description("manage a tenant's email settings (through row-level security, as DATABASE_URL's role)");
+
+  settings
+    .command('put')
+    .description('create or replace settings from a JSON body on stdin (or --file); never pass secrets as arguments')
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .option('--file <path>', 'read the JSON body from this file instead of stdin')
+    .action(async (opts: { tenant: string; file?: string }) => {
+      const cfg = config();
+      const key = requireEncryptionKey(cfg);
+      const raw = opts.file ? readFileSync(opts.file, 'utf8') : await readAll(io.stdin);
+      let body: unknown;
+      try {
+        body = JSON.parse(raw);
+      } catch {
+        throw new CliError('the settings body is not valid JSON (see README: "Tenant settings")');
+      }
+      const parsed = parseSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride });
+      if (!parsed.ok) {
+        throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+      }
+      const out = await withSql(cfg, 'worker', async (sql) => {
+        const { created } = await putSettings(sql, { current: key, previous: cfg.previousEncryptionKey }, opts.tenant, parsed.value);
+        return { created, settings: await getSettings(sql, opts.tenant) };
+      });
+      print(io.stderr, `${out.created ? 'created' : 'updated'} settings for tenant ${opts.tenant}`);
+      print(io.stdout, JSON.stringify(out.settings, null, 2));
+    });
+
+  settings
+    .command('get')
+    .description('print settings with the key masked')
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .action(async (opts: { tenant: string }) => {
+      const s = await withSql(config(), 'worker', (sql) => getSettings(sql, opts.tenant));
+      if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      print(io.stdout, JSON.stringify(s, null, 2));
+    });
+
+  settings
+    .command('verify')
+    .description("check the tenant's provider credentials (and the fallback's) without sending an email")
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .action(async (opts: { tenant: string }) => {
+      const cfg = config();
+      const key = requireEncryptionKey(cfg);
+      const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, { current: key, previous: cfg.previousEncryptionKey }, opts.tenant));
+      if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      const providers = new ProviderClients({ timeoutMs: cfg.providerTimeoutMs, allowEndpointOverride: cfg.allowProviderEndpointOverride });
+      let failed = false;
+      try {
+        for (const [role, account] of [['primary', s.primary], ['fallback', s.fallback]] as const) {
+          if (!account) continue;
+          try {
+            await providers.get(opts.tenant, account).verify();
+            print(io.stdout, `${role} ${account.provider}: ok`);
+          } catch (err) {
+            failed = true;
+            const e = err as { code?: string; message?: string };
+            print(io.stdout, `${role} ${account.provider}: ${e.code ?? 'error'} — ${e.message ?? ''}`);
+          }
+        }
+      } finally {
+        await providers.closeAll();
+      }
+      if (failed) throw new CliError('verification failed');
+    });
+
+  settings
+    .command('delete')
+    .description("delete a tenant's settings (its events then use the global configuration, if any)")
+    .requiredOption('--tenant <id>', 'tenant id', tenantOption)
+    .action(async (opts: { tenant: string }) => {
+      const deleted = await withSql(config(), 'worker', (sql) => deleteSettings(sql, opts.tenant));
+      if (!deleted) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      print(io.stdout, `deleted settings for tenant ${opts.tenant}`);
+    });
+
+}

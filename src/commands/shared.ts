@@ -1,0 +1,53 @@
+import type { Readable, Writable } from 'node:stream';
+import { requireDatabaseUrl, type Config, type DatabaseUse } from '../config';
+import { createSql, type Sql } from '../db/connect';
+import { TENANT_ID_PATTERN } from '../types';
+
+export interface CliIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  env: NodeJS.ProcessEnv;
+}
+
+/** A failure the user can fix: printed as one message, exit code 1 (2 for usage errors). */
+export class CliError extends Error {}
+
+export const print = (w: Writable, s: string) => void w.write(s.endsWith('\n') ? s : `${s}\n`);
+
+export function positiveInt(v: string, name: string, max = 1_000_000): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new CliError(`${name} must be a whole number from 1 to ${max}`);
+  return n;
+}
+
+export function tenantOption(v: string): string {
+  if (!TENANT_ID_PATTERN.test(v)) throw new CliError('--tenant must be 1-128 characters of [A-Za-z0-9._:-]');
+  return v;
+}
+
+export async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(String(c)));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export async function withSql<T>(config: Config, which: DatabaseUse, fn: (sql: Sql) => Promise<T>): Promise<T> {
+  const sql = createSql(requireDatabaseUrl(config, which), {
+    max: 2,
+    connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
+    statementTimeoutMs: 60_000,
+    applicationName: `tenant-email-cli`,
+  });
+  try {
+    return await fn(sql);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}
+
+/** What every command group gets: the streams and a lazily read configuration. */
+export interface CliContext {
+  io: CliIO;
+  config: () => Config;
+}
