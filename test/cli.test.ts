@@ -1,24 +1,14 @@
-import { PassThrough, Writable } from 'node:stream';
 import postgres from 'postgres';
-import { runCli } from '../src/cli';
 import { keyId, loadConfig } from '../src/config';
 import { createSql } from '../src/db/connect';
 import { createDeliveryStore } from '../src/db/deliveries';
 import { migrate } from '../src/db/migrate';
 import { quoteIdent, roleUrl } from '../src/dev/embeddedPostgres';
+import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { TEST_ROLES } from './helpers/roles';
 import { CANARY_DB_KEY } from './helpers/worker';
 
-async function cli(args: string[], env: Record<string, string>, stdinText = '') {
-  const out: string[] = [];
-  const err: string[] = [];
-  const w = (a: string[]) => new Writable({ write(c, _e, cb) { a.push(String(c)); cb(); } });
-  const stdin = new PassThrough();
-  stdin.end(stdinText);
-  const code = await runCli(args, { stdin, stdout: w(out), stderr: w(err), env });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 const body = (over: Record<string, unknown> = {}) =>
   JSON.stringify({ provider: 'sendgrid', api_key: 'SG.cli-test-key-0123456789', from_email: 'ops@t.example', daily_limit: 50, ...over });

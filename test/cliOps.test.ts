@@ -1,8 +1,7 @@
-import { PassThrough, Writable } from 'node:stream';
-import { runCli } from '../src/cli';
 import { keyId } from '../src/config';
 import { createDeliveryStore } from '../src/db/deliveries';
 import { startMailbox, type Mailbox } from '../src/dev/mailbox';
+import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { captureLogs } from './helpers/logCapture';
 import { startTestWorker } from './helpers/worker';
@@ -10,15 +9,6 @@ import { startTestWorker } from './helpers/worker';
 const KEY_A = 'key-A-0123456789abcdef0123456789abcdef-aaaa';
 const KEY_B = 'key-B-0123456789abcdef0123456789abcdef-bbbb';
 
-async function cli(args: string[], env: Record<string, string>, stdinText = '') {
-  const out: string[] = [];
-  const err: string[] = [];
-  const w = (a: string[]) => new Writable({ write(c, _e, cb) { a.push(String(c)); cb(); } });
-  const stdin = new PassThrough();
-  stdin.end(stdinText);
-  const code = await runCli(args, { stdin, stdout: w(out), stderr: w(err), env });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 describe('ops commands', () => {
   let db: TestDatabase;

@@ -1,21 +1,13 @@
-import { PassThrough, Writable } from 'node:stream';
-import { runCli } from '../src/cli';
 import { keyId } from '../src/config';
 import { createDeliveryStore } from '../src/db/deliveries';
 import type { FakeResponse } from '../src/dev/mailbox';
+import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { startFakeApi, type FakeApi, type RecordedRequest } from './helpers/fakeApi';
 import { CANARY_DB_KEY } from './helpers/worker';
 
 const MASTER = 'SG.CANARY-MASTER-KEY-000000000000';
 
-async function cli(args: string[], env: Record<string, string>) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const w = (a: string[]) => new Writable({ write(c, _e, cb) { a.push(String(c)); cb(); } });
-  const code = await runCli(args, { stdin: new PassThrough(), stdout: w(out), stderr: w(err), env });
-  return { code, stdout: out.join(''), stderr: err.join('') };
-}
 
 describe('sendgrid provision', () => {
   let db: TestDatabase;

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import express from 'express';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { cli } from '../helpers/cli';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { captureLogs } from '../helpers/logCapture';
 import { startTestWorker } from '../helpers/worker';
@@ -155,15 +156,7 @@ describe('admin API keys (machine clients)', () => {
   let db: TestDatabase;
   let w: Awaited<ReturnType<typeof startTestWorker>>;
   const env = () => ({ MAINTENANCE_DATABASE_URL: db.superuserUrl });
-  const run = async (args: string[]) => {
-    const { runCli } = await import('../../src/cli');
-    const out: string[] = [];
-    const err: string[] = [];
-    const { Writable, PassThrough } = await import('node:stream');
-    const sink = (a: string[]) => new Writable({ write(c, _e, cb) { a.push(String(c)); cb(); } });
-    const code = await runCli(args, { stdin: new PassThrough(), stdout: sink(out), stderr: sink(err), env: env() });
-    return { code, stdout: out.join(''), stderr: err.join('') };
-  };
+  const run = (args: string[]) => cli(args, env());
   const get = (key: string, tenant = 'machine-t') =>
     fetch(new URL(`/api/v1/admin/tenants/${tenant}/email-settings`, w.url), { headers: { authorization: `Bearer ${key}` } }).then((r) => r.status);
 
