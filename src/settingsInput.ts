@@ -1,3 +1,4 @@
+import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { PROVIDERS, type ProviderName } from './types';
 
@@ -76,6 +77,26 @@ export const PROVIDER_SETTINGS: Record<ProviderName, z.ZodObject> = {
   resend: z.strictObject({ base_url: httpUrl.optional() }),
 };
 
+// Loopback, private, link-local (cloud metadata), CGNAT, unspecified and ULA ranges.
+const INTERNAL = new BlockList();
+for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) INTERNAL.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) INTERNAL.addSubnet(net, bits, 'ipv6');
+
+/**
+ * A tenant-chosen host that is plainly internal: `localhost` or an internal IP literal. Host
+ * names that resolve to internal addresses are not caught here (that needs DNS at save and at
+ * connect time).
+ */
+export function isInternalHostLiteral(host: string): boolean {
+  let h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  // An IPv4-mapped IPv6 address is the IPv4 address it carries.
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
+  if (mapped) h = mapped[1] as string;
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  const family = isIP(h);
+  return family !== 0 && INTERNAL.check(h, family === 4 ? 'ipv4' : 'ipv6');
+}
+
 /** Whether the provider needs a stored secret with these settings (SES without a key id uses IRSA). */
 export function needsApiKey(provider: ProviderName, settings: Record<string, unknown>): boolean {
   if (provider === 'ses') return typeof settings.access_key_id === 'string';
@@ -99,6 +120,9 @@ export function parseSettingsInput(
       if (settings[k] !== undefined && !opts.allowProviderEndpointOverride) {
         issues.push({ path: `${prefix}provider_settings.${k}`, message: 'endpoint overrides are disabled on this platform (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
       }
+    }
+    if (provider === 'smtp' && typeof settings.host === 'string' && !opts.allowProviderEndpointOverride && isInternalHostLiteral(settings.host)) {
+      issues.push({ path: `${prefix}provider_settings.host`, message: 'must not be a loopback, private or link-local address (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
     }
     if (apiKey !== undefined && !needsApiKey(provider, settings)) {
       issues.push({
