@@ -72,6 +72,7 @@ const envSchema = z.object({
     .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
   CLAIM_LEASE_SECONDS: int(120, 5, 86400),
   PROVIDER_TIMEOUT_MS: int(10000, 100, 120000),
+  OUTPUT_MAX_CHARS: int(100 * 1024, 1024, 5 * 1024 * 1024),
   SHUTDOWN_GRACE_MS: int(25000, 0, 600000),
   ALLOW_PROVIDER_ENDPOINT_OVERRIDE: bool(false),
   REPLY_TO_PATTERN: z
@@ -126,6 +127,7 @@ export interface Config {
   readonly eventTypes: readonly string[];
   readonly claimLeaseSeconds: number;
   readonly providerTimeoutMs: number;
+  readonly outputMaxChars: number;
   readonly shutdownGraceMs: number;
   readonly allowProviderEndpointOverride: boolean;
   readonly replyToPattern: string;
@@ -187,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     eventTypes: Object.freeze(e.EVENT_TYPES),
     claimLeaseSeconds: e.CLAIM_LEASE_SECONDS,
     providerTimeoutMs: e.PROVIDER_TIMEOUT_MS,
+    outputMaxChars: e.OUTPUT_MAX_CHARS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     allowProviderEndpointOverride: e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE,
     replyToPattern: e.REPLY_TO_PATTERN,

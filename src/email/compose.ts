@@ -2,8 +2,12 @@ import { z } from 'zod';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { taskOutput } from '../intake/eventData';
 import type { OutgoingEmail } from '../providers/types';
+import { renderMarkdown } from './markdown';
 
-/** Output larger than this is cut, with a note, so the message stays under every provider's limit. */
+/**
+ * Output larger than this is cut, with a note (OUTPUT_MAX_CHARS): text and HTML parts together
+ * stay far under every provider's message limit (Postmark 10 MB, SES 40 MB, SendGrid 30 MB).
+ */
 export const MAX_OUTPUT_CHARS = 100 * 1024;
 const MAX_PROMPT_CHARS = 10 * 1024;
 
@@ -44,11 +48,13 @@ export function composeTaskEmail(args: {
   recipient: string;
   sender: Sender;
   replyToPattern: string;
+  maxOutputChars?: number;
 }): OutgoingEmail {
   const { event, sender } = args;
   const d = event.data;
+  const maxOutput = args.maxOutputChars ?? MAX_OUTPUT_CHARS;
   const prompt = cap(d.prompt ?? '', MAX_PROMPT_CHARS);
-  const output = cap(taskOutput(d) ?? '', MAX_OUTPUT_CHARS);
+  const output = cap(taskOutput(d) ?? '', maxOutput);
   const status = d.status ? headerSafe(d.status, 40) : 'completed';
   const firstLine = headerSafe(prompt.text.split('\n', 1)[0] ?? '', 80);
   const subject = headerSafe(firstLine ? `Task ${status}: ${firstLine}` : `Task ${d.task_id} ${status}`, 150);
@@ -58,7 +64,7 @@ export function composeTaskEmail(args: {
   if (d.agent) facts.push(['Agent', d.agent]);
   if (d.model) facts.push(['Model', d.model]);
   facts.push(['Status', status]);
-  const truncNote = `[output truncated at ${MAX_OUTPUT_CHARS / 1024} KB]`;
+  const truncNote = `[output truncated at ${Math.round(maxOutput / 1024)} KB]`;
 
   const text = [
     `Your task ${status}.`,
@@ -78,7 +84,7 @@ export function composeTaskEmail(args: {
     '</table>',
     ...(prompt.text ? ['<h3>Prompt</h3>', `<pre ${pre}>${escapeHtml(prompt.text)}${prompt.truncated ? '\n[prompt truncated]' : ''}</pre>`] : []),
     ...(output.text
-      ? ['<h3>Output</h3>', `<pre ${pre}>${escapeHtml(output.text)}</pre>`, ...(output.truncated ? [`<p><em>${escapeHtml(truncNote)}</em></p>`] : [])]
+      ? ['<h3>Output</h3>', `<div>${renderMarkdown(output.text)}</div>`, ...(output.truncated ? [`<p><em>${escapeHtml(truncNote)}</em></p>`] : [])]
       : ['<p>No output was recorded.</p>']),
     '</body></html>',
   ].join('\n');

@@ -87,6 +87,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
       recipient: event.recipient as string,
       sender: settings,
       replyToPattern: config.replyToPattern,
+      maxOutputChars: config.outputMaxChars,
     });
 
     let sent: { provider: ProviderName; messageId: string | null; fallbackUsed: boolean } | undefined;
