@@ -2,10 +2,9 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Config } from './config';
 import { describeError } from './db/errors';
 import { WorkerError, errorBody, isWorkerError } from './errors';
-import { parseCloudEvent } from './intake/cloudEventIntake';
+import { parseCloudEvent, type IntakeEvent } from './intake/cloudEventIntake';
 import type { Logger } from './logger';
 import type { EventOutcome } from './worker/processEvent';
-import type { IntakeEvent } from './intake/cloudEventIntake';
 
 export interface AppState {
   draining: boolean;

@@ -1,4 +1,3 @@
-import type { WorkerError } from '../errors';
 import type { ProviderAccount, ProviderName } from '../types';
 
 /** One email as every provider receives it. Addresses and headers are validated before this. */
@@ -39,5 +38,3 @@ export interface ProviderOptions {
 }
 
 export type ProviderFactory = (account: ProviderAccount, opts: ProviderOptions) => EmailProvider;
-
-export type { WorkerError };
