@@ -54,6 +54,13 @@ export function makeApp(deps: AppDeps): express.Express {
       log.info({ outcome: 'rejected', status: 503, error_code: 'shutting_down' }, 'event rejected while draining');
       return;
     }
+    if (state.inFlight >= config.maxInFlightEvents) {
+      // Bounded work per instance: beyond it, waiting would only queue in memory (postgres.js
+      // queues without limit). The broker retries, and the autoscaler sees the load.
+      send(res, new WorkerError('overloaded', undefined, { retryAfterSeconds: 1 }));
+      log.warn({ outcome: 'rejected', status: 503, error_code: 'overloaded', in_flight: state.inFlight }, 'event rejected: too many in flight');
+      return;
+    }
     state.inFlight++;
     try {
       const event = parseCloudEvent({ headers: req.headers, body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }, { eventTypes: config.eventTypes });

@@ -57,6 +57,7 @@ const envSchema = z.object({
   MIGRATION_DATABASE_URL: postgresUrl,
   MAINTENANCE_DATABASE_URL: postgresUrl,
   DB_POOL_MAX: int(10, 1, 200),
+  MAX_IN_FLIGHT_EVENTS: int(128, 1, 100_000),
   DB_CONNECT_TIMEOUT_SECONDS: int(5, 1, 120),
   DB_STATEMENT_TIMEOUT_MS: int(5000, 100, 600000),
   WORKER_DB_ROLE: z
@@ -118,6 +119,7 @@ export interface Config {
   readonly migrationDatabaseUrl: string | undefined;
   readonly maintenanceDatabaseUrl: string | undefined;
   readonly dbPoolMax: number;
+  readonly maxInFlightEvents: number;
   readonly dbConnectTimeoutSeconds: number;
   readonly dbStatementTimeoutMs: number;
   readonly workerDbRole: string;
@@ -180,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
     maintenanceDatabaseUrl: e.MAINTENANCE_DATABASE_URL,
     dbPoolMax: e.DB_POOL_MAX,
+    maxInFlightEvents: e.MAX_IN_FLIGHT_EVENTS,
     dbConnectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_SECONDS,
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     workerDbRole: e.WORKER_DB_ROLE,

@@ -50,6 +50,7 @@ export const ERRORS = {
   // --- the platform ---
   database_unavailable: { status: 503, description: 'PostgreSQL could not be reached or the query timed out.' },
   settings_undecryptable: { status: 503, description: "The tenant's credentials were encrypted with a key this worker does not hold (set DB_ENCRYPTION_KEY_PREVIOUS during rotation)." },
+  overloaded: { status: 503, description: 'MAX_IN_FLIGHT_EVENTS events are already being handled by this instance; the broker retries (Retry-After: 1).' },
   shutting_down: { status: 503, description: 'The worker is draining after SIGTERM; the broker retries on another instance.' },
   internal_error: { status: 500, description: 'An unexpected error; the details are in the worker log under the same request.' },
 

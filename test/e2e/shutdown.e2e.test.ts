@@ -22,6 +22,24 @@ describe('graceful shutdown', () => {
     await db.drop();
   });
 
+  it('answers 503 overloaded with Retry-After beyond MAX_IN_FLIGHT_EVENTS, and loses nothing', async () => {
+    const w = await startTestWorker(db, captureLogs().logger, { MAX_IN_FLIGHT_EVENTS: '2' });
+    try {
+      const before = mailbox.emails.length;
+      const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => post(w.url, binaryEvent({ tenant: 'slow', id: `burst-${i}` }))));
+      const ok = answers.filter((a) => a.status === 202);
+      const busy = answers.filter((a) => a.status === 503);
+      expect([ok.length, busy.length]).toEqual([2, 3]);
+      expect(JSON.parse(busy[0]!.text).code).toBe('overloaded');
+      expect(busy[0]!.headers.get('retry-after')).toBe('1');
+      // The broker's retries of the refused ones go through.
+      for (let i = 0; i < 5; i++) expect((await post(w.url, binaryEvent({ tenant: 'slow', id: `burst-${i}` }))).status).toBe(202);
+      expect(mailbox.emails.length - before).toBe(5);
+    } finally {
+      await w.shutdown();
+    }
+  });
+
   it('stops taking events, finishes the in-flight ones, then closes', async () => {
     const w = await startTestWorker(db, captureLogs().logger);
     const inFlight = Array.from({ length: 5 }, (_, i) => post(w.url, binaryEvent({ tenant: 'slow', data: taskData({ task_id: `drain-${i}` }) })));
@@ -32,9 +50,9 @@ describe('graceful shutdown', () => {
     const answers = await Promise.all(inFlight);
     expect(answers.map((a) => a.status)).toEqual([202, 202, 202, 202, 202]);
     await closing;
-    expect(mailbox.emails).toHaveLength(5);
+    expect(mailbox.emails.filter((e) => /drain-/.test(JSON.stringify(e.body)))).toHaveLength(5);
     await expect(fetch(new URL('/healthz', w.url))).rejects.toThrow();
-    const [row] = await db.admin()`SELECT count(*)::int AS n FROM email_deliveries WHERE status = 'sent'`;
+    const [row] = await db.admin()`SELECT count(*)::int AS n FROM email_deliveries WHERE status = 'sent' AND task_id LIKE 'drain-%'`;
     expect(row!.n).toBe(5);
   });
 });
