@@ -237,6 +237,16 @@ export function requireDatabaseUrl(config: Config, which: DatabaseUse = 'worker'
   return url;
 }
 
+/** The keys a process decrypts with: the current one, and the previous one during rotation. */
+export interface KeyRing {
+  current: EncryptionKey;
+  previous?: EncryptionKey | undefined;
+}
+
+export function requireKeyRing(config: Config): KeyRing {
+  return { current: requireEncryptionKey(config), previous: config.previousEncryptionKey };
+}
+
 export function requireEncryptionKey(config: Config): EncryptionKey {
   if (!config.encryptionKey) {
     throw new ConfigError('DB_ENCRYPTION_KEY is not set: it must be at least 32 random bytes; generate one with `tenant-email keys generate`.');

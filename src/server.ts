@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { makeAdminRouter, type AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
-import { requireDatabaseUrl, requireEncryptionKey, type Config } from './config';
+import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
 import { createDeliveryStore } from './db/deliveries';
 import { assertSafeWorkerRole } from './db/roleCheck';
@@ -22,7 +22,7 @@ export interface RunningWorker {
 /** Connect, check the role, listen. Nothing happens on import; index/cli call this. */
 export async function startWorker(config: Config, logger: Logger, opts: { port?: number } = {}): Promise<RunningWorker> {
   const url = requireDatabaseUrl(config);
-  const key = requireEncryptionKey(config);
+  const keys = requireKeyRing(config);
   const sql = createSql(url, {
     max: config.dbPoolMax,
     connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
@@ -38,13 +38,12 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
 
   const providers = new ProviderClients({ timeoutMs: config.providerTimeoutMs, allowEndpointOverride: config.allowProviderEndpointOverride });
   const deliveries = createDeliveryStore(sql, {
-    keys: { current: key, previous: config.previousEncryptionKey },
+    keys,
     leaseSeconds: config.claimLeaseSeconds,
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
   });
   const state: AppState = { draining: false, inFlight: 0 };
   const processEvent = createEventProcessor({ config, deliveries, providers });
-  const keys = { current: key, previous: config.previousEncryptionKey };
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }

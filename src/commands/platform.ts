@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { requireEncryptionKey } from '../config';
+import { requireEncryptionKey, requireKeyRing } from '../config';
 import { createApiKey, listApiKeys, revokeApiKey } from '../db/apiKeys';
 import { backfillFromGlobal, rotateKeys } from '../db/maintenance';
 import { provisionSendgridSubuser } from '../sendgridProvision';
@@ -99,12 +99,12 @@ export function registerPlatform(program: Command, { io, config }: CliContext): 
     .option('--daily-limit <n>', 'daily limit for the tenant', (v) => positiveInt(v, '--daily-limit', 100_000_000))
     .action(async (opts: { tenant: string; fromEmail: string; fromName: string; replyTo?: string; address?: string; city?: string; country?: string; ip?: string; username?: string; dailyLimit?: number }) => {
       const cfg = config();
-      const key = requireEncryptionKey(cfg);
+      const keys = requireKeyRing(cfg);
       if (!cfg.sendgridMasterApiKey) throw new CliError('SENDGRID_MASTER_API_KEY is not set: the parent account key with subusers, api_keys and verified_senders scopes');
       const masterApiKey = cfg.sendgridMasterApiKey;
       const sender = opts.address && opts.city && opts.country ? { address: opts.address, city: opts.city, country: opts.country } : undefined;
       const report = await withSql(cfg, 'worker', (sql) =>
-        provisionSendgridSubuser(sql, { current: key, previous: cfg.previousEncryptionKey }, {
+        provisionSendgridSubuser(sql, keys, {
           masterApiKey, baseUrl: cfg.sendgridBaseUrl, tenantId: opts.tenant, username: opts.username, fromEmail: opts.fromEmail,
           fromName: opts.fromName, replyTo: opts.replyTo, sender, ip: opts.ip, dailyLimit: opts.dailyLimit,
         }),

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { requireEncryptionKey } from '../config';
+import { requireKeyRing } from '../config';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { ProviderClients } from '../providers/clients';
 import { parseSettingsInput } from '../settingsInput';
@@ -17,7 +17,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
     .option('--file <path>', 'read the JSON body from this file instead of stdin')
     .action(async (opts: { tenant: string; file?: string }) => {
       const cfg = config();
-      const key = requireEncryptionKey(cfg);
+      const keys = requireKeyRing(cfg);
       const raw = opts.file ? readFileSync(opts.file, 'utf8') : await readAll(io.stdin);
       let body: unknown;
       try {
@@ -30,7 +30,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
         throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
       }
       const out = await withSql(cfg, 'worker', async (sql) => {
-        const { created } = await putSettings(sql, { current: key, previous: cfg.previousEncryptionKey }, opts.tenant, parsed.value);
+        const { created } = await putSettings(sql, keys, opts.tenant, parsed.value);
         return { created, settings: await getSettings(sql, opts.tenant) };
       });
       print(io.stderr, `${out.created ? 'created' : 'updated'} settings for tenant ${opts.tenant}`);
@@ -53,8 +53,8 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
     .action(async (opts: { tenant: string }) => {
       const cfg = config();
-      const key = requireEncryptionKey(cfg);
-      const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, { current: key, previous: cfg.previousEncryptionKey }, opts.tenant));
+      const keys = requireKeyRing(cfg);
+      const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, keys, opts.tenant));
       if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
       const providers = new ProviderClients({ timeoutMs: cfg.providerTimeoutMs, allowEndpointOverride: cfg.allowProviderEndpointOverride });
       let failed = false;

@@ -1,4 +1,4 @@
-import type { EncryptionKey } from '../config';
+import type { EncryptionKey, KeyRing } from '../config';
 import { keyHint, needsApiKey, type SettingsInput } from '../settingsInput';
 import type { SenderSettings } from '../types';
 import type { Sql } from './connect';
@@ -37,9 +37,11 @@ export interface MaskedSettings extends MaskedAccount {
   updated_at: string;
 }
 
-export interface KeyRing {
-  current: EncryptionKey;
-  previous?: EncryptionKey | undefined;
+export type { KeyRing };
+
+/** The key of the ring that a row's key_id names, or undefined when this process holds none. */
+export function keyFor(keys: KeyRing, keyId: string): EncryptionKey | undefined {
+  return [keys.current, keys.previous].find((k) => k?.id === keyId);
 }
 
 /** Run `fn` in a transaction whose row-level-security context is `tenantId`. */
@@ -75,11 +77,10 @@ export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, inp
       throw new SettingsError('api_key_required', 'fallback.api_key is required when a fallback is added or its provider changes');
     }
     let oldKey = keys.current.secret;
-    if ((keepKey || keepFallbackKey) && existing && existing.key_id !== keys.current.id) {
-      if (!keys.previous || keys.previous.id !== existing.key_id) {
-        throw new SettingsError('settings_undecryptable', 'the stored key was encrypted with a key this process does not hold; send api_key again');
-      }
-      oldKey = keys.previous.secret;
+    if ((keepKey || keepFallbackKey) && existing) {
+      const held = keyFor(keys, existing.key_id);
+      if (!held) throw new SettingsError('settings_undecryptable', 'the stored key was encrypted with a key this process does not hold; send api_key again');
+      oldKey = held.secret;
     }
 
     const [{ owned }] = (await tx`
@@ -192,7 +193,7 @@ export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: stri
   return withTenant(sql, tenantId, async (tx) => {
     const [meta] = await tx`SELECT key_id FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
     if (!meta) return null;
-    const key = [keys.current, keys.previous].find((k) => k?.id === meta.key_id);
+    const key = keyFor(keys, meta.key_id);
     if (!key) throw new SettingsError('settings_undecryptable', 'the settings were encrypted with a key this process does not hold');
     const [r] = await tx`
       SELECT provider, provider_settings, from_email, from_name, reply_to_domain, version, fallback_provider, fallback_provider_settings,
