@@ -9,8 +9,9 @@ import { WorkerError, errorBody, isWorkerError } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
+import { verifyAccounts } from '../providers/verify';
 import { parseSettingsInput, type FieldIssue } from '../settingsInput';
-import { TENANT_ID_PATTERN, type ProviderAccount } from '../types';
+import { TENANT_ID_PATTERN } from '../types';
 import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
 import { buildOpenApi } from './openapi';
@@ -90,18 +91,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   router.post(`${base}/email-settings/verify`, route(async (_req, res, tenantId) => {
     const s = await loadSenderSettings(sql, keys, tenantId);
     if (!s) throw new WorkerError('settings_not_found');
-    const check = async (account: ProviderAccount) => {
-      try {
-        await providers.get(tenantId, account).verify();
-        return { provider: account.provider, ok: true };
-      } catch (err) {
-        const we = toWorkerError(err);
-        return { provider: account.provider, ok: false, code: we.code, message: we.message };
-      }
-    };
-    const primary = await check(s.primary);
-    const fallback = s.fallback ? await check(s.fallback) : null;
-    res.json({ ok: primary.ok && (fallback?.ok ?? true), primary, fallback });
+    res.json(await verifyAccounts(providers, tenantId, s));
   }));
 
   router.post(`${base}/email-settings/test`, route(async (req, res, tenantId) => {

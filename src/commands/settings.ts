@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { requireKeyRing } from '../config';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { ProviderClients } from '../providers/clients';
+import { verifyAccounts } from '../providers/verify';
 import { parseSettingsInput } from '../settingsInput';
 import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
@@ -57,23 +58,16 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, keys, opts.tenant));
       if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
       const providers = new ProviderClients({ timeoutMs: cfg.providerTimeoutMs, allowEndpointOverride: cfg.allowProviderEndpointOverride });
-      let failed = false;
+      let report;
       try {
-        for (const [role, account] of [['primary', s.primary], ['fallback', s.fallback]] as const) {
-          if (!account) continue;
-          try {
-            await providers.get(opts.tenant, account).verify();
-            print(io.stdout, `${role} ${account.provider}: ok`);
-          } catch (err) {
-            failed = true;
-            const e = err as { code?: string; message?: string };
-            print(io.stdout, `${role} ${account.provider}: ${e.code ?? 'error'} — ${e.message ?? ''}`);
-          }
-        }
+        report = await verifyAccounts(providers, opts.tenant, s);
       } finally {
         await providers.closeAll();
       }
-      if (failed) throw new CliError('verification failed');
+      for (const [role, check] of [['primary', report.primary], ['fallback', report.fallback]] as const) {
+        if (check) print(io.stdout, `${role} ${check.provider}: ${check.ok ? 'ok' : `${check.code} — ${check.message}`}`);
+      }
+      if (!report.ok) throw new CliError('verification failed');
     });
 
   settings
