@@ -10,20 +10,31 @@ GRANT SELECT ON email_worker_meta TO {{worker_role}};
 GRANT SELECT, INSERT, DELETE ON tenant_email_settings TO {{worker_role}};
 GRANT UPDATE (provider, api_key_encrypted, api_key_hint, from_email, from_name, reply_to_domain,
               provider_settings, enabled, daily_limit, fallback_provider, fallback_api_key_encrypted,
-              fallback_api_key_hint, fallback_provider_settings, key_id, version, updated_at)
+              fallback_api_key_hint, fallback_provider_settings, key_id, version, updated_at,
+              list_unsubscribe, extra_headers)
   ON tenant_email_settings TO {{worker_role}};
+
+GRANT SELECT, INSERT, DELETE ON tenant_email_templates TO {{worker_role}};
+GRANT UPDATE (subject, html, text, version, updated_at) ON tenant_email_templates TO {{worker_role}};
+-- nextval() for a new template version; never setval().
+GRANT USAGE ON SEQUENCE tenant_email_template_version_seq TO {{worker_role}};
+
+GRANT SELECT, INSERT, DELETE ON tenant_email_domains TO {{worker_role}};
+GRANT UPDATE (provider, provider_domain_id, status, dns_records, verified_at, checked_at, updated_at)
+  ON tenant_email_domains TO {{worker_role}};
 
 GRANT SELECT, INSERT ON tenant_email_usage TO {{worker_role}};
 GRANT UPDATE (sent_count) ON tenant_email_usage TO {{worker_role}};
 
 GRANT SELECT, INSERT ON email_deliveries TO {{worker_role}};
 GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day,
-              settings_source, provider, message_id, error_code, updated_at)
+              settings_source, provider, message_id, error_code, updated_at,
+              template_source, template_version, sender_tier, sender_note)
   ON email_deliveries TO {{worker_role}};
 
 GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text)
   TO {{worker_role}};
-GRANT EXECUTE ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text) TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text, text, bigint, text, text) TO {{worker_role}};
 
 -- Our own tenants table (only when we created it): the worker may add a tenant's row when its
 -- settings are first written. A platform-owned tenants table gets no grant from us.

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { checkFromPattern } from './email/sender';
 
 /**
  * Configuration is read from the environment once, validated, typed and frozen. A bad value
@@ -80,6 +81,9 @@ const envSchema = z.object({
     .string()
     .default('reply+{task_id}@{domain}')
     .refine((v) => v.includes('{domain}'), 'must contain {domain}, e.g. reply+{task_id}@{domain}'),
+  EMAIL_TENANT_FROM_PATTERN: optionalString,
+  SENDER_DOMAIN_POLICY: z.enum(['verified', 'provider'], { message: 'must be verified or provider' }).default('verified'),
+  TEMPLATE_CACHE_SIZE: int(1000, 1, 1_000_000),
   SENDGRID_API_KEY: optionalString,
   SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || z.email().safeParse(v).success, 'must be an email address'),
   SENDGRID_FROM_NAME: optionalString,
@@ -133,6 +137,11 @@ export interface Config {
   readonly shutdownGraceMs: number;
   readonly allowProviderEndpointOverride: boolean;
   readonly replyToPattern: string;
+  /** The platform sender tier, e.g. noreply@{tenant}.mail.example.com; undefined when there is none. */
+  readonly tenantFromPattern: string | undefined;
+  /** verified: custom domains must be verified through …/email-domains; provider: trust the provider account. */
+  readonly senderDomainPolicy: 'verified' | 'provider';
+  readonly templateCacheSize: number;
   readonly global: GlobalEmailConfig | undefined;
   /** For `sendgrid provision` only: the parent account's key, with subuser and api_keys scopes. */
   readonly sendgridMasterApiKey: string | undefined;
@@ -168,6 +177,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.SENDGRID_API_KEY && !e.SENDGRID_FROM_EMAIL) {
     throw new ConfigError('invalid configuration:\n  SENDGRID_API_KEY is set but SENDGRID_FROM_EMAIL is not; the global configuration needs both.');
   }
+  const patternProblem = e.EMAIL_TENANT_FROM_PATTERN === undefined ? null : checkFromPattern(e.EMAIL_TENANT_FROM_PATTERN);
+  if (patternProblem) throw new ConfigError(`invalid configuration:\n  EMAIL_TENANT_FROM_PATTERN: ${patternProblem}`);
   if (e.SENDGRID_BASE_URL && !e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE) {
     throw new ConfigError('invalid configuration:\n  SENDGRID_BASE_URL needs ALLOW_PROVIDER_ENDPOINT_OVERRIDE=true (endpoint overrides are for tests and proxies).');
   }
@@ -196,6 +207,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     allowProviderEndpointOverride: e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE,
     replyToPattern: e.REPLY_TO_PATTERN,
+    tenantFromPattern: e.EMAIL_TENANT_FROM_PATTERN,
+    senderDomainPolicy: e.SENDER_DOMAIN_POLICY,
+    templateCacheSize: e.TEMPLATE_CACHE_SIZE,
     global:
       e.SENDGRID_API_KEY && e.SENDGRID_FROM_EMAIL
         ? Object.freeze({

@@ -31,6 +31,8 @@ export const ERRORS = {
 
   // --- the tenant (dead-lettered; replay once fixed) ---
   unknown_tenant: { status: 422, description: 'The tenant has no email settings and no global configuration is set to fall back to.' },
+  sender_not_configured: { status: 422, description: 'The tenant has no from_email and EMAIL_TENANT_FROM_PATTERN is not set (or gives no valid address for this tenant).' },
+  sender_domain_unverified: { status: 422, description: "The from_email's domain is not verified at the sending provider (…/email-domains) and there is no platform tier (EMAIL_TENANT_FROM_PATTERN) to send from instead." },
   quota_exceeded: { status: 422, description: "The tenant's daily limit is used up; the event lands in the dead letter sink and can be replayed after midnight UTC." },
 
   // --- concurrency ---
@@ -60,6 +62,10 @@ export const ERRORS = {
   invalid_request: { status: 400, description: 'Admin API: the body or a parameter is invalid; `issues` lists each field and what is wrong.' },
   settings_not_found: { status: 404, description: 'Admin API: the tenant has no email settings.' },
   tenant_not_found: { status: 404, description: "Admin API: the tenant has no row in the platform's tenants table." },
+  template_not_found: { status: 404, description: 'Admin API: the tenant has no template for this event type.' },
+  domain_not_found: { status: 404, description: 'Admin API: the tenant has not registered this sender domain.' },
+  domain_api_unsupported: { status: 422, description: "Admin API: the tenant's provider has no domain API the worker can use (SMTP); verify the domain with the mail server's operator and use SENDER_DOMAIN_POLICY=provider, or the platform tier." },
+  account_token_required: { status: 400, description: 'Admin API: Postmark manages domains with an account token (not the server token); send it as account_token. It is used for this request only and never stored.' },
   api_key_required: { status: 400, description: 'Admin API: api_key is required when settings are created or the provider changes.' },
 
   // --- plain HTTP ---

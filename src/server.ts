@@ -6,6 +6,7 @@ import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
 import { createDeliveryStore } from './db/deliveries';
 import { assertSafeWorkerRole } from './db/roleCheck';
+import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
 import { ProviderClients } from './providers/clients';
 import { createEventProcessor } from './worker/processEvent';
@@ -43,7 +44,7 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
   });
   const state: AppState = { draining: false, inFlight: 0 };
-  const processEvent = createEventProcessor({ config, deliveries, providers });
+  const processEvent = createEventProcessor({ config, deliveries, providers, loadTemplate: (tenantId, eventType) => getTemplate(sql, tenantId, eventType) });
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }

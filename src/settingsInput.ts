@@ -25,11 +25,56 @@ const providerSettings = z
 
 const providerName = z.enum(PROVIDERS, { message: `must be one of ${PROVIDERS.join(', ')}` });
 
+/**
+ * Extra headers a tenant may add to every email: `X-…` names (not the worker's own X-Tenant-ID,
+ * X-Event-ID, X-Entity-Ref-ID) and a few informational ones. Nothing that routes or identifies
+ * the message (From, To, Subject, Reply-To, Sender, Bcc, Message-ID, DKIM-Signature…) can be set;
+ * values are one printable line.
+ */
+const ALLOWED_PLAIN_HEADERS = ['auto-submitted', 'precedence', 'organization'];
+const OWN_HEADERS = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id'];
+export const MAX_EXTRA_HEADERS = 10;
+const headerName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/, 'must be a header name of letters, digits and dashes')
+  .refine(
+    (n) => (/^x-/i.test(n) || ALLOWED_PLAIN_HEADERS.includes(n.toLowerCase())) && !OWN_HEADERS.includes(n.toLowerCase()),
+    `is not allowed: use an X-… name (not X-Tenant-ID, X-Event-ID or X-Entity-Ref-ID) or one of Auto-Submitted, Precedence, Organization`,
+  );
+const headerValue = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(200)
+  // eslint-disable-next-line no-control-regex
+  .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must be one line of printable characters (no CR, LF or other control characters)');
+export const extraHeadersSchema = z
+  .record(z.string(), headerValue)
+  .superRefine((headers, ctx) => {
+    const names = Object.keys(headers);
+    if (names.length > MAX_EXTRA_HEADERS) ctx.addIssue({ code: 'custom', message: `at most ${MAX_EXTRA_HEADERS} headers` });
+    const seen = new Set<string>();
+    for (const n of names) {
+      const r = headerName.safeParse(n);
+      if (!r.success) ctx.addIssue({ code: 'custom', path: [n], message: r.error.issues[0]?.message ?? 'is not allowed' });
+      if (seen.has(n.toLowerCase())) ctx.addIssue({ code: 'custom', path: [n], message: 'is given twice (header names are case-insensitive)' });
+      seen.add(n.toLowerCase());
+    }
+  });
+
+/** `List-Unsubscribe` target: an https URL (one-click, RFC 8058) or a mailto: address. */
+const listUnsubscribe = z
+  .string()
+  .max(500)
+  .refine(noLineBreaks, 'must not contain line breaks')
+  .refine((v) => /^https:\/\/[^\s<>]+$/.test(v) || /^mailto:[^\s<>@]+@[^\s<>@]+$/.test(v), 'must be an https:// URL or a mailto: address');
+
 export const settingsInputSchema = z
   .object({
     provider: providerName,
     api_key: secret.optional(),
-    from_email: emailAddress,
+    from_email: emailAddress.nullable().optional(),
+    list_unsubscribe: listUnsubscribe.nullable().optional(),
+    extra_headers: extraHeadersSchema.optional(),
     from_name: z.string().max(200).refine(noLineBreaks, 'must not contain line breaks').nullable().optional(),
     reply_to_domain: z.string().regex(HOSTNAME, 'must be a domain name such as replies.example.com').nullable().optional(),
     provider_settings: providerSettings.default({}),
@@ -107,12 +152,15 @@ export function needsApiKey(provider: ProviderName, settings: Record<string, unk
 /** Parse and check a settings body. Returns the field-level issues, never echoing a value. */
 export function parseSettingsInput(
   body: unknown,
-  opts: { allowProviderEndpointOverride: boolean },
+  opts: { allowProviderEndpointOverride: boolean; platformTier: boolean },
 ): { ok: true; value: SettingsInput } | { ok: false; issues: FieldIssue[] } {
   const parsed = settingsInputSchema.safeParse(body);
   if (!parsed.success) return { ok: false, issues: toIssues(parsed.error.issues, '') };
   const v = parsed.data;
   const issues: FieldIssue[] = [];
+  if (!v.from_email && !opts.platformTier) {
+    issues.push({ path: 'from_email', message: 'is required: this platform has no platform sender tier (EMAIL_TENANT_FROM_PATTERN)' });
+  }
   const checkAccount = (prefix: string, provider: ProviderName, settings: Record<string, unknown>, apiKey: string | undefined) => {
     const ps = PROVIDER_SETTINGS[provider].safeParse(settings);
     if (!ps.success) issues.push(...toIssues(ps.error.issues, `${prefix}provider_settings.`));

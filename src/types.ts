@@ -21,6 +21,10 @@ export const TENANT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 export const PROVIDERS = ['sendgrid', 'ses', 'postmark', 'smtp', 'resend'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
+/** A custom sender domain's verification status, as its provider last reported it. */
+export const DOMAIN_STATUSES = ['pending', 'verified', 'failed'] as const;
+export type DomainStatus = (typeof DOMAIN_STATUSES)[number];
+
 /** Decrypted credentials and settings for one provider account. Never logged. */
 export interface ProviderAccount {
   readonly provider: ProviderName;
@@ -34,9 +38,16 @@ export interface SenderSettings {
   readonly source: 'tenant' | 'global';
   readonly primary: ProviderAccount;
   readonly fallback: ProviderAccount | null;
-  readonly fromEmail: string;
+  /** The tenant's own sender address; null means the platform tier (EMAIL_TENANT_FROM_PATTERN). */
+  readonly fromEmail: string | null;
   readonly fromName: string | null;
   readonly replyToDomain: string | null;
+  /** A List-Unsubscribe target (https URL or mailto), only when the tenant configured one. */
+  readonly listUnsubscribe: string | null;
+  /** Allow-listed extra headers the tenant configured (validated when saved). */
+  readonly extraHeaders: Readonly<Record<string, string>>;
+  /** from_email's domain as registered through the admin API, or null when it is not. */
+  readonly fromDomain: { readonly status: DomainStatus; readonly provider: ProviderName } | null;
   /** Bumped on every write; part of the provider client cache key. */
   readonly version: number;
 }

@@ -23,11 +23,13 @@ const maskedAccount = z.object({
 });
 const maskedSettings = maskedAccount.extend({
   tenant_id: z.string(),
-  from_email: z.string(),
+  from_email: z.string().nullable().describe('null: the platform tier (EMAIL_TENANT_FROM_PATTERN) is the sender'),
   from_name: z.string().nullable(),
   reply_to_domain: z.string().nullable(),
   enabled: z.boolean(),
   daily_limit: z.number().int(),
+  list_unsubscribe: z.string().nullable(),
+  extra_headers: z.record(z.string(), z.string()),
   fallback: maskedAccount.nullable(),
   key_id: z.string().describe('fingerprint of the encryption key of this row'),
   version: z.number().int(),

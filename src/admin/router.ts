@@ -71,7 +71,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   const base = '/tenants/:tenantId';
 
   router.put(`${base}/email-settings`, route(async (req, res, tenantId) => {
-    const parsed = parseSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride });
+    const parsed = parseSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride, platformTier: config.tenantFromPattern !== undefined });
     if (!parsed.ok) throw new InvalidRequest(parsed.issues);
     const { created } = await putSettings(sql, keys, tenantId, parsed.value);
     res.status(created ? 201 : 200).json(await getSettings(sql, tenantId));

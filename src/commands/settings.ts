@@ -26,7 +26,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       } catch {
         throw new CliError('the settings body is not valid JSON (see README: "Tenant settings")');
       }
-      const parsed = parseSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride });
+      const parsed = parseSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride, platformTier: cfg.tenantFromPattern !== undefined });
       if (!parsed.ok) {
         throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
       }

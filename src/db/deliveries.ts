@@ -1,3 +1,5 @@
+import type { SenderTier } from '../email/sender';
+import type { TemplateUse } from '../email/templates';
 import type { ProviderName, SenderSettings } from '../types';
 import type { Sql } from './connect';
 import type { KeyRing } from './settings';
@@ -14,7 +16,15 @@ export interface ClaimRequest {
 }
 
 export type ClaimResult =
-  | { outcome: 'claimed'; claimToken: string; settings: SenderSettings | null; dailyLimit: number; sentToday: number }
+  | {
+      outcome: 'claimed';
+      claimToken: string;
+      settings: SenderSettings | null;
+      dailyLimit: number;
+      sentToday: number;
+      /** The version of the tenant's template for this event type; null when it has none. */
+      templateVersion: number | null;
+    }
   | { outcome: 'quota_exceeded'; dailyLimit: number }
   | { outcome: 'duplicate' | 'in_flight' | 'skipped_disabled' | 'skipped_no_recipient' | 'unknown_tenant' };
 
@@ -27,6 +37,10 @@ export interface OutcomeRecord {
   provider: ProviderName | null;
   messageId: string | null;
   errorCode: string | null;
+  templateSource: TemplateUse | null;
+  templateVersion: number | null;
+  senderTier: SenderTier | null;
+  senderNote: string | null;
 }
 
 export interface DeliveryStore {
@@ -55,6 +69,7 @@ export function createDeliveryStore(
             claimToken: r.claim_token,
             dailyLimit: r.daily_limit,
             sentToday: r.sent_today,
+            templateVersion: r.template_version === null ? null : Number(r.template_version),
             settings:
               r.settings_source === 'tenant'
                 ? {
@@ -66,6 +81,9 @@ export function createDeliveryStore(
                     fromEmail: r.from_email,
                     fromName: r.from_name,
                     replyToDomain: r.reply_to_domain,
+                    listUnsubscribe: r.list_unsubscribe,
+                    extraHeaders: r.extra_headers ?? {},
+                    fromDomain: r.from_domain_status ? { status: r.from_domain_status, provider: r.from_domain_provider } : null,
                     version: Number(r.settings_version),
                   }
                 : null,
@@ -87,7 +105,8 @@ export function createDeliveryStore(
       const [r] = await sql`
         SELECT email_record_outcome(
           ${rec.tenantId}, ${rec.eventSource}, ${rec.eventId}, ${rec.claimToken}::uuid,
-          ${rec.status}, ${rec.provider}::text, ${rec.messageId}::text, ${rec.errorCode}::text) AS ok`;
+          ${rec.status}, ${rec.provider}::text, ${rec.messageId}::text, ${rec.errorCode}::text,
+          ${rec.templateSource}::text, ${rec.templateVersion}::bigint, ${rec.senderTier}::text, ${rec.senderNote}::text) AS ok`;
       return Boolean(r?.ok);
     },
   };

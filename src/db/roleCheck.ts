@@ -1,6 +1,6 @@
 import type { Sql } from './connect';
 
-export const TENANT_TABLES = ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries'] as const;
+export const TENANT_TABLES = ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries', 'tenant_email_templates', 'tenant_email_domains'] as const;
 
 export class UnsafeRoleError extends Error {
   constructor(message: string) {

@@ -25,9 +25,11 @@ export interface MaskedAccount {
 
 export interface MaskedSettings extends MaskedAccount {
   tenant_id: string;
-  from_email: string;
+  from_email: string | null;
   from_name: string | null;
   reply_to_domain: string | null;
+  list_unsubscribe: string | null;
+  extra_headers: Record<string, string>;
   enabled: boolean;
   daily_limit: number;
   fallback: MaskedAccount | null;
@@ -97,14 +99,15 @@ export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, inp
         INSERT INTO tenant_email_settings AS s (
           tenant_id, provider, api_key_encrypted, api_key_hint, from_email, from_name, reply_to_domain,
           provider_settings, enabled, daily_limit, fallback_provider, fallback_api_key_encrypted,
-          fallback_api_key_hint, fallback_provider_settings, key_id)
+          fallback_api_key_hint, fallback_provider_settings, key_id, list_unsubscribe, extra_headers)
         VALUES (
           ${tenantId}, ${input.provider},
           CASE WHEN ${apiKey}::text IS NULL THEN NULL ELSE pgp_sym_encrypt(${apiKey}::text, ${cur}::text, ${PGP_OPTIONS}) END,
-          ${apiKey === null ? null : keyHint(apiKey)}, ${input.from_email}, ${input.from_name ?? null}, ${input.reply_to_domain ?? null},
+          ${apiKey === null ? null : keyHint(apiKey)}, ${input.from_email ?? null}, ${input.from_name ?? null}, ${input.reply_to_domain ?? null},
           ${tx.json(input.provider_settings as never)}, ${input.enabled}, ${input.daily_limit}, ${fb?.provider ?? null},
           CASE WHEN ${fbKey}::text IS NULL THEN NULL ELSE pgp_sym_encrypt(${fbKey}::text, ${cur}::text, ${PGP_OPTIONS}) END,
-          ${fbKey === null ? null : keyHint(fbKey)}, ${tx.json((fb?.provider_settings ?? {}) as never)}, ${keys.current.id})
+          ${fbKey === null ? null : keyHint(fbKey)}, ${tx.json((fb?.provider_settings ?? {}) as never)}, ${keys.current.id},
+          ${input.list_unsubscribe ?? null}, ${tx.json((input.extra_headers ?? {}) as never)})
         ON CONFLICT (tenant_id) DO UPDATE SET
           provider = EXCLUDED.provider,
           api_key_encrypted = CASE
@@ -124,6 +127,8 @@ export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, inp
           fallback_api_key_hint = CASE WHEN ${keepFallbackKey} THEN s.fallback_api_key_hint ELSE EXCLUDED.fallback_api_key_hint END,
           fallback_provider_settings = EXCLUDED.fallback_provider_settings,
           key_id = EXCLUDED.key_id,
+          list_unsubscribe = EXCLUDED.list_unsubscribe,
+          extra_headers = EXCLUDED.extra_headers,
           version = s.version + 1,
           updated_at = now()
         RETURNING (xmax = 0) AS created`;
@@ -148,7 +153,7 @@ export async function getSettings(sql: Sql, tenantId: string): Promise<MaskedSet
       SELECT tenant_id, provider, api_key_encrypted IS NOT NULL AS api_key_set, api_key_hint, from_email, from_name,
              reply_to_domain, provider_settings, enabled, daily_limit, fallback_provider,
              fallback_api_key_encrypted IS NOT NULL AS fallback_api_key_set, fallback_api_key_hint,
-             fallback_provider_settings, key_id, version, created_at, updated_at
+             fallback_provider_settings, key_id, version, created_at, updated_at, list_unsubscribe, extra_headers
       FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
     if (!r) return null;
     return {
@@ -160,6 +165,8 @@ export async function getSettings(sql: Sql, tenantId: string): Promise<MaskedSet
       from_email: r.from_email,
       from_name: r.from_name,
       reply_to_domain: r.reply_to_domain,
+      list_unsubscribe: r.list_unsubscribe,
+      extra_headers: r.extra_headers,
       enabled: r.enabled,
       daily_limit: r.daily_limit,
       fallback: r.fallback_provider
@@ -197,9 +204,12 @@ export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: stri
     if (!key) throw new SettingsError('settings_undecryptable', 'the settings were encrypted with a key this process does not hold');
     const [r] = await tx`
       SELECT provider, provider_settings, from_email, from_name, reply_to_domain, version, fallback_provider, fallback_provider_settings,
+             list_unsubscribe, extra_headers,
+             (SELECT jsonb_build_object('status', dm.status, 'provider', dm.provider) FROM tenant_email_domains dm
+               WHERE dm.tenant_id = s.tenant_id AND dm.domain = lower(split_part(s.from_email, '@', 2))) AS from_domain,
              CASE WHEN api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(api_key_encrypted, ${key.secret}::text) END AS api_key,
              CASE WHEN fallback_api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(fallback_api_key_encrypted, ${key.secret}::text) END AS fallback_api_key
-      FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
+      FROM tenant_email_settings s WHERE s.tenant_id = ${tenantId}`;
     if (!r) return null;
     return {
       source: 'tenant',
@@ -208,6 +218,9 @@ export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: stri
       fromEmail: r.from_email,
       fromName: r.from_name,
       replyToDomain: r.reply_to_domain,
+      listUnsubscribe: r.list_unsubscribe,
+      extraHeaders: r.extra_headers,
+      fromDomain: r.from_domain ?? null,
       version: Number(r.version),
     };
   });

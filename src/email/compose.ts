@@ -1,8 +1,14 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { taskOutput } from '../intake/eventData';
 import type { OutgoingEmail } from '../providers/types';
+import { GLOBAL_TENANT } from '../types';
 import { renderMarkdown } from './markdown';
+import { domainOf, type SenderChoice } from './sender';
+import { headerSafe, type RenderedContent } from './templates';
+
+export { headerSafe };
 
 /**
  * Output larger than this is cut, with a note (OUTPUT_MAX_CHARS): text and HTML parts together
@@ -10,12 +16,6 @@ import { renderMarkdown } from './markdown';
  */
 export const MAX_OUTPUT_CHARS = 100 * 1024;
 const MAX_PROMPT_CHARS = 10 * 1024;
-
-export interface Sender {
-  fromEmail: string;
-  fromName: string | null;
-  replyToDomain: string | null;
-}
 
 const address = z.email();
 
@@ -27,13 +27,6 @@ export function replyToAddress(pattern: string, taskId: string, domain: string |
   return !/[\s\r\n\0,;<>"]/.test(candidate) && address.safeParse(candidate).success ? candidate : null;
 }
 
-/** One header line's worth of text: no CR/LF or other control characters, bounded length. */
-export function headerSafe(v: string, max = 200): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = v.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
-  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
-}
-
 export function escapeHtml(v: string): string {
   return v.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c] as string);
 }
@@ -42,62 +35,97 @@ function cap(v: string, max: number): { text: string; truncated: boolean } {
   return v.length > max ? { text: v.slice(0, max), truncated: true } : { text: v, truncated: false };
 }
 
-export function composeTaskEmail(args: {
+/**
+ * What a template sees: every field of the event's data by name (unknown ones too), with these
+ * set by the worker: `tenant_id` (the resolved tenant), `status` (default "completed"),
+ * `prompt` and `output` (capped), `prompt_summary` (the prompt's first line, one header line),
+ * `output_html` (the output's Markdown rendered and sanitized), `output_truncated`,
+ * `prompt_truncated`, `truncation_note`, and `event` ({id, source, type}).
+ */
+export interface TemplateView extends Record<string, unknown> {
+  tenant_id: string | null;
+  task_id: string;
+  status: string;
+  prompt: string;
+  prompt_summary: string;
+  prompt_truncated: boolean;
+  output: string;
+  output_html: string;
+  output_truncated: boolean;
+  truncation_note: string;
+  event: { id: string; source: string; type: string };
+}
+
+export function buildTemplateView(event: IntakeEvent, tenantId: string, maxOutputChars = MAX_OUTPUT_CHARS): TemplateView {
+  const d = event.data;
+  const prompt = cap(d.prompt ?? '', MAX_PROMPT_CHARS);
+  const output = cap(taskOutput(d) ?? '', maxOutputChars);
+  return {
+    ...d,
+    tenant_id: tenantId === GLOBAL_TENANT ? null : tenantId,
+    task_id: d.task_id,
+    status: d.status ? headerSafe(d.status, 40) : 'completed',
+    prompt: prompt.text,
+    prompt_summary: headerSafe(prompt.text.split('\n', 1)[0] ?? '', 80),
+    prompt_truncated: prompt.truncated,
+    output: output.text,
+    output_html: output.text ? renderMarkdown(output.text) : '',
+    output_truncated: output.truncated,
+    truncation_note: `[output truncated at ${Math.round(maxOutputChars / 1024)} KB]`,
+    event: { id: event.id, source: event.source, type: event.type },
+  };
+}
+
+/**
+ * Headers the worker sets itself. Tenant extra headers may not use these names (settingsInput).
+ * X-Entity-Ref-ID is stable per delivery (a hash of the ledger key), so a resend after a crash
+ * carries the same reference; over SMTP it is the Message-ID as well.
+ */
+export const RESERVED_HEADERS = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id', 'list-unsubscribe', 'list-unsubscribe-post'];
+
+export function eventReference(idempotencyKey: string, fromEmail: string): string {
+  return `<${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}@${domainOf(fromEmail)}>`;
+}
+
+export interface ComposeInput {
   event: IntakeEvent;
   tenantId: string;
   recipient: string;
-  sender: Sender;
+  content: RenderedContent;
+  sender: SenderChoice;
   replyToPattern: string;
-  maxOutputChars?: number;
-}): OutgoingEmail {
-  const { event, sender } = args;
-  const d = event.data;
-  const maxOutput = args.maxOutputChars ?? MAX_OUTPUT_CHARS;
-  const prompt = cap(d.prompt ?? '', MAX_PROMPT_CHARS);
-  const output = cap(taskOutput(d) ?? '', maxOutput);
-  const status = d.status ? headerSafe(d.status, 40) : 'completed';
-  const firstLine = headerSafe(prompt.text.split('\n', 1)[0] ?? '', 80);
-  const subject = headerSafe(firstLine ? `Task ${status}: ${firstLine}` : `Task ${d.task_id} ${status}`, 150);
+  replyToDomain: string | null;
+  listUnsubscribe: string | null;
+  extraHeaders: Readonly<Record<string, string>>;
+}
 
-  const facts: Array<[string, string]> = [['Task', d.task_id]];
-  if (d.session_id) facts.push(['Session', d.session_id]);
-  if (d.agent) facts.push(['Agent', d.agent]);
-  if (d.model) facts.push(['Model', d.model]);
-  facts.push(['Status', status]);
-  const truncNote = `[output truncated at ${Math.round(maxOutput / 1024)} KB]`;
-
-  const text = [
-    `Your task ${status}.`,
-    '',
-    ...facts.map(([k, v]) => `${k}: ${v}`),
-    '',
-    ...(prompt.text ? ['Prompt:', prompt.text + (prompt.truncated ? '\n[prompt truncated]' : ''), ''] : []),
-    ...(output.text ? ['Output:', output.text + (output.truncated ? `\n${truncNote}` : ''), ''] : ['No output was recorded.', '']),
-  ].join('\n');
-
-  const pre = 'style="white-space:pre-wrap;font-family:ui-monospace,Menlo,Consolas,monospace;background:#f6f8fa;padding:12px;border-radius:6px"';
-  const html = [
-    '<!doctype html><html><body style="font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#1f2328">',
-    `<h2 style="margin:0 0 12px">Your task ${escapeHtml(status)}</h2>`,
-    '<table style="border-collapse:collapse;margin-bottom:16px">',
-    ...facts.map(([k, v]) => `<tr><td style="padding:2px 12px 2px 0;color:#59636e">${escapeHtml(k)}</td><td>${escapeHtml(v)}</td></tr>`),
-    '</table>',
-    ...(prompt.text ? ['<h3>Prompt</h3>', `<pre ${pre}>${escapeHtml(prompt.text)}${prompt.truncated ? '\n[prompt truncated]' : ''}</pre>`] : []),
-    ...(output.text
-      ? ['<h3>Output</h3>', `<div>${renderMarkdown(output.text)}</div>`, ...(output.truncated ? [`<p><em>${escapeHtml(truncNote)}</em></p>`] : [])]
-      : ['<p>No output was recorded.</p>']),
-    '</body></html>',
-  ].join('\n');
-
+/** The email as every provider receives it, for one sender choice. */
+export function composeEmail(c: ComposeInput): OutgoingEmail {
+  const idempotencyKey = `${c.tenantId}/${c.event.source}/${c.event.id}`;
+  const reference = eventReference(idempotencyKey, c.sender.email);
+  const headers: Record<string, string> = {};
+  // Tenant headers first, so ours cannot be overridden even if validation were bypassed.
+  for (const [k, v] of Object.entries(c.extraHeaders)) {
+    if (!RESERVED_HEADERS.includes(k.toLowerCase())) headers[k] = headerSafe(v, 200);
+  }
+  headers['X-Tenant-ID'] = c.tenantId;
+  headers['X-Event-ID'] = headerSafe(c.event.id, 200);
+  headers['X-Entity-Ref-ID'] = reference;
+  if (c.listUnsubscribe) {
+    headers['List-Unsubscribe'] = `<${c.listUnsubscribe}>`;
+    // RFC 8058 one-click unsubscribe: only meaningful for an https target.
+    if (/^https:/i.test(c.listUnsubscribe)) headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+  }
   return {
-    from: { email: sender.fromEmail, name: sender.fromName ? headerSafe(sender.fromName, 100) : null },
-    to: args.recipient,
-    replyTo: replyToAddress(args.replyToPattern, d.task_id, sender.replyToDomain),
-    subject,
-    text,
-    html,
-    headers: { 'X-Tenant-ID': args.tenantId, 'X-Event-ID': headerSafe(event.id, 200) },
-    tags: { tenantId: args.tenantId, eventId: event.id },
-    idempotencyKey: `${args.tenantId}/${event.source}/${event.id}`,
+    from: { email: c.sender.email, name: c.sender.name ? headerSafe(c.sender.name, 100) : null },
+    to: c.recipient,
+    replyTo: replyToAddress(c.replyToPattern, c.event.data.task_id, c.replyToDomain),
+    subject: c.content.subject,
+    text: c.content.text,
+    html: c.content.html,
+    headers,
+    reference,
+    tags: { tenantId: c.tenantId, eventId: c.event.id },
+    idempotencyKey,
   };
 }

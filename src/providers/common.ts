@@ -60,3 +60,10 @@ export function formatFrom(from: { email: string; name: string | null }): string
 export function tagValue(v: string): string {
   return v.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 256);
 }
+
+/** A DNS record name as a fully qualified name: some providers give it relative to the domain ("send"). */
+export function fqdn(name: string, domain: string): string {
+  const n = name.replace(/\.$/, '').toLowerCase();
+  if (n === '' || n === '@') return domain;
+  return n === domain || n.endsWith(`.${domain}`) ? n : `${n}.${domain}`;
+}

@@ -1,7 +1,7 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount } from '../types';
 import { endpointOverride, errorFromHttpStatus, formatFrom, ranOutOfTime, stringSetting } from './common';
-import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type PostmarkModule = typeof import('postmark');
 
@@ -15,10 +15,11 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
   const postmark = require('postmark') as PostmarkModule;
   const base = endpointOverride(account.settings, opts.allowEndpointOverride);
   const url = base ? new URL(base) : undefined;
-  const client = new postmark.ServerClient(account.apiKey, {
+  const clientOptions = {
     timeout: Math.max(1, Math.ceil(opts.timeoutMs / 1000)),
     ...(url ? { useHttps: url.protocol === 'https:', requestHost: url.host } : {}),
-  });
+  };
+  const client = new postmark.ServerClient(account.apiKey, clientOptions);
   const stream = stringSetting(account.settings, 'message_stream');
 
   return {
@@ -51,7 +52,60 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
         throw mapPostmarkError(err, ranOutOfTime(started, opts.timeoutMs * 1.05));
       }
     },
+    domains({ accountToken }) {
+      // Domains belong to the Postmark account, not the server: they need the account token.
+      if (!accountToken) throw new WorkerError('account_token_required');
+      const account = new postmark.AccountClient(accountToken, clientOptions);
+      const call = async <T>(fn: () => Promise<T>): Promise<T> => {
+        const started = Date.now();
+        try {
+          return await fn();
+        } catch (err) {
+          throw mapPostmarkError(err, ranOutOfTime(started, opts.timeoutMs * 1.05));
+        }
+      };
+      return {
+        async register(domain) {
+          const list = await call(() => account.getDomains({ count: 500, offset: 0 }));
+          const existing = list.Domains.find((d) => d.Name.toLowerCase() === domain);
+          const details = existing
+            ? await call(() => account.getDomain(existing.ID))
+            : await call(() => account.createDomain({ Name: domain, ReturnPathDomain: `pm-bounces.${domain}` }));
+          return postmarkDomainState(details);
+        },
+        async check(_domain, id) {
+          await call(() => account.verifyDomainReturnPath(Number(id)));
+          return postmarkDomainState(await call(() => account.verifyDomainDKIM(Number(id))));
+        },
+      };
+    },
   };
+}
+
+/** Postmark sends from a domain once its DKIM record is verified; the Return-Path CNAME is recommended. */
+function postmarkDomainState(d: {
+  ID: number;
+  DKIMVerified: boolean;
+  DKIMHost: string;
+  DKIMTextValue: string;
+  DKIMPendingHost: string;
+  DKIMPendingTextValue: string;
+  ReturnPathDomain: string;
+  ReturnPathDomainCNAMEValue: string;
+  ReturnPathDomainVerified: boolean;
+}): DomainState {
+  const records = [
+    {
+      type: 'TXT',
+      name: d.DKIMPendingHost || d.DKIMHost,
+      value: d.DKIMPendingTextValue || d.DKIMTextValue,
+      status: d.DKIMVerified ? 'verified' : 'pending',
+    },
+    ...(d.ReturnPathDomain
+      ? [{ type: 'CNAME', name: d.ReturnPathDomain, value: d.ReturnPathDomainCNAMEValue, status: d.ReturnPathDomainVerified ? 'verified' : 'pending' }]
+      : []),
+  ].filter((r) => r.name && r.value);
+  return { providerDomainId: String(d.ID), status: d.DKIMVerified ? 'verified' : 'pending', records };
 }
 
 

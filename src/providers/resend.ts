@@ -1,7 +1,7 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount } from '../types';
-import { endpointOverride, errorFromHttpStatus, formatFrom, parseRetryAfter, tagValue } from './common';
-import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import { endpointOverride, errorFromHttpStatus, formatFrom, fqdn, parseRetryAfter, tagValue } from './common';
+import type { DomainRecord, DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type ResendModule = typeof import('resend');
 
@@ -61,7 +61,46 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
     async verify() {
       await call((signal) => client.domains.list({ signal } as never) as Promise<ResendResult<unknown>>);
     },
+    domains() {
+      const details = async (id: string, domain: string): Promise<DomainState> => {
+        const d = await call<ResendDomain>((signal) => client.domains.get(id, { signal } as never) as Promise<ResendResult<ResendDomain>>);
+        return resendDomainState(d, domain);
+      };
+      return {
+        async register(domain) {
+          // Registering twice is not an error: the account's existing domain is used.
+          const list = await call<{ data?: Array<{ id: string; name: string }> }>((signal) => client.domains.list({ signal } as never) as Promise<ResendResult<{ data?: Array<{ id: string; name: string }> }>>);
+          const existing = (list?.data ?? []).find((d) => d.name.toLowerCase() === domain);
+          if (existing) return details(existing.id, domain);
+          const created = await call<ResendDomain>((signal) => client.domains.create({ name: domain }, { signal } as never) as Promise<ResendResult<ResendDomain>>);
+          return resendDomainState(created, domain);
+        },
+        async check(domain, id) {
+          await call((signal) => client.domains.verify(id, { signal } as never) as Promise<ResendResult<unknown>>);
+          return details(id, domain);
+        },
+      };
+    },
   };
+}
+
+interface ResendDomain {
+  id: string;
+  status?: string;
+  records?: Array<{ type: string; name: string; value: string; priority?: number; status?: string }>;
+}
+
+/** Resend reports not_started/pending/partially_* until every record checks out. */
+function resendDomainState(d: ResendDomain, domain: string): DomainState {
+  const records: DomainRecord[] = (d.records ?? []).map((r) => ({
+    type: r.type,
+    name: fqdn(r.name, domain),
+    value: r.value,
+    ...(r.priority !== undefined ? { priority: r.priority } : {}),
+    ...(r.status ? { status: r.status } : {}),
+  }));
+  const status = d.status === 'verified' ? 'verified' : d.status === 'failed' ? 'failed' : 'pending';
+  return { providerDomainId: d.id, status, records };
 }
 
 

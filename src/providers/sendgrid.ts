@@ -4,7 +4,7 @@ import type { MailDataRequired } from '@sendgrid/helpers/classes/mail';
 import { WorkerError } from '../errors';
 import { endpointOverride, errorFromHttpStatus } from './common';
 import type { ProviderAccount } from '../types';
-import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 /**
  * SendGrid through @sendgrid/mail with a client of its own per tenant credential (never the
@@ -55,7 +55,41 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
         throw mapSendgridError(err);
       }
     },
+    domains() {
+      const call = async <T>(req: ClientRequest): Promise<T> => {
+        try {
+          const [, body] = await client.request(req);
+          return body as T;
+        } catch (err) {
+          throw mapSendgridError(err);
+        }
+      };
+      return {
+        // Domain authentication (whitelabel): the key needs the whitelabel scopes, not only mail.send.
+        async register(domain) {
+          const found = await call<SendgridDomain[]>({ method: 'GET', url: '/v3/whitelabel/domains', qs: { domain, limit: 50 } });
+          const existing = (found ?? []).find((d) => d.domain.toLowerCase() === domain);
+          return sendgridDomainState(existing ?? (await call<SendgridDomain>({ method: 'POST', url: '/v3/whitelabel/domains', body: { domain, automatic_security: true } })));
+        },
+        async check(_domain, id) {
+          await call({ method: 'POST', url: `/v3/whitelabel/domains/${encodeURIComponent(id)}/validate` });
+          return sendgridDomainState(await call<SendgridDomain>({ method: 'GET', url: `/v3/whitelabel/domains/${encodeURIComponent(id)}` }));
+        },
+      };
+    },
   };
+}
+
+interface SendgridDomain {
+  id: number;
+  domain: string;
+  valid: boolean;
+  dns?: Record<string, { host: string; type: string; data: string; valid: boolean }>;
+}
+
+function sendgridDomainState(d: SendgridDomain): DomainState {
+  const records = Object.values(d.dns ?? {}).map((r) => ({ type: r.type.toUpperCase(), name: r.host, value: r.data, status: r.valid ? 'verified' : 'pending' }));
+  return { providerDomainId: String(d.id), status: d.valid ? 'verified' : 'pending', records };
 }
 
 // The SDK's typings declare these classes only as named exports of an `export =` module, which

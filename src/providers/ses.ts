@@ -1,7 +1,7 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount } from '../types';
 import { endpointOverride, errorFromHttpStatus, formatFrom, ranOutOfTime, stringSetting, tagValue } from './common';
-import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type SesModule = typeof import('@aws-sdk/client-sesv2');
 
@@ -72,7 +72,46 @@ export function createSesProvider(account: ProviderAccount, opts: ProviderOption
     async close() {
       client.destroy();
     },
+    domains() {
+      const get = async (domain: string): Promise<DomainState> => {
+        const started = Date.now();
+        try {
+          return sesDomainState(domain, await client.send(new ses.GetEmailIdentityCommand({ EmailIdentity: domain })));
+        } catch (err) {
+          throw mapSesError(err, ranOutOfTime(started, opts.timeoutMs));
+        }
+      };
+      return {
+        async register(domain) {
+          const started = Date.now();
+          try {
+            return sesDomainState(domain, await client.send(new ses.CreateEmailIdentityCommand({ EmailIdentity: domain })));
+          } catch (err) {
+            // Already an identity of this account: read it instead.
+            if ((err as { name?: unknown }).name === 'AlreadyExistsException') return get(domain);
+            throw mapSesError(err, ranOutOfTime(started, opts.timeoutMs));
+          }
+        },
+        check: (domain) => get(domain),
+      };
+    },
   };
+}
+
+/** Easy DKIM: three CNAMEs; the identity can send once SES reports it verified for sending. */
+function sesDomainState(
+  domain: string,
+  out: { VerifiedForSendingStatus?: boolean; DkimAttributes?: { Status?: string; Tokens?: string[] } },
+): DomainState {
+  const dkim = out.DkimAttributes?.Status;
+  const status = out.VerifiedForSendingStatus ? 'verified' : dkim === 'FAILED' ? 'failed' : 'pending';
+  const records = (out.DkimAttributes?.Tokens ?? []).map((t) => ({
+    type: 'CNAME',
+    name: `${t}._domainkey.${domain}`,
+    value: `${t}.dkim.amazonses.com`,
+    ...(dkim ? { status: dkim.toLowerCase() } : {}),
+  }));
+  return { providerDomainId: domain, status, records };
 }
 
 

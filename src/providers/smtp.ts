@@ -52,6 +52,8 @@ export function createSmtpProvider(account: ProviderAccount, opts: ProviderOptio
           text: email.text,
           html: email.html,
           headers: { ...email.headers },
+          // Stable per delivery: a resend after a crash has the same Message-ID.
+          messageId: email.reference,
         });
         return { messageId: typeof info.messageId === 'string' ? info.messageId : null };
       } catch (err) {

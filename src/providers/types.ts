@@ -1,4 +1,4 @@
-import type { ProviderAccount, ProviderName } from '../types';
+import type { DomainStatus, ProviderAccount, ProviderName } from '../types';
 
 /** One email as every provider receives it. Addresses and headers are validated before this. */
 export interface OutgoingEmail {
@@ -8,8 +8,10 @@ export interface OutgoingEmail {
   subject: string;
   text: string;
   html: string;
-  /** Extra headers (X-Tenant-ID, X-Event-ID). */
+  /** Extra headers (X-Tenant-ID, X-Event-ID, X-Entity-Ref-ID, List-Unsubscribe, the tenant's own). */
   headers: Readonly<Record<string, string>>;
+  /** `<hash@from-domain>`, stable per delivery: the Message-ID where the provider lets us set it (SMTP). */
+  reference: string;
   /** Tie provider-side analytics and webhooks back to the tenant and the event. */
   tags: { tenantId: string; eventId: string };
   /** Stable per delivery: the ledger key. Providers that support idempotency keys get it. */
@@ -30,6 +32,37 @@ export interface EmailProvider {
   /** Check the credentials without sending an email. Rejects with a WorkerError. */
   verify(): Promise<void>;
   close?(): Promise<void>;
+  /** The provider's sender-domain API, where it has one the worker can use (not SMTP). */
+  domains?(opts: DomainApiOptions): DomainApi;
+}
+
+/** One DNS record the tenant must publish for its domain. */
+export interface DomainRecord {
+  type: string;
+  name: string;
+  value: string;
+  priority?: number;
+  /** The provider's view of this record, where it reports one (e.g. "verified", "pending"). */
+  status?: string;
+}
+
+export interface DomainState {
+  /** The provider's id for the domain (SES uses the domain name). */
+  providerDomainId: string;
+  status: DomainStatus;
+  /** Empty when the provider did not return them this time (the stored ones are kept). */
+  records: DomainRecord[];
+}
+
+export interface DomainApiOptions {
+  /** Postmark only: the account token (domains are account-level there). Never stored. */
+  accountToken?: string;
+}
+
+/** Register a sender domain at the provider and ask it whether the DNS records are in place. Rejects with a WorkerError. */
+export interface DomainApi {
+  register(domain: string): Promise<DomainState>;
+  check(domain: string, providerDomainId: string): Promise<DomainState>;
 }
 
 export interface ProviderOptions {

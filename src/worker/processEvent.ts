@@ -1,7 +1,10 @@
 import type { Config } from '../config';
 import type { DeliveryStore } from '../db/deliveries';
 import { mapDatabaseError } from '../db/errors';
-import { composeTaskEmail } from '../email/compose';
+import type { StoredTemplate } from '../db/templates';
+import { buildTemplateView, composeEmail } from '../email/compose';
+import { resolveSender, type SenderChoice, type SenderTier } from '../email/sender';
+import { TemplateCache, compileTemplate, renderWithFallback, type CompiledTemplate, type TemplateUse } from '../email/templates';
 import { WorkerError, isWorkerError, type ErrorCode } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
@@ -11,7 +14,15 @@ import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSett
 
 /** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */
 export type EventOutcome =
-  | { kind: 'sent'; provider: ProviderName; messageId: string | null; fallbackUsed: boolean; recorded: boolean }
+  | {
+      kind: 'sent';
+      provider: ProviderName;
+      messageId: string | null;
+      fallbackUsed: boolean;
+      recorded: boolean;
+      template: TemplateUse;
+      senderTier: SenderTier;
+    }
   | { kind: 'duplicate' }
   | { kind: 'skipped'; reason: 'no_recipient' | 'tenant_disabled' };
 
@@ -19,6 +30,8 @@ export interface ProcessorDeps {
   config: Config;
   deliveries: DeliveryStore;
   providers: ProviderClients;
+  /** The tenant's current template for an event type (under RLS); called on a cache miss only. */
+  loadTemplate: (tenantId: string, eventType: string) => Promise<StoredTemplate | null>;
 }
 
 // Account-level permanent failures: the account, not the message, is the problem, so another
@@ -27,6 +40,7 @@ const FAILOVER_PERMANENT = new Set<ErrorCode>(['provider_auth_failed', 'provider
 
 export function createEventProcessor(deps: ProcessorDeps) {
   const { config, deliveries, providers } = deps;
+  const templates = new TemplateCache(config.templateCacheSize);
   const globalSettings: SenderSettings | null = config.global
     ? {
         source: 'global',
@@ -39,6 +53,9 @@ export function createEventProcessor(deps: ProcessorDeps) {
         fromEmail: config.global.fromEmail,
         fromName: config.global.fromName,
         replyToDomain: config.global.replyToDomain,
+        listUnsubscribe: null,
+        extraHeaders: {},
+        fromDomain: null,
         version: 0,
       }
     : null;
@@ -81,22 +98,46 @@ export function createEventProcessor(deps: ProcessorDeps) {
       // The database only falls back to global when we passed a global limit; this is a bug guard.
       throw new WorkerError('internal_error', 'claimed without settings');
     }
-    const email = composeTaskEmail({
-      event,
-      tenantId,
-      recipient: event.recipient as string,
-      sender: settings,
-      replyToPattern: config.replyToPattern,
-      maxOutputChars: config.outputMaxChars,
-    });
 
-    let sent: { provider: ProviderName; messageId: string | null; fallbackUsed: boolean } | undefined;
+    // Everything after the claim records an outcome, so the claim and its quota unit are released.
+    let content: ReturnType<typeof renderWithFallback> | undefined;
+    let templateVersion: number | null = null;
+    let sent: { provider: ProviderName; messageId: string | null; fallbackUsed: boolean; sender: SenderChoice } | undefined;
     let failure: WorkerError | undefined;
+    let lastSender: SenderChoice | undefined;
     try {
-      sent = await sendWithFallback(tenantId, settings, email, log);
+      const tenantTemplate = await templateFor(tenantId, event.type, claim.templateVersion);
+      templateVersion = tenantTemplate?.version ?? null;
+      const view = buildTemplateView(event, tenantId, config.outputMaxChars);
+      if (tenantTemplate?.compiled === 'broken') {
+        content = { content: renderWithFallback(null, view).content, use: 'builtin_fallback', fallbackReason: 'the stored template no longer compiles' };
+      } else {
+        content = renderWithFallback(tenantTemplate?.compiled ?? null, view);
+      }
+      if (content.use === 'builtin_fallback') {
+        log.warn({ template_version: templateVersion, event_type: event.type, reason: content.fallbackReason }, "the tenant's template failed; sending the built-in one");
+      }
+      const rendered = content.content;
+      sent = await sendWithFallback(tenantId, settings, log, (account) => {
+        const choice = resolveSender({ tenantId, settings, account, fromPattern: config.tenantFromPattern, policy: config.senderDomainPolicy });
+        lastSender = choice;
+        const email = composeEmail({
+          event,
+          tenantId,
+          recipient: event.recipient as string,
+          content: rendered,
+          sender: choice,
+          replyToPattern: config.replyToPattern,
+          replyToDomain: settings.replyToDomain,
+          listUnsubscribe: settings.listUnsubscribe,
+          extraHeaders: settings.extraHeaders,
+        });
+        return { email, sender: choice };
+      });
     } catch (err) {
-      failure = isWorkerError(err) ? err : new WorkerError('internal_error');
+      failure = isWorkerError(err) ? err : mapDatabaseError(err);
     }
+    const sender = sent?.sender ?? lastSender;
 
     const recorded = await recordWithRetry(
       () =>
@@ -107,6 +148,10 @@ export function createEventProcessor(deps: ProcessorDeps) {
           provider: sent?.provider ?? settings.primary.provider,
           messageId: sent?.messageId ?? null,
           errorCode: failure?.code ?? null,
+          templateSource: content?.use ?? null,
+          templateVersion,
+          senderTier: sender?.tier ?? null,
+          senderNote: sender?.note ?? null,
         }),
       log,
     );
@@ -114,24 +159,45 @@ export function createEventProcessor(deps: ProcessorDeps) {
     if (failure) throw failure;
     // The provider accepted the email: answer 2xx even if the ledger write failed, because a
     // redelivery would send it again. The claim's lease keeps a redelivery out meanwhile.
-    return { kind: 'sent', ...(sent as NonNullable<typeof sent>), recorded };
+    const s = sent as NonNullable<typeof sent>;
+    return { kind: 'sent', provider: s.provider, messageId: s.messageId, fallbackUsed: s.fallbackUsed, recorded, template: content?.use ?? 'builtin', senderTier: s.sender.tier };
   };
 
-  async function sendWithFallback(tenantId: string, settings: SenderSettings, email: OutgoingEmail, log: Logger) {
+  /** The tenant's compiled template for this event type, from the cache or loaded once per version. */
+  async function templateFor(tenantId: string, eventType: string, version: number | null) {
+    if (version === null) return null;
+    const hit = templates.get(tenantId, eventType, version);
+    if (hit) return { compiled: hit, version };
+    const stored = await deps.loadTemplate(tenantId, eventType);
+    if (!stored) return null; // deleted since the claim
+    let compiled: CompiledTemplate | 'broken';
     try {
-      return { ...(await sendVia(tenantId, settings.primary, email)), fallbackUsed: false };
+      compiled = compileTemplate(stored);
+    } catch {
+      compiled = 'broken';
+    }
+    templates.set(tenantId, eventType, stored.version, compiled);
+    return { compiled, version: stored.version };
+  }
+
+  type Build = (account: ProviderAccount) => { email: OutgoingEmail; sender: SenderChoice };
+
+  async function sendWithFallback(tenantId: string, settings: SenderSettings, log: Logger, build: Build) {
+    try {
+      return { ...(await sendVia(tenantId, settings.primary, build)), fallbackUsed: false };
     } catch (err) {
       const e = isWorkerError(err) ? err : new WorkerError('internal_error');
       if (!settings.fallback || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
       log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, 'primary provider failed; trying the fallback');
-      return { ...(await sendVia(tenantId, settings.fallback, email)), fallbackUsed: true };
+      return { ...(await sendVia(tenantId, settings.fallback, build)), fallbackUsed: true };
     }
   }
 
-  async function sendVia(tenantId: string, account: ProviderAccount, email: OutgoingEmail) {
+  async function sendVia(tenantId: string, account: ProviderAccount, build: Build) {
+    const { email, sender } = build(account);
     const client = providers.get(tenantId, account);
     const { messageId } = await client.send(email);
-    return { provider: account.provider, messageId };
+    return { provider: account.provider, messageId, sender };
   }
 }
 

@@ -20,7 +20,8 @@ describe('OpenAPI document of the admin API', () => {
       '/tenants/{tenant_id}/email-settings/verify', '/tenants/{tenant_id}/email-stats',
     ]);
     const body = committed.components.schemas.SettingsInput;
-    expect(body.required).toEqual(['provider', 'from_email']);
+    // from_email may be left out: the platform tier (EMAIL_TENANT_FROM_PATTERN) then sends.
+    expect(body.required).toEqual(['provider']);
     expect(body.additionalProperties).toBe(false);
     expect(body.properties.provider.enum).toEqual(['sendgrid', 'ses', 'postmark', 'smtp', 'resend']);
     expect(committed.components.schemas.ProviderSettings_ses.required).toEqual(['region']);

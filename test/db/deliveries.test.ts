@@ -8,6 +8,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db';
 const key = (s: string) => ({ id: keyId(s), secret: s });
 const KEY_A = key('a'.repeat(44));
 const KEY_B = key('b'.repeat(44));
+const noContent = { templateSource: null, templateVersion: null, senderTier: null, senderNote: null };
 
 const base = (tenantId: string, eventId: string): ClaimRequest => ({
   tenantId, eventSource: '/src', eventId, eventType: 'codetether.task.created', taskId: 'task-1', hasRecipient: true,
@@ -65,7 +66,7 @@ describe('claim, quota and outcome (email_claim_event / email_record_outcome)', 
     const r = await store.claim(base('flow-t', 'e-dup'));
     if (r.outcome !== 'claimed') throw new Error(r.outcome);
     const before = await usage(owner, 'flow-t');
-    expect(await store.recordOutcome({ ...base('flow-t', 'e-dup'), claimToken: r.claimToken, status: 'sent', provider: 'sendgrid', messageId: 'm1', errorCode: null })).toBe(true);
+    expect(await store.recordOutcome({ ...base('flow-t', 'e-dup'), claimToken: r.claimToken, status: 'sent', provider: 'sendgrid', messageId: 'm1', errorCode: null, ...noContent })).toBe(true);
     expect((await store.claim(base('flow-t', 'e-dup'))).outcome).toBe('duplicate');
     expect((await store.claim(base('flow-t', 'e-dup'))).outcome).toBe('duplicate');
     expect(await usage(owner, 'flow-t')).toBe(before);
@@ -78,7 +79,7 @@ describe('claim, quota and outcome (email_claim_event / email_record_outcome)', 
     const r = await store.claim(base('flow-t', 'e-fail'));
     if (r.outcome !== 'claimed') throw new Error(r.outcome);
     expect(await usage(owner, 'flow-t')).toBe(before + 1);
-    await store.recordOutcome({ ...base('flow-t', 'e-fail'), claimToken: r.claimToken, status: 'failed', provider: 'sendgrid', messageId: null, errorCode: 'provider_unavailable' });
+    await store.recordOutcome({ ...base('flow-t', 'e-fail'), claimToken: r.claimToken, status: 'failed', provider: 'sendgrid', messageId: null, errorCode: 'provider_unavailable', ...noContent });
     expect(await usage(owner, 'flow-t')).toBe(before);
     const again = await store.claim(base('flow-t', 'e-fail'));
     expect(again.outcome).toBe('claimed');
@@ -96,8 +97,8 @@ describe('claim, quota and outcome (email_claim_event / email_record_outcome)', 
     if (second.outcome !== 'claimed') throw new Error(second.outcome);
     expect(await usage(owner, 'dup-t')).toBe(before);
     // The crashed first holder comes back late: its write is refused.
-    expect(await store.recordOutcome({ ...base('dup-t', 'e-lease'), claimToken: first.claimToken, status: 'sent', provider: 'sendgrid', messageId: 'late', errorCode: null })).toBe(false);
-    expect(await store.recordOutcome({ ...base('dup-t', 'e-lease'), claimToken: second.claimToken, status: 'sent', provider: 'sendgrid', messageId: 'ok', errorCode: null })).toBe(true);
+    expect(await store.recordOutcome({ ...base('dup-t', 'e-lease'), claimToken: first.claimToken, status: 'sent', provider: 'sendgrid', messageId: 'late', errorCode: null, ...noContent })).toBe(false);
+    expect(await store.recordOutcome({ ...base('dup-t', 'e-lease'), claimToken: second.claimToken, status: 'sent', provider: 'sendgrid', messageId: 'ok', errorCode: null, ...noContent })).toBe(true);
     const [row] = await owner`SELECT status, message_id FROM email_deliveries WHERE tenant_id = 'dup-t' AND event_id = 'e-lease'`;
     expect(row).toEqual({ status: 'sent', message_id: 'ok' });
   });

@@ -1,5 +1,6 @@
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
+import { getTemplate } from '../../src/db/templates';
 import { createSql } from '../../src/db/connect';
 import { createDeliveryStore } from '../../src/db/deliveries';
 import { startMailbox, type FakeResponse, type Mailbox } from '../../src/dev/mailbox';
@@ -91,7 +92,7 @@ describe('global configuration and fallback accounts', () => {
     const sql = createSql(`postgres://email_worker:x@127.0.0.1:${deadPort}/nope`, { max: 1, connectTimeoutSeconds: 1, statementTimeoutMs: 1000, applicationName: 'dead' });
     const app = makeApp({
       config, logger: captureLogs().logger, state: { draining: false, inFlight: 0 },
-      processEvent: createEventProcessor({ config, deliveries: createDeliveryStore(sql, { keys: { current: KEY }, leaseSeconds: 60, globalDailyLimit: null }), providers: new ProviderClients({ timeoutMs: 1000, allowEndpointOverride: true }) }),
+      processEvent: createEventProcessor({ config, deliveries: createDeliveryStore(sql, { keys: { current: KEY }, leaseSeconds: 60, globalDailyLimit: null }), providers: new ProviderClients({ timeoutMs: 1000, allowEndpointOverride: true }), loadTemplate: (t, type) => getTemplate(sql, t, type) }),
       checkReady: async () => { await sql`SELECT 1`; return true; },
     });
     const server = app.listen(0);

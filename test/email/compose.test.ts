@@ -1,28 +1,26 @@
-import { MAX_OUTPUT_CHARS, composeTaskEmail, headerSafe, replyToAddress } from '../../src/email/compose';
-import { parseCloudEvent } from '../../src/intake/cloudEventIntake';
-import { binaryEvent, taskData } from '../helpers/events';
+import { MAX_OUTPUT_CHARS, headerSafe, replyToAddress } from '../../src/email/compose';
+import { composeForTest } from '../helpers/compose';
+import { taskData } from '../helpers/events';
 
-const event = (data: Record<string, unknown>) =>
-  parseCloudEvent({ headers: binaryEvent({ tenant: 'acme', data, id: 'evt-9' }).headers, body: Buffer.from(JSON.stringify(data)) }, { eventTypes: ['codetether.task.created'] });
-const sender = { fromEmail: 'noreply@acme.example', fromName: 'Acme\r\nBcc: evil@x.example', replyToDomain: 'r.acme.example' };
+const sender = { name: 'Acme\r\nBcc: evil@x.example' };
 
-describe('composeTaskEmail', () => {
+describe('composeEmail with the built-in template', () => {
   it('keeps header values on one line', () => {
-    const m = composeTaskEmail({ event: event(taskData({ prompt: 'first\r\nBcc: evil@x.example', status: 'done\nX-Evil: 1' })), tenantId: 'acme', recipient: 'a@b.example', sender, replyToPattern: 'reply+{task_id}@{domain}' });
+    const m = composeForTest(taskData({ prompt: 'first\r\nBcc: evil@x.example', status: 'done\nX-Evil: 1' }), { sender, replyToDomain: 'r.acme.example' });
     for (const v of [m.subject, m.from.name ?? '', ...Object.values(m.headers)]) expect(v).not.toMatch(/[\r\n]/);
     expect(m.subject).toBe('Task done X-Evil: 1: first');
     expect(m.from.name).toBe('Acme Bcc: evil@x.example');
   });
 
   it('escapes HTML in every field and keeps the text part verbatim', () => {
-    const m = composeTaskEmail({ event: event(taskData({ agent: '<img src=x onerror=alert(1)>', output: '<script>alert(1)</script>' })), tenantId: 'acme', recipient: 'a@b.example', sender, replyToPattern: 'reply+{task_id}@{domain}' });
+    const m = composeForTest(taskData({ agent: '<img src=x onerror=alert(1)>', output: '<script>alert(1)</script>' }), { sender, replyToDomain: 'r.acme.example' });
     expect(m.html).not.toMatch(/<script|<img/i);
     expect(m.html).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
     expect(m.text).toContain('<script>alert(1)</script>');
   });
 
   it('cuts huge output with a note', () => {
-    const m = composeTaskEmail({ event: event(taskData({ output: 'y'.repeat(MAX_OUTPUT_CHARS + 5000) })), tenantId: 'acme', recipient: 'a@b.example', sender, replyToPattern: 'reply+{task_id}@{domain}' });
+    const m = composeForTest(taskData({ output: 'y'.repeat(MAX_OUTPUT_CHARS + 5000) }), { sender, replyToDomain: 'r.acme.example' });
     expect(m.text).toContain('[output truncated at 100 KB]');
     expect(m.text.length).toBeLessThan(MAX_OUTPUT_CHARS + 2000);
   });
@@ -35,7 +33,7 @@ describe('composeTaskEmail', () => {
   });
 
   it('tags the message with the tenant and event and uses the ledger key as idempotency key', () => {
-    const m = composeTaskEmail({ event: event(taskData()), tenantId: 'acme', recipient: 'a@b.example', sender, replyToPattern: 'reply+{task_id}@{domain}' });
+    const m = composeForTest(taskData(), { sender, replyToDomain: 'r.acme.example' });
     expect(m.tags).toEqual({ tenantId: 'acme', eventId: 'evt-9' });
     expect(m.idempotencyKey).toBe('acme//codetether/a2a/evt-9');
   });

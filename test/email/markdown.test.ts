@@ -1,7 +1,6 @@
 import { renderMarkdown } from '../../src/email/markdown';
-import { composeTaskEmail } from '../../src/email/compose';
-import { parseCloudEvent } from '../../src/intake/cloudEventIntake';
-import { binaryEvent, taskData } from '../helpers/events';
+import { composeForTest } from '../helpers/compose';
+import { taskData } from '../helpers/events';
 
 describe('renderMarkdown (task output)', () => {
   it('renders ordinary Markdown', () => {
@@ -39,20 +38,17 @@ describe('renderMarkdown (task output)', () => {
   });
 });
 
-describe('composeTaskEmail with Markdown output', () => {
-  const event = (data: Record<string, unknown>) =>
-    parseCloudEvent({ headers: binaryEvent({ tenant: 't', data }).headers, body: Buffer.from(JSON.stringify(data)) }, { eventTypes: ['codetether.task.created'] });
-  const sender = { fromEmail: 'a@b.example', fromName: null, replyToDomain: null };
+describe('the built-in template with Markdown output', () => {
 
   it('renders the output as HTML and keeps the Markdown source as the text part', () => {
-    const m = composeTaskEmail({ event: event(taskData({ output: '# Done\n<script>x</script>' })), tenantId: 't', recipient: 'r@x.example', sender, replyToPattern: 'r@{domain}' });
+    const m = composeForTest(taskData({ output: '# Done\n<script>x</script>' }));
     expect(m.html).toContain('<h1>Done</h1>');
     expect(m.html).not.toContain('<script>x');
     expect(m.text).toContain('# Done\n<script>x</script>');
   });
 
   it('cuts the output at the configured size with a note in both parts', () => {
-    const m = composeTaskEmail({ event: event(taskData({ output: 'z'.repeat(5000) })), tenantId: 't', recipient: 'r@x.example', sender, replyToPattern: 'r@{domain}', maxOutputChars: 2048 });
+    const m = composeForTest(taskData({ output: 'z'.repeat(5000) }), { maxOutputChars: 2048 });
     expect(m.text).toContain('[output truncated at 2 KB]');
     expect(m.html).toContain('[output truncated at 2 KB]');
     expect(m.text.match(/z/g)!.length).toBe(2048);

@@ -14,6 +14,9 @@ export function testConfig(db: TestDatabase, env: Record<string, string> = {}): 
     PROVIDER_TIMEOUT_MS: '2000',
     SHUTDOWN_GRACE_MS: '5000',
     LOG_LEVEL: 'debug',
+    // Suites that predate sender domains send from a custom from_email on fake providers that
+    // have no domain state; the sender-tier suite sets SENDER_DOMAIN_POLICY=verified itself.
+    SENDER_DOMAIN_POLICY: 'provider',
     ...env,
   });
 }

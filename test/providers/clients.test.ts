@@ -67,7 +67,7 @@ describe('provider clients: verify(), cache and lazy loading', () => {
 
   it('evicts the least recently used client past its bound and closes its SMTP pool', async () => {
     const clients = new ProviderClients({ ...opts, maxClients: 1 });
-    const email = { from: { email: 'a@x.example', name: null }, to: 'b@y.example', replyTo: null, subject: 's', text: 't', html: '<p>t</p>', headers: {}, tags: { tenantId: 'a', eventId: 'e' }, idempotencyKey: 'k' };
+    const email = { from: { email: 'a@x.example', name: null }, to: 'b@y.example', replyTo: null, subject: 's', text: 't', html: '<p>t</p>', headers: {}, reference: '<ref-1@x.example>', tags: { tenantId: 'a', eventId: 'e' }, idempotencyKey: 'k' };
     await clients.get('tenant-a', accounts.smtp!).send(email);
     expect(smtp.openConnections()).toBe(1);
     clients.get('tenant-b', accounts.resend!);

@@ -1,0 +1,122 @@
+import { z } from 'zod';
+import { WorkerError } from '../errors';
+import { GLOBAL_TENANT, type ProviderAccount, type SenderSettings } from '../types';
+
+/**
+ * Who an email is from: the sender tiers of the outbound-email plan.
+ *
+ * - platform tier: the address EMAIL_TENANT_FROM_PATTERN builds for the tenant (e.g.
+ *   `noreply@{tenant}.mail.example.com`), or the global sender for tenant-less events. Used when
+ *   the tenant has no from_email of its own, and instead of a custom domain that is not verified.
+ * - custom tier: the tenant's from_email on its own domain, once that domain is verified at the
+ *   provider that sends (POST …/email-domains, then …/verify). With SENDER_DOMAIN_POLICY=provider
+ *   the worker does not check and leaves sender verification to the tenant's provider account.
+ *   SMTP accounts are always treated that way: the relay is the tenant's, with no domain API.
+ */
+
+export type SenderTier = 'platform' | 'custom';
+export type SenderNote = 'domain_not_registered' | 'domain_pending' | 'domain_failed' | 'domain_other_provider';
+export type SenderDomainPolicy = 'verified' | 'provider';
+
+export interface SenderChoice {
+  email: string;
+  name: string | null;
+  tier: SenderTier;
+  /** Why the tier is not the one the settings asked for; null when it is. */
+  note: SenderNote | null;
+}
+
+const address = z.email();
+
+/**
+ * A tenant id as a DNS label (and local part): lower case, runs of anything but [a-z0-9] become
+ * one `-`, trimmed, at most 63 characters. Distinct ids may share a label (`a.b`, `a_b`); the
+ * label only names the sender, it is not an identity.
+ */
+export function tenantLabel(tenantId: string): string {
+  return tenantId
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63)
+    .replace(/-+$/, '');
+}
+
+/** The platform-tier address for a tenant, or null when the pattern cannot make a valid one. */
+export function platformAddress(pattern: string, tenantId: string): string | null {
+  const label = tenantLabel(tenantId);
+  if (!label) return null;
+  const candidate = pattern.replace(/\{tenant\}/g, label);
+  return address.safeParse(candidate).success ? candidate : null;
+}
+
+export function domainOf(email: string): string {
+  return email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+}
+
+/** Whether EMAIL_TENANT_FROM_PATTERN is usable: it names the tenant and yields an address. */
+export function checkFromPattern(pattern: string): string | null {
+  if (!pattern.includes('{tenant}')) return 'must contain {tenant}, e.g. noreply@{tenant}.mail.example.com';
+  if (!platformAddress(pattern, 'acme')) return 'must give an email address once {tenant} is filled in, e.g. noreply@{tenant}.mail.example.com';
+  return null;
+}
+
+export interface SenderContext {
+  tenantId: string;
+  settings: SenderSettings;
+  /** The account about to send (the primary, or the fallback). */
+  account: ProviderAccount;
+  fromPattern: string | undefined;
+  policy: SenderDomainPolicy;
+}
+
+/**
+ * Pick the From address for one send. Throws `sender_not_configured` when the tenant has no
+ * from_email and there is no platform tier, `sender_domain_unverified` when a custom domain is
+ * not verified and there is no platform tier to fall back to.
+ */
+export function resolveSender(ctx: SenderContext): SenderChoice {
+  const { settings, fromPattern, tenantId } = ctx;
+  const name = settings.fromName;
+  const platform = fromPattern && tenantId !== GLOBAL_TENANT ? platformAddress(fromPattern, tenantId) : null;
+
+  if (settings.source === 'global') {
+    // The platform's own account: the pattern's address when there is a tenant, else the global sender.
+    return { email: platform ?? (settings.fromEmail as string), name, tier: 'platform', note: null };
+  }
+  if (!settings.fromEmail) {
+    if (!platform) {
+      throw new WorkerError(
+        'sender_not_configured',
+        fromPattern
+          ? `tenant "${tenantId}" has no from_email and EMAIL_TENANT_FROM_PATTERN gives no valid address for it`
+          : `tenant "${tenantId}" has no from_email and EMAIL_TENANT_FROM_PATTERN is not set`,
+      );
+    }
+    return { email: platform, name, tier: 'platform', note: null };
+  }
+  // A from_email on the tenant's platform domain is the platform tier, whatever its local part.
+  if (platform && domainOf(settings.fromEmail) === domainOf(platform)) {
+    return { email: settings.fromEmail, name, tier: 'platform', note: null };
+  }
+  // An SMTP server is the tenant's own relay: it has no domain API here and decides itself which
+  // From it accepts (and signs), so its from_email is used as given.
+  if (ctx.policy === 'provider' || ctx.account.provider === 'smtp') return { email: settings.fromEmail, name, tier: 'custom', note: null };
+
+  const d = settings.fromDomain;
+  const note: SenderNote | null = !d
+    ? 'domain_not_registered'
+    : d.provider !== ctx.account.provider
+      ? 'domain_other_provider'
+      : d.status === 'verified'
+        ? null
+        : d.status === 'failed'
+          ? 'domain_failed'
+          : 'domain_pending';
+  if (!note) return { email: settings.fromEmail, name, tier: 'custom', note: null };
+  if (platform) return { email: platform, name, tier: 'platform', note };
+  throw new WorkerError(
+    'sender_domain_unverified',
+    `the domain of from_email (${domainOf(settings.fromEmail)}) is not verified for ${ctx.account.provider} (${note}) and EMAIL_TENANT_FROM_PATTERN is not set; register and verify it through …/email-domains`,
+  );
+}

@@ -1,0 +1,259 @@
+import Handlebars from 'handlebars';
+import { LRUCache } from 'lru-cache';
+import { DEFAULT_TEMPLATE } from './defaultTemplate';
+
+/**
+ * Tenant templates (Handlebars). A tenant may override the subject, HTML and text parts of an
+ * event type, each on its own; a part it leaves out comes from the built-in template.
+ *
+ * Tenant templates are untrusted input to a shared process, so they are compiled in their own
+ * Handlebars environment with only known helpers (`if`, `unless`, `each`, `with`, `lookup`, and
+ * ours: `eq`, `default`, `date`), no `log`, no partials or decorators, `#each` at most one level
+ * deep (nested loops over event data would let one tenant's template burn the worker's CPU),
+ * and Handlebars' prototype-access protection left on. Everything is checked when a template is
+ * saved, so a broken one is rejected with its line and reason rather than found at send time.
+ */
+
+export const TEMPLATE_PARTS = ['subject', 'html', 'text'] as const;
+export type TemplatePart = (typeof TEMPLATE_PARTS)[number];
+export type TemplateSource = Partial<Record<TemplatePart, string | null>>;
+
+/** Source size limits per part, in characters. */
+export const TEMPLATE_MAX_CHARS: Record<TemplatePart, number> = { subject: 1000, html: 100_000, text: 100_000 };
+/** A rendered part larger than this is a render failure: every provider accepts 2 × 4 MB. */
+export const RENDERED_MAX_CHARS = 4 * 1024 * 1024;
+const MAX_EACH_DEPTH = 1;
+
+const hb = Handlebars.create();
+hb.unregisterHelper('log');
+hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+hb.registerHelper('default', (value: unknown, fallback: unknown) => (value === undefined || value === null || value === '' ? fallback : value));
+hb.registerHelper('date', (value: unknown) => {
+  // Strict on purpose: a value that is not a date is a render failure (the built-in is sent).
+  const d = typeof value === 'string' || typeof value === 'number' ? new Date(value) : null;
+  if (!d || Number.isNaN(d.getTime())) throw new Error('date: the value is not a date');
+  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+});
+
+const KNOWN_HELPERS = { eq: true, default: true, date: true, log: false };
+const compileOptions = (part: TemplatePart) => ({
+  knownHelpers: KNOWN_HELPERS,
+  knownHelpersOnly: true,
+  // Subject and text are not HTML: escaping would put `&amp;` into them.
+  noEscape: part !== 'html',
+  preventIndent: true,
+});
+
+export interface TemplateIssue {
+  path: TemplatePart;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+interface Loc {
+  start: { line: number; column: number };
+}
+interface Node {
+  type: string;
+  loc?: Loc;
+  path?: { original?: unknown };
+  program?: { body: Node[] } | null;
+  inverse?: { body: Node[] } | null;
+}
+
+/** Walk the parsed template for what the environment does not offer. */
+function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], eachDepth = 0): void {
+  for (const node of body) {
+    const at = node.loc ? { line: node.loc.start.line, column: node.loc.start.column + 1 } : {};
+    if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') {
+      issues.push({ path: part, message: 'partials ({{> name}}) are not available in tenant templates', ...at });
+      continue;
+    }
+    if (node.type === 'DecoratorBlock' || node.type === 'Decorator') {
+      issues.push({ path: part, message: 'decorators ({{* name}}) are not available in tenant templates', ...at });
+      continue;
+    }
+    if (node.type === 'BlockStatement') {
+      const isEach = node.path?.original === 'each';
+      if (isEach && eachDepth + 1 > MAX_EACH_DEPTH) {
+        issues.push({ path: part, message: `#each may be nested at most ${MAX_EACH_DEPTH} level deep`, ...at });
+        continue;
+      }
+      const depth = eachDepth + (isEach ? 1 : 0);
+      if (node.program) checkTree(node.program.body, part, issues, depth);
+      if (node.inverse) checkTree(node.inverse.body, part, issues, depth);
+    }
+  }
+}
+
+/** Line, column and the reason from a Handlebars parse or compile error. */
+function describeCompileError(err: unknown, part: TemplatePart): TemplateIssue {
+  const e = err as { message?: unknown; lineNumber?: unknown; column?: unknown };
+  const message = typeof e.message === 'string' ? e.message : String(err);
+  const parse = /^Parse error on line (\d+):[\s\S]*\n(Expecting [^\n]*|[^\n]*)$/.exec(message);
+  if (parse) {
+    const expecting = parse[2] as string;
+    const reason = /got 'EOF'$/.test(expecting)
+      ? 'unexpected end of the template: a block ({{#…}}) is not closed'
+      : `syntax error: ${expecting.slice(0, 200)}`;
+    return { path: part, line: Number(parse[1]), message: reason };
+  }
+  const unknownHelper = /unknown helper (\S+)/.exec(message);
+  if (unknownHelper) {
+    return {
+      path: part,
+      message: `unknown helper "${unknownHelper[1]}" (available: if, unless, each, with, lookup, eq, default, date)`,
+      ...(typeof e.lineNumber === 'number' ? { line: e.lineNumber } : {}),
+      ...(typeof e.column === 'number' ? { column: e.column + 1 } : {}),
+    };
+  }
+  const line = typeof e.lineNumber === 'number' ? e.lineNumber : undefined;
+  const column = typeof e.column === 'number' ? e.column + 1 : undefined;
+  return {
+    path: part,
+    message: message.replace(/ - \d+:\d+$/, '').split('\n', 1)[0] as string,
+    ...(line !== undefined ? { line } : {}),
+    ...(column !== undefined ? { column } : {}),
+  };
+}
+
+/** Every problem of a template, by part; empty when it can be saved. */
+export function checkTemplate(src: TemplateSource): TemplateIssue[] {
+  const issues: TemplateIssue[] = [];
+  for (const part of TEMPLATE_PARTS) {
+    const s = src[part];
+    if (s === undefined || s === null) continue;
+    if (s.length > TEMPLATE_MAX_CHARS[part]) {
+      issues.push({ path: part, message: `must be at most ${TEMPLATE_MAX_CHARS[part]} characters` });
+      continue;
+    }
+    const before = issues.length;
+    try {
+      checkTree((hb.parse(s) as unknown as { body: Node[] }).body, part, issues);
+    } catch (err) {
+      issues.push(describeCompileError(err, part));
+      continue;
+    }
+    if (issues.length > before) continue;
+    try {
+      // Precompiling runs the compiler fully, which is where unknown helpers are refused.
+      hb.precompile(s, compileOptions(part));
+    } catch (err) {
+      issues.push(describeCompileError(err, part));
+    }
+  }
+  return issues;
+}
+
+type Render = (view: unknown) => string;
+export interface CompiledTemplate {
+  readonly subject: Render;
+  readonly html: Render;
+  readonly text: Render;
+  /** The parts that are the tenant's own (the rest are the built-in's). */
+  readonly tenantParts: readonly TemplatePart[];
+}
+
+export class TemplateRenderError extends Error {
+  constructor(readonly reason: 'render_failed' | 'subject_empty' | 'too_large', message: string) {
+    super(message);
+    this.name = 'TemplateRenderError';
+  }
+}
+
+function compilePart(part: TemplatePart, source: string): Render {
+  const fn = hb.compile(source, compileOptions(part));
+  return (view) => fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
+}
+
+/** Compile a template; parts it does not set come from the built-in one. Throws on a bad template. */
+export function compileTemplate(src: TemplateSource): CompiledTemplate {
+  const issues = checkTemplate(src);
+  if (issues.length > 0) {
+    const i = issues[0] as TemplateIssue;
+    throw new Error(`template ${i.path} does not compile${i.line ? ` (line ${i.line})` : ''}: ${i.message}`);
+  }
+  const parts = {} as Record<TemplatePart, Render>;
+  const tenantParts: TemplatePart[] = [];
+  for (const part of TEMPLATE_PARTS) {
+    const own = src[part];
+    if (own !== undefined && own !== null) tenantParts.push(part);
+    parts[part] = own !== undefined && own !== null ? compilePart(part, own) : BUILTIN[part];
+  }
+  return { ...parts, tenantParts };
+}
+
+export const BUILTIN: CompiledTemplate = {
+  subject: compilePart('subject', DEFAULT_TEMPLATE.subject),
+  html: compilePart('html', DEFAULT_TEMPLATE.html),
+  text: compilePart('text', DEFAULT_TEMPLATE.text),
+  tenantParts: [],
+};
+
+export interface RenderedContent {
+  subject: string;
+  html: string;
+  text: string;
+}
+
+/** One header line: no control characters (so no CR/LF injection), whitespace collapsed, bounded. */
+export function headerSafe(v: string, max = 200): string {
+  // eslint-disable-next-line no-control-regex
+  const flat = v.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
+}
+
+/** Render all three parts. Throws TemplateRenderError; never returns an empty subject. */
+export function renderTemplate(t: CompiledTemplate, view: unknown): RenderedContent {
+  const out = {} as RenderedContent;
+  for (const part of TEMPLATE_PARTS) {
+    let s: string;
+    try {
+      s = t[part](view);
+    } catch (err) {
+      throw new TemplateRenderError('render_failed', `${part}: ${err instanceof Error ? err.message.split('\n', 1)[0] : 'render failed'}`);
+    }
+    if (s.length > RENDERED_MAX_CHARS) throw new TemplateRenderError('too_large', `${part}: rendered to more than ${RENDERED_MAX_CHARS} characters`);
+    out[part] = s;
+  }
+  out.subject = headerSafe(out.subject, 200);
+  if (out.subject === '') throw new TemplateRenderError('subject_empty', 'subject: rendered to an empty line');
+  return out;
+}
+
+export type TemplateUse = 'builtin' | 'tenant' | 'builtin_fallback';
+
+/**
+ * Render with the tenant's template when there is one, else the built-in; when the tenant's
+ * template fails, the built-in one is rendered instead and `fallbackReason` says why.
+ */
+export function renderWithFallback(t: CompiledTemplate | null, view: unknown): { content: RenderedContent; use: TemplateUse; fallbackReason?: string } {
+  if (!t) return { content: renderTemplate(BUILTIN, view), use: 'builtin' };
+  try {
+    return { content: renderTemplate(t, view), use: 'tenant' };
+  } catch (err) {
+    const reason = err instanceof TemplateRenderError ? err.message : 'render failed';
+    return { content: renderTemplate(BUILTIN, view), use: 'builtin_fallback', fallbackReason: reason };
+  }
+}
+
+/** Compiled tenant templates, by (tenant, event type, version): versions are never reused. */
+export class TemplateCache {
+  private readonly cache: LRUCache<string, CompiledTemplate | 'broken'>;
+  constructor(max = 1000) {
+    this.cache = new LRUCache({ max });
+  }
+  private key(tenantId: string, eventType: string, version: number): string {
+    return `${tenantId}\0${eventType}\0${version}`;
+  }
+  get(tenantId: string, eventType: string, version: number): CompiledTemplate | 'broken' | undefined {
+    return this.cache.get(this.key(tenantId, eventType, version));
+  }
+  set(tenantId: string, eventType: string, version: number, t: CompiledTemplate | 'broken'): void {
+    this.cache.set(this.key(tenantId, eventType, version), t);
+  }
+  get size(): number {
+    return this.cache.size;
+  }
+}
