@@ -11,6 +11,7 @@ import { ProvisionError } from './sendgridProvision';
 import { registerEvents } from './commands/events';
 import { registerPlatform } from './commands/platform';
 import { registerSettings } from './commands/settings';
+import { registerTemplates } from './commands/templates';
 import { CliError, print, withSql, type CliIO } from './commands/shared';
 
 export type { CliIO };
@@ -60,6 +61,7 @@ export function buildCli(io: CliIO): Command {
 
   const ctx = { io, config };
   registerSettings(program, ctx);
+  registerTemplates(program, ctx);
   registerEvents(program, ctx);
   registerPlatform(program, ctx);
   return program;

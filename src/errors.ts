@@ -64,7 +64,8 @@ export const ERRORS = {
   tenant_not_found: { status: 404, description: "Admin API: the tenant has no row in the platform's tenants table." },
   template_not_found: { status: 404, description: 'Admin API: the tenant has no template for this event type.' },
   domain_not_found: { status: 404, description: 'Admin API: the tenant has not registered this sender domain.' },
-  domain_api_unsupported: { status: 422, description: "Admin API: the tenant's provider has no domain API the worker can use (SMTP); verify the domain with the mail server's operator and use SENDER_DOMAIN_POLICY=provider, or the platform tier." },
+  domain_api_unsupported: { status: 422, description: "Admin API: the tenant's provider has no domain API (SMTP). An SMTP relay decides itself which senders it accepts, so the worker sends an SMTP tenant's from_email as given." },
+  template_render_failed: { status: 422, description: 'Admin API (preview): the template compiled but failed on this data (the worker would send the built-in template instead and record builtin_fallback).' },
   account_token_required: { status: 400, description: 'Admin API: Postmark manages domains with an account token (not the server token); send it as account_token. It is used for this request only and never stored.' },
   api_key_required: { status: 400, description: 'Admin API: api_key is required when settings are created or the provider changes.' },
 

@@ -9,7 +9,7 @@ import { PROVIDERS, type ProviderName } from './types';
  */
 
 const noLineBreaks = (v: string) => !/[\r\n\0]/.test(v);
-const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
+export const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
 
 export const emailAddress = z
   .string()
@@ -93,6 +93,9 @@ export type SettingsInput = z.infer<typeof settingsInputSchema>;
 export interface FieldIssue {
   path: string;
   message: string;
+  /** Templates: where in the part the problem is (1-based line, 0-based column). */
+  line?: number;
+  column?: number;
 }
 
 const httpUrl = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL');
@@ -184,7 +187,7 @@ export function parseSettingsInput(
   return issues.length > 0 ? { ok: false, issues } : { ok: true, value: v };
 }
 
-function toIssues(list: ReadonlyArray<{ path: PropertyKey[]; message: string }>, prefix: string): FieldIssue[] {
+export function toIssues(list: ReadonlyArray<{ path: PropertyKey[]; message: string }>, prefix: string): FieldIssue[] {
   // zod's messages describe the rule, not the value; unrecognized keys name the key only.
   return list.map((i) => ({ path: `${prefix}${i.path.map(String).join('.')}` || '(body)', message: i.message }));
 }

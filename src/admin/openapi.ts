@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { ERRORS } from '../errors';
 import { PROVIDER_SETTINGS, settingsInputSchema } from '../settingsInput';
 import { PROVIDERS } from '../types';
-import { daysQuery, testEmailBody } from './schemas';
+import { DOMAIN_STATUSES } from '../types';
+import { EVENT_TYPE_PATTERN, daysQuery, domainBody, domainVerifyBody, previewBody, templateBody, testEmailBody } from './schemas';
 
 /**
  * The OpenAPI 3.1 document of the admin API, built from the same zod schemas that validate the
@@ -49,7 +50,44 @@ const verifyResult = z.object({ provider: z.string(), ok: z.boolean(), code: z.s
 const error = z.object({
   code: z.enum(Object.keys(ERRORS) as [string, ...string[]]),
   message: z.string(),
-  issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  issues: z.array(z.object({ path: z.string(), message: z.string(), line: z.number().int().optional(), column: z.number().int().optional() })).optional(),
+});
+
+const storedTemplate = z.object({
+  tenant_id: z.string(),
+  event_type: z.string(),
+  subject: z.string().nullable(),
+  html: z.string().nullable(),
+  text: z.string().nullable(),
+  version: z.number().int().describe('new on every save; the worker caches compiled templates by it'),
+  created_at: z.string(),
+  updated_at: z.string(),
+});
+const preview = z.object({
+  template: z.enum(['body', 'tenant', 'builtin']).describe('which template was rendered'),
+  version: z.number().int().nullable(),
+  subject: z.string(),
+  html: z.string(),
+  text: z.string(),
+  from: z
+    .union([
+      z.object({ email: z.string(), name: z.string().nullable(), tier: z.enum(['platform', 'custom']), note: z.string().nullable() }),
+      z.object({ error: z.string(), message: z.string() }),
+    ])
+    .nullable()
+    .describe('who the email would be from now (null: the tenant has no settings)'),
+});
+const dnsRecord = z.object({ type: z.string(), name: z.string(), value: z.string(), priority: z.number().int().optional(), status: z.string().optional() });
+const storedDomain = z.object({
+  domain: z.string(),
+  provider: z.enum(PROVIDERS),
+  provider_domain_id: z.string(),
+  status: z.enum(DOMAIN_STATUSES),
+  dns_records: z.array(dnsRecord).describe('publish these in DNS, then POST …/verify'),
+  verified_at: z.string().nullable(),
+  checked_at: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
 });
 
 export function buildOpenApi(version: string): Record<string, unknown> {
@@ -57,12 +95,14 @@ export function buildOpenApi(version: string): Record<string, unknown> {
   const err = (description: string) => ({ description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } });
   const common = { '401': err('unauthorized'), '403': err('forbidden'), '400': err('invalid_request') };
   const tenantParam = { name: 'tenant_id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{1,128}$' } };
+  const eventTypeParam = { name: 'event_type', in: 'path', required: true, schema: { type: 'string', pattern: EVENT_TYPE_PATTERN.source } };
+  const domainParam = { name: 'domain', in: 'path', required: true, schema: { type: 'string', examples: ['mail.example.com'] } };
   return {
     openapi: '3.1.0',
     info: {
       title: 'tenant-email-worker admin API',
       version,
-      description: 'Per-tenant email settings, verification, test sends and stats. api_key is write-only.',
+      description: 'Per-tenant email settings, templates, sender domains, verification, test sends and stats. api_key and account_token are write-only.',
     },
     servers: [{ url: '/api/v1/admin' }],
     security: [{ bearer: [] }],
@@ -96,6 +136,61 @@ export function buildOpenApi(version: string): Record<string, unknown> {
           summary: 'Send a test email (counts against the daily quota)',
           requestBody: { required: true, content: { 'application/json': { schema: json(testEmailBody) } } },
           responses: { '200': ok('sent or skipped', z.object({ sent: z.boolean(), event_id: z.string(), provider: z.string().optional(), message_id: z.string().nullable().optional() })), ...common, '422': err('provider or quota rejection'), '503': err('provider or database unavailable') },
+        },
+      },
+      '/tenants/{tenant_id}/email-templates': {
+        parameters: [tenantParam],
+        get: { summary: "List the tenant's templates", responses: { '200': ok('templates', z.object({ templates: z.array(storedTemplate.pick({ event_type: true, version: true, updated_at: true })) })), ...common } },
+      },
+      '/tenants/{tenant_id}/email-templates/{event_type}': {
+        parameters: [tenantParam, eventTypeParam],
+        put: {
+          summary: 'Create or replace the template of an event type (Handlebars; parts left out use the built-in ones). A template that does not compile is refused with the line and reason.',
+          requestBody: { required: true, content: { 'application/json': { schema: json(templateBody) } } },
+          responses: { '200': ok('replaced', storedTemplate), '201': ok('created', storedTemplate), ...common },
+        },
+        get: { summary: 'Read the template', responses: { '200': ok('the template', storedTemplate), ...common, '404': err('template_not_found') } },
+        delete: { summary: 'Delete the template (the built-in one is used again)', responses: { '204': ok('deleted'), ...common, '404': err('template_not_found') } },
+      },
+      '/tenants/{tenant_id}/email-templates/{event_type}/preview': {
+        parameters: [tenantParam, eventTypeParam],
+        post: {
+          summary: 'Render the saved (or the given) template with sample (or the given) event data; sends nothing. Accept: text/html answers the HTML part alone, sandboxed by CSP.',
+          requestBody: { required: false, content: { 'application/json': { schema: json(previewBody) } } },
+          responses: {
+            '200': { description: 'the rendered parts', content: { 'application/json': { schema: json(preview) }, 'text/html': { schema: { type: 'string' } } } },
+            ...common,
+            '422': err('template_render_failed'),
+          },
+        },
+      },
+      '/tenants/{tenant_id}/email-domains': {
+        parameters: [tenantParam],
+        get: { summary: "List the tenant's sender domains and their status", responses: { '200': ok('domains', z.object({ domains: z.array(storedDomain) })), ...common } },
+        post: {
+          summary: "Register a sender domain with the tenant's provider; answers the DNS records to publish",
+          requestBody: { required: true, content: { 'application/json': { schema: json(domainBody) } } },
+          responses: {
+            '200': ok('already registered; state refreshed', storedDomain),
+            '201': ok('registered', storedDomain),
+            ...common,
+            '404': err('settings_not_found'),
+            '422': err('domain_api_unsupported or a provider rejection'),
+            '503': err('provider unavailable'),
+          },
+        },
+      },
+      '/tenants/{tenant_id}/email-domains/{domain}': {
+        parameters: [tenantParam, domainParam],
+        get: { summary: 'Read one sender domain', responses: { '200': ok('the domain', storedDomain), ...common, '404': err('domain_not_found') } },
+        delete: { summary: 'Forget a sender domain here (the provider keeps its own record); the tenant sends on the platform tier until it is registered again', responses: { '204': ok('deleted'), ...common, '404': err('domain_not_found') } },
+      },
+      '/tenants/{tenant_id}/email-domains/{domain}/verify': {
+        parameters: [tenantParam, domainParam],
+        post: {
+          summary: 'Ask the provider whether the DNS records are in place and store the status; the worker sends from the domain once it is verified',
+          requestBody: { required: false, content: { 'application/json': { schema: json(domainVerifyBody) } } },
+          responses: { '200': ok('the domain with its new status', storedDomain), ...common, '404': err('domain_not_found'), '422': err('provider rejection'), '503': err('provider unavailable') },
         },
       },
       '/tenants/{tenant_id}/email-stats': {

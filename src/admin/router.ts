@@ -10,12 +10,15 @@ import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
-import { parseSettingsInput, type FieldIssue } from '../settingsInput';
+import { parseSettingsInput } from '../settingsInput';
 import { TENANT_ID_PATTERN } from '../types';
 import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
 import { buildOpenApi } from './openapi';
-import { daysQuery, testEmailBody } from './schemas';
+import { addContentRoutes } from './contentRoutes';
+import { InvalidRequest, daysQuery, testEmailBody } from './schemas';
+
+const ADMIN_BODY_LIMIT = '512kb';
 
 export interface AdminDeps {
   config: Config & { admin: NonNullable<Config['admin']> };
@@ -24,12 +27,6 @@ export interface AdminDeps {
   providers: ProviderClients;
   logger: Logger;
   processEvent: (event: IntakeEvent, log: Logger) => Promise<EventOutcome>;
-}
-
-class InvalidRequest extends WorkerError {
-  constructor(readonly issues: FieldIssue[]) {
-    super('invalid_request', issues.map((i) => `${i.path}: ${i.message}`).join('; ').slice(0, 300));
-  }
 }
 
 
@@ -42,7 +39,8 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   const { config, sql, keys, providers, logger } = deps;
   const verifyToken = createTokenVerifier(config.admin, sql);
   const router = express.Router();
-  router.use(express.json({ limit: '64kb', type: () => true }));
+  // Templates may be up to 100,000 characters per part, escaped in JSON.
+  router.use(express.json({ limit: ADMIN_BODY_LIMIT, type: () => true }));
 
   // Documentation, not data: served without a token.
   const openapi = JSON.stringify(buildOpenApi(packageVersion()));
@@ -118,6 +116,8 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     res.json(await tenantStats(sql, tenantId, days.data, config.global?.dailyLimit ?? null));
   }));
 
+  addContentRoutes(router, route, deps);
+
   // Unknown admin paths and body-parser failures.
   router.use((_req: Request, res: Response) => {
     res.status(404).json(errorBody(new WorkerError('not_found', 'no such admin endpoint')));
@@ -128,7 +128,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
       type === 'entity.parse.failed'
         ? new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }])
         : type === 'entity.too.large'
-          ? new InvalidRequest([{ path: '(body)', message: 'is larger than 64 KB' }])
+          ? new InvalidRequest([{ path: '(body)', message: `is larger than ${ADMIN_BODY_LIMIT}` }])
           : new WorkerError('internal_error');
     res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
   });

@@ -16,9 +16,14 @@ describe('OpenAPI document of the admin API', () => {
   it('describes every endpoint, the settings body from the validating schema, and every error code', () => {
     expect(committed.openapi).toBe('3.1.0');
     expect(Object.keys(committed.paths).sort()).toEqual([
+      '/tenants/{tenant_id}/email-domains', '/tenants/{tenant_id}/email-domains/{domain}',
+      '/tenants/{tenant_id}/email-domains/{domain}/verify',
       '/tenants/{tenant_id}/email-settings', '/tenants/{tenant_id}/email-settings/test',
       '/tenants/{tenant_id}/email-settings/verify', '/tenants/{tenant_id}/email-stats',
+      '/tenants/{tenant_id}/email-templates', '/tenants/{tenant_id}/email-templates/{event_type}',
+      '/tenants/{tenant_id}/email-templates/{event_type}/preview',
     ]);
+    expect(committed.components.schemas.Error.properties.issues.items.properties.line).toEqual({ type: 'integer', minimum: expect.any(Number), maximum: expect.any(Number) });
     const body = committed.components.schemas.SettingsInput;
     // from_email may be left out: the platform tier (EMAIL_TENANT_FROM_PATTERN) then sends.
     expect(body.required).toEqual(['provider']);
