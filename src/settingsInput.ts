@@ -93,7 +93,7 @@ export type SettingsInput = z.infer<typeof settingsInputSchema>;
 export interface FieldIssue {
   path: string;
   message: string;
-  /** Templates: where in the part the problem is (1-based line, 0-based column). */
+  /** Templates: where in the part the problem is (1-based line and column). */
   line?: number;
   column?: number;
 }

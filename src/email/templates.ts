@@ -8,7 +8,8 @@ import { DEFAULT_TEMPLATE } from './defaultTemplate';
  *
  * Tenant templates are untrusted input to a shared process, so they are compiled in their own
  * Handlebars environment with only known helpers (`if`, `unless`, `each`, `with`, `lookup`, and
- * ours: `eq`, `default`, `date`), no `log`, no partials or decorators, `#each` at most one level
+ * ours: `eq`, `default`, `date`), no `log`, no partials or decorators, no unescaped insertion in
+ * HTML but `{{{output_html}}}` (sanitized by us), `#each` at most one level
  * deep (nested loops over event data would let one tenant's template burn the worker's CPU),
  * and Handlebars' prototype-access protection left on. Everything is checked when a template is
  * saved, so a broken one is rejected with its line and reason rather than found at send time.
@@ -58,6 +59,7 @@ interface Node {
   type: string;
   loc?: Loc;
   path?: { original?: unknown };
+  escaped?: boolean;
   program?: { body: Node[] } | null;
   inverse?: { body: Node[] } | null;
 }
@@ -74,6 +76,11 @@ function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], ea
       issues.push({ path: part, message: 'decorators ({{* name}}) are not available in tenant templates', ...at });
       continue;
     }
+    if (part === 'html' && node.type === 'MustacheStatement' && node.escaped === false && node.path?.original !== 'output_html') {
+      // Event data is not trusted HTML: only the sanitized rendering of the output may go in raw.
+      issues.push({ path: part, message: 'only {{{output_html}}} may be inserted unescaped; use {{field}} for everything else', ...at });
+      continue;
+    }
     if (node.type === 'BlockStatement') {
       const isEach = node.path?.original === 'each';
       if (isEach && eachDepth + 1 > MAX_EACH_DEPTH) {
@@ -87,17 +94,38 @@ function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], ea
   }
 }
 
+/** The innermost block still open at the end of a template, by scanning its block tags. */
+function unclosedBlock(source: string): { name: string; line: number; column: number } | null {
+  const stack: Array<{ name: string; index: number }> = [];
+  // {{!-- comments --}} and {{! comments }} may contain anything; skip them.
+  const tags = /\{\{!--[\s\S]*?--\}\}|\{\{![\s\S]*?\}\}|\{\{~?\s*([#/])\s*\*?\s*([^\s}~]+)/g;
+  for (let m = tags.exec(source); m; m = tags.exec(source)) {
+    if (!m[1]) continue;
+    if (m[1] === '#') stack.push({ name: m[2] as string, index: m.index });
+    else if (stack.at(-1)?.name === m[2]) stack.pop();
+  }
+  const top = stack.at(-1);
+  if (!top) return null;
+  const before = source.slice(0, top.index);
+  const line = before.split('\n').length;
+  return { name: top.name, line, column: top.index - before.lastIndexOf('\n') };
+}
+
 /** Line, column and the reason from a Handlebars parse or compile error. */
-function describeCompileError(err: unknown, part: TemplatePart): TemplateIssue {
+function describeCompileError(err: unknown, part: TemplatePart, source: string): TemplateIssue {
   const e = err as { message?: unknown; lineNumber?: unknown; column?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err);
   const parse = /^Parse error on line (\d+):[\s\S]*\n(Expecting [^\n]*|[^\n]*)$/.exec(message);
   if (parse) {
     const expecting = parse[2] as string;
-    const reason = /got 'EOF'$/.test(expecting)
-      ? 'unexpected end of the template: a block ({{#…}}) is not closed'
-      : `syntax error: ${expecting.slice(0, 200)}`;
-    return { path: part, line: Number(parse[1]), message: reason };
+    if (/got 'EOF'$/.test(expecting)) {
+      // The parser stops at the end; the block that is still open is what the author needs.
+      const open = unclosedBlock(source);
+      return open
+        ? { path: part, line: open.line, column: open.column, message: `{{#${open.name}}} is not closed (expected {{/${open.name}}})` }
+        : { path: part, line: Number(parse[1]), message: 'unexpected end of the template: a block ({{#…}}) is not closed' };
+    }
+    return { path: part, line: Number(parse[1]), message: `syntax error: ${expecting.slice(0, 200)}` };
   }
   const unknownHelper = /unknown helper (\S+)/.exec(message);
   if (unknownHelper) {
@@ -132,7 +160,7 @@ export function checkTemplate(src: TemplateSource): TemplateIssue[] {
     try {
       checkTree((hb.parse(s) as unknown as { body: Node[] }).body, part, issues);
     } catch (err) {
-      issues.push(describeCompileError(err, part));
+      issues.push(describeCompileError(err, part, s));
       continue;
     }
     if (issues.length > before) continue;
@@ -140,7 +168,7 @@ export function checkTemplate(src: TemplateSource): TemplateIssue[] {
       // Precompiling runs the compiler fully, which is where unknown helpers are refused.
       hb.precompile(s, compileOptions(part));
     } catch (err) {
-      issues.push(describeCompileError(err, part));
+      issues.push(describeCompileError(err, part, s));
     }
   }
   return issues;

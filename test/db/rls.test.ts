@@ -1,6 +1,8 @@
 import { keyId } from '../../src/config';
 import type { Sql } from '../../src/db/connect';
+import { getDomain, listDomains, saveDomain } from '../../src/db/domains';
 import { putSettings, withTenant } from '../../src/db/settings';
+import { getTemplate, listTemplates, putTemplate } from '../../src/db/templates';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 
 const KEY = { id: keyId('k'.repeat(40)), secret: 'k'.repeat(40) };
@@ -36,10 +38,34 @@ describe('row-level security, as the worker role through a pool', () => {
   });
 
   it('shows nothing without a context', async () => {
-    for (const table of ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries', 'tenants']) {
+    for (const table of ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries', 'tenants', 'tenant_email_templates', 'tenant_email_domains']) {
       const rows = await sql.unsafe(`SELECT * FROM ${table}`);
       expect({ table, n: rows.length }).toEqual({ table, n: 0 });
     }
+  });
+
+  it("keeps templates and sender domains to their tenant (read, write, change, delete)", async () => {
+    await putTemplate(sql, 'tenant-b', 'codetether.task.created', { subject: 'B only: {{task_id}}' });
+    await saveDomain(sql, 'tenant-b', 'mail.b.example', 'sendgrid', { providerDomainId: '1', status: 'verified', records: [] });
+    // Through the same functions the admin API uses, under A's context.
+    expect(await getTemplate(sql, 'tenant-a', 'codetether.task.created')).toBeNull();
+    expect(await listTemplates(sql, 'tenant-a')).toEqual([]);
+    expect(await getDomain(sql, 'tenant-a', 'mail.b.example')).toBeNull();
+    expect(await listDomains(sql, 'tenant-a')).toEqual([]);
+    // Asking for B's rows explicitly under A's context: invisible, and not writable.
+    expect(await withTenant(sql, 'tenant-a', (tx) => tx`SELECT 1 FROM tenant_email_templates WHERE tenant_id = 'tenant-b'`)).toHaveLength(0);
+    expect(await withTenant(sql, 'tenant-a', (tx) => tx`UPDATE tenant_email_templates SET subject = 'x' WHERE tenant_id = 'tenant-b' RETURNING 1`)).toHaveLength(0);
+    expect(await withTenant(sql, 'tenant-a', (tx) => tx`UPDATE tenant_email_domains SET status = 'verified' WHERE tenant_id = 'tenant-b' RETURNING 1`)).toHaveLength(0);
+    expect(await withTenant(sql, 'tenant-a', (tx) => tx`DELETE FROM tenant_email_domains WHERE tenant_id = 'tenant-b' RETURNING 1`)).toHaveLength(0);
+    await expect(withTenant(sql, 'tenant-a', (tx) => tx`
+      INSERT INTO tenant_email_domains (tenant_id, domain, provider, provider_domain_id, status) VALUES ('tenant-b', 'evil.example', 'sendgrid', '9', 'verified')`))
+      .rejects.toMatchObject({ code: '42501' });
+    await expect(withTenant(sql, 'tenant-a', (tx) => tx`
+      INSERT INTO tenant_email_templates (tenant_id, event_type, subject) VALUES ('tenant-b', 'codetether.task.created', 'evil')`))
+      .rejects.toMatchObject({ code: '42501' });
+    // B still sees its own, unchanged.
+    expect((await getTemplate(sql, 'tenant-b', 'codetether.task.created'))?.subject).toBe('B only: {{task_id}}');
+    expect((await getDomain(sql, 'tenant-b', 'mail.b.example'))?.status).toBe('verified');
   });
 
   it("does not let tenant A write or change tenant B's rows", async () => {

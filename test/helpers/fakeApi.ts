@@ -9,6 +9,29 @@ export interface RecordedRequest {
   path: string;
   headers: Record<string, string | string[] | undefined>;
   body: unknown;
+  query: Record<string, unknown>;
+  /** `:name` segments of the matched route. */
+  params: Record<string, string>;
+}
+
+type Route = (r: RecordedRequest) => { status: number; headers?: Record<string, string>; body: unknown };
+
+/** "GET /domains/:id" → a matcher; a trailing slash on the request is ignored. */
+function compileRoutes(routes: Record<string, Route>) {
+  const compiled = Object.entries(routes).map(([key, fn]) => {
+    const [method, pattern] = key.split(' ') as [string, string];
+    const names: string[] = [];
+    const re = new RegExp(`^${pattern.replace(/:([a-z]+)/gi, (_m, n: string) => (names.push(n), '([^/]+)'))}$`);
+    return { method, re, names, fn };
+  });
+  return (method: string, path: string): { fn: Route; params: Record<string, string> } | undefined => {
+    const p = path.length > 1 ? path.replace(/\/$/, '') : path;
+    for (const r of compiled) {
+      const m = r.method === method ? r.re.exec(p) : null;
+      if (m) return { fn: r.fn, params: Object.fromEntries(r.names.map((n, i) => [n, decodeURIComponent(m[i + 1] as string)])) };
+    }
+    return undefined;
+  };
 }
 
 export interface FakeApi {
@@ -24,14 +47,16 @@ export interface FakeApi {
  * A recording fake of a provider's JSON API on 127.0.0.1, for the real SDKs to talk to. `routes`
  * gives the normal answer per "METHOD /path"; `respond` may override any request.
  */
-export async function startFakeApi(routes: Record<string, (r: RecordedRequest) => { status: number; headers?: Record<string, string>; body: unknown }>): Promise<FakeApi> {
+export async function startFakeApi(routes: Record<string, Route>): Promise<FakeApi> {
+  const match = compileRoutes(routes);
   const app = express();
   const api: FakeApi = { url: '', requests: [], accepted: [], respond: undefined, close: async () => {} };
   app.use(express.json({ type: () => true, limit: '30mb' }));
   app.use((req, res) => {
-    const rec: RecordedRequest = { method: req.method, path: req.path, headers: req.headers, body: req.body };
+    const found = match(req.method, req.path);
+    const rec: RecordedRequest = { method: req.method, path: req.path, headers: req.headers, body: req.body, query: req.query as Record<string, unknown>, params: found?.params ?? {} };
     api.requests.push(rec);
-    const route = routes[`${req.method} ${req.path}`];
+    const route = found?.fn;
     applyFakeResponse(req, res, () => {
       if (!route) {
         res.status(404).json({ message: `fake has no route ${req.method} ${req.path}` });
