@@ -62,13 +62,14 @@ async function main(): Promise<void> {
     DB_ENCRYPTION_KEY: secrets.encryptionKey,
     // The demo tenant's "provider" is the local mailbox.
     ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
+    // The platform sender tier: the demo tenant has no from_email of its own.
+    EMAIL_TENANT_FROM_PATTERN: process.env.EMAIL_TENANT_FROM_PATTERN ?? 'noreply@{tenant}.mail.example.com',
   });
   const key = { id: keyId(secrets.encryptionKey), secret: secrets.encryptionKey };
   const admin = createSql(workerUrl, { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 10_000, applicationName: 'dev-seed' });
   await putSettings(admin, { current: key }, 'demo', {
     provider: 'sendgrid',
     api_key: 'SG.demo-key-for-the-local-mailbox',
-    from_email: 'noreply@demo.example.com',
     from_name: 'CodeTether (demo)',
     reply_to_domain: 'replies.demo.example.com',
     provider_settings: { base_url: mailbox.url },
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
       'tenant-email-worker is running (development mode).',
       `  worker:        http://localhost:${worker.port}/   (POST CloudEvents here; /healthz, /readyz)`,
       `  dev mailbox:   http://localhost:${mailboxPort}/   (open in a browser to read the emails)`,
-      `  demo tenant:   demo (provider: sendgrid, pointed at the dev mailbox)`,
+      `  demo tenant:   demo (provider: sendgrid, pointed at the dev mailbox; sends as ${config.tenantFromPattern?.replace('{tenant}', 'demo')})`,
       `  data:          ${dataDir}  (delete it to start over)`,
       '',
       'Send a sample event (answered 202; the email appears in the dev mailbox):',
