@@ -1,12 +1,18 @@
 import { SignJWT } from 'jose';
+import { makeApp } from '../../src/app';
+import { keyId } from '../../src/config';
+import { createDeliveryStore } from '../../src/db/deliveries';
+import { getTemplate, putTemplate } from '../../src/db/templates';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { ProviderClients } from '../../src/providers/clients';
+import { createEventProcessor } from '../../src/worker/processEvent';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import type { RecordedRequest } from '../helpers/fakeApi';
 import { POSTMARK_ACCOUNT_TOKEN, startDomainFake, type DomainFake } from '../helpers/fakeDomains';
 import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';
 import { captureLogs } from '../helpers/logCapture';
-import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+import { CANARY_DB_KEY, startTestWorker, testConfig } from '../helpers/worker';
 
 const SECRET = 'admin-jwt-secret-for-content-tests-0123456789';
 const PATTERN = 'noreply@{tenant}.mail.platform.example';
@@ -155,6 +161,36 @@ describe('email content and sender identity, end to end', () => {
       expect(logs.lines.some((l) => l.includes('"template failed') || l.includes("tenant's template failed"))).toBe(true);
       await call('DELETE', 'acme/email-templates/codetether.task.created');
     });
+  });
+
+  it('compiles a template once per version: the text is read on a cache miss only', async () => {
+    const sql = db.worker(2);
+    const config = testConfig(db, { EMAIL_TENANT_FROM_PATTERN: PATTERN });
+    const loads: number[] = [];
+    const processEvent = createEventProcessor({
+      config,
+      deliveries: createDeliveryStore(sql, { keys: { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, leaseSeconds: 60, globalDailyLimit: null }),
+      providers: new ProviderClients({ timeoutMs: 2000, allowEndpointOverride: true }),
+      loadTemplate: async (t, type) => {
+        const stored = await getTemplate(sql, t, type);
+        loads.push(stored?.version ?? -1);
+        return stored;
+      },
+    });
+    const app = makeApp({ config, logger: logs.logger, state: { draining: false, inFlight: 0 }, processEvent, checkReady: async () => true });
+    const server = app.listen(0);
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+    try {
+      const v1 = (await putTemplate(sql, 'globex', 'codetether.task.created', { subject: 'cached v1 {{task_id}}' })).template.version;
+      for (let i = 0; i < 3; i++) expect((await post(url, binaryEvent({ tenant: 'globex', id: `cache-1-${i}` }))).status).toBe(202);
+      const v2 = (await putTemplate(sql, 'globex', 'codetether.task.created', { subject: 'cached v2 {{task_id}}' })).template.version;
+      for (let i = 0; i < 3; i++) expect((await post(url, binaryEvent({ tenant: 'globex', id: `cache-2-${i}` }))).status).toBe(202);
+      expect(loads).toEqual([v1, v2]);
+      expect(mailbox.emails.at(-1)!.body.subject).toMatch(/^cached v2 /);
+    } finally {
+      server.close();
+      await db.admin()`DELETE FROM tenant_email_templates WHERE tenant_id = 'globex'`;
+    }
   });
 
   describe('preview', () => {
