@@ -1,0 +1,159 @@
+{{/* Names */}}
+{{- define "tew.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "tew.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tew.labels" -}}
+app.kubernetes.io/name: {{ include "tew.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "tew.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tew.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "tew.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tew.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tew.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tew.secretName" -}}
+{{- default (printf "%s-secrets" (include "tew.fullname" .)) .Values.secrets.existingSecret -}}
+{{- end -}}
+
+{{/* An env var from the chart's Secret. Args: (list $ "ENV_NAME" "keyField" optional) */}}
+{{- define "tew.secretEnv" -}}
+{{- $ := index . 0 -}}
+- name: {{ index . 1 }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "tew.secretName" $ }}
+      key: {{ index $.Values.secrets.keys (index . 2) }}
+      {{- if index . 3 }}
+      optional: true
+      {{- end }}
+{{- end -}}
+
+{{/* Non-secret configuration shared by the worker and the admin API. */}}
+{{- define "tew.configEnv" -}}
+- name: LOG_LEVEL
+  value: {{ .Values.config.logLevel | quote }}
+- name: DB_POOL_MAX
+  value: {{ int .Values.config.dbPoolMax | quote }}
+- name: PROVIDER_TIMEOUT_MS
+  value: {{ int .Values.config.providerTimeoutMs | quote }}
+- name: CLAIM_LEASE_SECONDS
+  value: {{ int .Values.config.claimLeaseSeconds | quote }}
+- name: OUTPUT_MAX_CHARS
+  value: {{ int .Values.config.outputMaxChars | quote }}
+- name: SENDER_DOMAIN_POLICY
+  value: {{ .Values.config.senderDomainPolicy | quote }}
+- name: GLOBAL_DAILY_LIMIT
+  value: {{ int .Values.config.globalDailyLimit | quote }}
+- name: EVENT_TYPES
+  value: {{ join "," .Values.eventing.eventTypes | quote }}
+- name: SHUTDOWN_GRACE_MS
+  value: {{ int .Values.worker.shutdownGraceMs | quote }}
+{{- with .Values.config.emailTenantFromPattern }}
+- name: EMAIL_TENANT_FROM_PATTERN
+  value: {{ . | quote }}
+{{- end }}
+{{- range $k, $v := .Values.config.extraEnv }}
+- name: {{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+{{- range $k, $v := .Values.config.extraSecretEnv }}
+- name: {{ $k }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $v.name }}
+      key: {{ $v.key }}
+{{- end }}
+{{ include "tew.secretEnv" (list . "DATABASE_URL" "databaseUrl" false) }}
+{{ include "tew.secretEnv" (list . "DB_ENCRYPTION_KEY" "encryptionKey" false) }}
+{{ include "tew.secretEnv" (list . "DB_ENCRYPTION_KEY_PREVIOUS" "previousEncryptionKey" true) }}
+{{- end -}}
+
+{{/* The restricted container security context (Pod Security Standards "restricted"). */}}
+{{- define "tew.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Settings that contradict each other fail the render with the reason. */}}
+{{- define "tew.validate" -}}
+{{- $w := .Values.worker -}}
+{{- $d := .Values.eventing.delivery -}}
+{{- if ge (int $d.timeoutSeconds) (int $w.timeoutSeconds) -}}
+{{- fail (printf "eventing.delivery.timeoutSeconds (%d) must be below worker.timeoutSeconds (%d): the broker must give up on an attempt before Knative cuts the request" (int $d.timeoutSeconds) (int $w.timeoutSeconds)) -}}
+{{- end -}}
+{{- if gt (mul (int .Values.config.providerTimeoutMs) 2) (mul (int $d.timeoutSeconds) 1000) -}}
+{{- fail (printf "config.providerTimeoutMs (%d) × 2 (primary and fallback) must fit in eventing.delivery.timeoutSeconds (%d s)" (int .Values.config.providerTimeoutMs) (int $d.timeoutSeconds)) -}}
+{{- end -}}
+{{- if le (int .Values.config.claimLeaseSeconds) (int $w.timeoutSeconds) -}}
+{{- fail (printf "config.claimLeaseSeconds (%d) must exceed worker.timeoutSeconds (%d): a redelivery must not take over a claim whose request may still be sending" (int .Values.config.claimLeaseSeconds) (int $w.timeoutSeconds)) -}}
+{{- end -}}
+{{- if gt (int $w.shutdownGraceMs) (mul (int $w.timeoutSeconds) 1000) -}}
+{{- fail (printf "worker.shutdownGraceMs (%d) must be at most worker.timeoutSeconds (%d s), Knative's termination grace" (int $w.shutdownGraceMs) (int $w.timeoutSeconds)) -}}
+{{- end -}}
+{{- if gt (int $w.containerConcurrency) (int $w.maxInFlightEvents) -}}
+{{- fail (printf "worker.containerConcurrency (%d) must be at most worker.maxInFlightEvents (%d)" (int $w.containerConcurrency) (int $w.maxInFlightEvents)) -}}
+{{- end -}}
+{{- if gt (int $w.autoscaling.minScale) (int $w.autoscaling.maxScale) -}}
+{{- fail "worker.autoscaling.minScale must be at most maxScale" -}}
+{{- end -}}
+{{- if and .Values.eventing.enabled (not .Values.eventing.deadLetterSink.uri) (not .Values.eventing.deadLetterSink.ref) (not .Values.eventing.deadLetterSink.display.enabled) -}}
+{{- fail "eventing.deadLetterSink: set uri or ref, or turn display.enabled on — without a dead letter sink Knative drops events after the last retry" -}}
+{{- end -}}
+{{- if and .Values.eventing.deadLetterSink.uri .Values.eventing.deadLetterSink.ref -}}
+{{- fail "eventing.deadLetterSink: set uri or ref, not both" -}}
+{{- end -}}
+{{- if not .Values.secrets.existingSecret -}}
+{{- $_ := required "secrets.values.databaseUrl is required without secrets.existingSecret" .Values.secrets.values.databaseUrl -}}
+{{- $_ := required "secrets.values.encryptionKey is required without secrets.existingSecret" .Values.secrets.values.encryptionKey -}}
+{{- if lt (len .Values.secrets.values.encryptionKey) 32 -}}
+{{- fail "secrets.values.encryptionKey must be at least 32 characters (tenant-email keys generate)" -}}
+{{- end -}}
+{{- if .Values.migrations.enabled -}}
+{{- $_ := required "secrets.values.migrationDatabaseUrl is required for the migration Job without secrets.existingSecret" .Values.secrets.values.migrationDatabaseUrl -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.admin.enabled (not .Values.admin.jwksUrl) (not .Values.secrets.existingSecret) (not .Values.secrets.values.adminJwtSecret) -}}
+{{- fail "admin.enabled needs admin.jwksUrl or an ADMIN_JWT_SECRET (secrets.values.adminJwtSecret or the existing Secret's key); API keys alone also work with an existing Secret" -}}
+{{- end -}}
+{{- end -}}

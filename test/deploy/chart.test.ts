@@ -1,0 +1,178 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse } from 'yaml';
+import { ROOT, chartRenderer, deepMerge, parseDocs, schemaCheck, validateObjects, type K8sObject } from './render';
+
+const defaults = parse(readFileSync(path.join(ROOT, 'chart', 'values.yaml'), 'utf8'));
+const MINIMAL = { secrets: { existingSecret: 'tew-secrets' } };
+const NON_DEFAULT = {
+  fullnameOverride: 'mail',
+  image: { repository: 'registry.example/tew', digest: `sha256:${'a'.repeat(64)}` },
+  secrets: { values: { databaseUrl: 'postgres://email_worker:pw@db/app', migrationDatabaseUrl: 'postgres://email_owner:pw@db/app', encryptionKey: 'CANARY-KEY-0123456789abcdef0123456789abcdef', adminJwtSecret: 'CANARY-JWT-0123456789abcdef0123456789' } },
+  config: { claimLeaseSeconds: 300, emailTenantFromPattern: 'noreply@{tenant}.mail.example.com', extraEnv: { LOG_LEVEL_EXTRA: 'x' } },
+  worker: { visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
+  eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 8, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
+  admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
+};
+
+describe('Helm chart', () => {
+  const renderer = chartRenderer();
+  const checkSchema = schemaCheck();
+  const render = (over: object) => {
+    expect(checkSchema(deepMerge(defaults, over))).toEqual([]);
+    const r = renderer.render(over);
+    if (!r.ok) throw new Error(r.error);
+    return { yaml: r.yaml, objects: parseDocs(r.yaml) };
+  };
+  const find = (objs: K8sObject[], kind: string, pred: (o: K8sObject) => boolean = () => true) => objs.filter((o) => o.kind === kind && pred(o));
+  const ksvcWorker = (objs: K8sObject[]) => find(objs, 'Service', (o) => o.apiVersion === 'serving.knative.dev/v1' && o.spec.template.metadata.labels['app.kubernetes.io/component'] === 'worker')[0]!;
+  const isoSeconds = (d: string) => Number(/^PT(\d+)S$/.exec(d)![1]);
+
+  it(`renders with ${'the renderer'} named in README (${renderer.name})`, () => {
+    expect(renderer.name).toMatch(/helm|helm-render/);
+  });
+
+  it.each([
+    ['defaults (with an existing Secret)', MINIMAL],
+    ['non-default values', NON_DEFAULT],
+  ])('%s: every object validates against the Kubernetes and Knative schemas', (_n, values) => {
+    const { yaml, objects } = render(values);
+    const results = validateObjects(yaml);
+    expect(results.length).toBe(objects.length);
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+  });
+
+  it.each([
+    ['defaults', MINIMAL],
+    ['non-default values', NON_DEFAULT],
+  ])('%s: Triggers have a full delivery block with a DLS and a timeout below timeoutSeconds', (_n, values) => {
+    const { objects } = render(values);
+    const ksvc = ksvcWorker(objects);
+    const triggers = find(objects, 'Trigger');
+    const merged = deepMerge(defaults, values);
+    expect(triggers.map((t) => t.spec.filter.attributes.type)).toEqual(merged.eventing.eventTypes);
+    for (const t of triggers) {
+      expect(t.spec.broker).toBe(merged.eventing.broker);
+      expect(t.spec.subscriber.ref).toEqual({ apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: ksvc.metadata.name });
+      expect(Object.keys(t.spec.delivery).sort()).toEqual(['backoffDelay', 'backoffPolicy', 'deadLetterSink', 'retry', 'timeout']);
+      expect(t.spec.delivery.deadLetterSink.uri ?? t.spec.delivery.deadLetterSink.ref).toBeTruthy();
+      expect(isoSeconds(t.spec.delivery.timeout)).toBeLessThan(ksvc.spec.template.spec.timeoutSeconds);
+    }
+  });
+
+  it('defaults: a cluster-local worker with the admin API off, secure pods, the key from a Secret, and the migration hook', () => {
+    const { objects } = render(MINIMAL);
+    const ksvc = ksvcWorker(objects);
+    expect(ksvc.metadata.labels!['networking.knative.dev/visibility']).toBe('cluster-local');
+    const spec = ksvc.spec.template.spec;
+    expect(spec.containerConcurrency).toBe(32);
+    expect(spec.timeoutSeconds).toBe(60);
+    const c = spec.containers[0];
+    const env = Object.fromEntries(c.env.map((e: any) => [e.name, e]));
+    expect(env.ADMIN_API_ENABLED.value).toBe('false');
+    expect(env.DB_ENCRYPTION_KEY).toEqual({ name: 'DB_ENCRYPTION_KEY', valueFrom: { secretKeyRef: { name: 'tew-secrets', key: 'DB_ENCRYPTION_KEY' } } });
+    expect(env.DATABASE_URL.valueFrom.secretKeyRef.name).toBe('tew-secrets');
+    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(c.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(c.livenessProbe.httpGet.path).toBe('/healthz');
+    expect(ksvc.spec.template.metadata.annotations).toMatchObject({ 'autoscaling.knative.dev/min-scale': '0', 'autoscaling.knative.dev/max-scale': '20', 'autoscaling.knative.dev/target': '24' });
+    // No ConfigMap carries anything; no Secret is created when an existing one is named.
+    expect(find(objects, 'ConfigMap')).toEqual([]);
+    expect(find(objects, 'Secret')).toEqual([]);
+    const job = find(objects, 'Job')[0]!;
+    expect(job.metadata.annotations!['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    expect(job.spec.template.spec.containers[0].args).toEqual(['migrate']);
+    expect(job.spec.template.spec.containers[0].env[0]).toEqual({ name: 'MIGRATION_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'tew-secrets', key: 'MIGRATION_DATABASE_URL' } } });
+    expect(find(objects, 'Deployment')).toEqual([]);
+    // The default dead letter sink is the event_display service the chart runs.
+    const dls = find(objects, 'Trigger')[0]!.spec.delivery.deadLetterSink.ref;
+    expect(find(objects, 'Service', (o) => o.metadata.name === dls.name)).toHaveLength(1);
+  });
+
+  it('non-default values: a created Secret (a hook, kept), the admin Deployment, Service, PDB and Ingress, tenant filter', () => {
+    const { objects, yaml } = render(NON_DEFAULT);
+    const secret = find(objects, 'Secret')[0]!;
+    expect(secret.metadata.annotations).toMatchObject({ 'helm.sh/hook': 'pre-install,pre-upgrade', 'helm.sh/resource-policy': 'keep' });
+    expect(Buffer.from(secret.data!.DB_ENCRYPTION_KEY!, 'base64').toString()).toBe(NON_DEFAULT.secrets.values.encryptionKey);
+    // The key is only in the Secret: nowhere else in the rendered manifests.
+    expect(yaml.split(NON_DEFAULT.secrets.values.encryptionKey).length).toBe(1);
+    const ksvc = ksvcWorker(objects);
+    expect(ksvc.metadata.name).toBe('mail');
+    expect(ksvc.metadata.labels!['networking.knative.dev/visibility']).toBeUndefined();
+    expect(ksvc.spec.template.spec.containers[0].image).toBe(`registry.example/tew@sha256:${'a'.repeat(64)}`);
+    const deployment = find(objects, 'Deployment')[0]!;
+    expect(deployment.spec.replicas).toBe(3);
+    const adminEnv = Object.fromEntries(deployment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e]));
+    expect(adminEnv.ADMIN_API_ENABLED.value).toBe('true');
+    expect(adminEnv.ADMIN_JWT_SECRET.valueFrom.secretKeyRef).toMatchObject({ name: 'mail-secrets', key: 'ADMIN_JWT_SECRET' });
+    expect(deployment.spec.template.spec.securityContext).toMatchObject({ runAsNonRoot: true });
+    expect(find(objects, 'PodDisruptionBudget')[0]!.spec.minAvailable).toBe(1);
+    expect(find(objects, 'Ingress')[0]!.spec.rules[0].http.paths[0].path).toBe('/api/v1/admin');
+    const triggers = find(objects, 'Trigger');
+    expect(triggers).toHaveLength(2);
+    expect(triggers[1]!.spec.filters).toEqual([{ exact: { type: 'codetether.task.failed' } }, { cesql: 'EXISTS tenant' }]);
+    expect(triggers[0]!.spec.delivery).toMatchObject({ retry: 8, timeout: 'PT45S', deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local' } });
+    const env = Object.fromEntries(ksvc.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
+    expect(env.EVENT_TYPES).toBe('codetether.task.created,codetether.task.failed');
+    expect(env.EMAIL_TENANT_FROM_PATTERN).toBe('noreply@{tenant}.mail.example.com');
+  });
+
+  it.each([
+    ['no Secret at all', {}, /secrets.values.databaseUrl is required/],
+    ['a short encryption key', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'short' } } }, /at least 32 characters/],
+    ['a Trigger timeout not below timeoutSeconds', { ...MINIMAL, eventing: { delivery: { timeoutSeconds: 60 } } }, /must be below worker.timeoutSeconds/],
+    ['a provider timeout that does not fit twice', { ...MINIMAL, config: { providerTimeoutMs: 20000 } }, /× 2 .* must fit/],
+    ['a lease shorter than the request timeout', { ...MINIMAL, config: { claimLeaseSeconds: 30 } }, /claimLeaseSeconds \(30\) must exceed/],
+    ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
+    ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { display: { enabled: false } } } }, /without a dead letter sink/],
+    ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
+  ])('fails on %s, saying why', (_n, values, message) => {
+    const r = renderer.render(values);
+    expect(r.ok).toBe(false);
+    expect((r as { error: string }).error).toMatch(message);
+  });
+
+  it.each([
+    ['an unknown key', { worker: { concurrency: 3 } }, /must NOT have additional properties/],
+    ['a wrong type', { worker: { timeoutSeconds: '60' } }, /must be integer/],
+    ['a bad event type', { eventing: { eventTypes: ['bad type'] } }, /must match pattern/],
+    ['a bad backoff delay', { eventing: { delivery: { backoffDelay: '1s' } } }, /must match pattern/],
+  ])('values.schema.json refuses %s', (_n, values, message) => {
+    expect(checkSchema(deepMerge(defaults, values)).join('\n')).toMatch(message);
+  });
+
+  it('comments every value in values.yaml', () => {
+    const lines = readFileSync(path.join(ROOT, 'chart', 'values.yaml'), 'utf8').split('\n');
+    // Quantities inside a commented `resources:` block (cpu, memory) speak for themselves.
+    const uncommented = lines.filter((l, i) => /^\s*[A-Za-z]+:/.test(l) && !/^\s*#/.test(lines[i - 1] ?? '') && !/^\s*[A-Za-z]+:\s*$/.test(l) && !/^\s+(cpu|memory):/.test(l));
+    expect(uncommented).toEqual([]);
+  });
+
+  it('prints next steps in NOTES.txt', () => {
+    const r = renderer.render(MINIMAL, { notes: true });
+    expect(r.ok).toBe(true);
+    expect((r as { yaml: string }).yaml).toContain('kubectl -n default get ksvc release-name-tenant-email-worker');
+  });
+});
+
+describe('k8s/ (kustomize)', () => {
+  it('renders with kubectl kustomize and every object validates; same contract as the chart', () => {
+    const r = spawnSync('kubectl', ['kustomize', path.join(ROOT, 'k8s')], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const objects = parseDocs(r.stdout);
+    expect(validateObjects(r.stdout).filter((x) => !x.ok)).toEqual([]);
+    expect(objects.map((o) => o.kind).sort()).toEqual(['Broker', 'Job', 'Namespace', 'Secret', 'Service', 'Service', 'Trigger']);
+    const ksvc = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'tenant-email-worker')!;
+    const trigger = objects.find((o) => o.kind === 'Trigger')!;
+    expect(Number(/^PT(\d+)S$/.exec(trigger.spec.delivery.timeout)![1])).toBeLessThan(ksvc.spec.template.spec.timeoutSeconds);
+    expect(trigger.spec.delivery.deadLetterSink.ref.name).toBe('tenant-email-worker-dead-letters');
+    const c = ksvc.spec.template.spec.containers[0];
+    expect(c.image).toBe('ghcr.io/codetether/tenant-email-worker:0.1.0');
+    expect(c.env.find((e: any) => e.name === 'DB_ENCRYPTION_KEY').valueFrom.secretKeyRef.name).toBe('tenant-email-worker-secrets');
+    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
+    for (const f of ['task-created.json', 'no-recipient.json']) {
+      expect(JSON.parse(readFileSync(path.join(ROOT, 'k8s', 'events', f), 'utf8'))).toMatchObject({ specversion: '1.0', type: 'codetether.task.created' });
+    }
+  });
+});

