@@ -187,7 +187,7 @@ export function parseSettingsInput(
   return issues.length > 0 ? { ok: false, issues } : { ok: true, value: v };
 }
 
-export function toIssues(list: ReadonlyArray<{ path: PropertyKey[]; message: string }>, prefix: string): FieldIssue[] {
+export function toIssues(list: ReadonlyArray<{ path: PropertyKey[]; message: string }>, prefix = ''): FieldIssue[] {
   // zod's messages describe the rule, not the value; unrecognized keys name the key only.
   return list.map((i) => ({ path: `${prefix}${i.path.map(String).join('.')}` || '(body)', message: i.message }));
 }

@@ -5,10 +5,11 @@ import { loadSenderSettings } from '../db/settings';
 import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/templates';
 import { renderPreview } from '../email/preview';
 import { resolveSender } from '../email/sender';
+import { toIssues } from '../settingsInput';
 import { checkTemplate, type TemplateSource } from '../email/templates';
 import { WorkerError, isWorkerError } from '../errors';
 import type { AdminDeps } from './router';
-import { EVENT_TYPE_PATTERN, InvalidRequest, domainBody, domainName, domainVerifyBody, previewBody, templateBody, zodIssues } from './schemas';
+import { EVENT_TYPE_PATTERN, InvalidRequest, domainBody, domainName, domainVerifyBody, previewBody, templateBody } from './schemas';
 
 type Handler = (req: Request, res: Response, tenantId: string) => Promise<void>;
 type Route = (handler: Handler) => express.RequestHandler;
@@ -31,7 +32,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   };
   const domainParam = (req: Request): string => {
     const d = domainName.safeParse(String(req.params.domain));
-    if (!d.success) throw new InvalidRequest(zodIssues(d.error, 'domain'));
+    if (!d.success) throw new InvalidRequest(toIssues(d.error.issues, 'domain'));
     return d.data;
   };
   const templateIssues = (src: TemplateSource) => {
@@ -48,7 +49,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   router.put(`${base}/email-templates/:eventType`, route(async (req, res, tenantId) => {
     const eventType = eventTypeParam(req);
     const body = templateBody.safeParse(req.body);
-    if (!body.success) throw new InvalidRequest(zodIssues(body.error));
+    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
     templateIssues(body.data);
     const { created, template } = await putTemplate(sql, tenantId, eventType, body.data);
     res.status(created ? 201 : 200).json(template);
@@ -68,7 +69,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   router.post(`${base}/email-templates/:eventType/preview`, route(async (req, res, tenantId) => {
     const eventType = eventTypeParam(req);
     const body = previewBody.safeParse(req.body ?? {});
-    if (!body.success) throw new InvalidRequest(zodIssues(body.error));
+    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
     const preview = await renderPreview(sql, { tenantId, eventType, template: body.data.template, data: body.data.data, outputMaxChars: config.outputMaxChars });
     if (!preview.ok) throw new InvalidRequest(preview.issues);
     const content = preview.content;
@@ -122,7 +123,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
 
   router.post(`${base}/email-domains`, route(async (req, res, tenantId) => {
     const body = domainBody.safeParse(req.body);
-    if (!body.success) throw new InvalidRequest(zodIssues(body.error));
+    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
     const { provider, api } = await domainApi(tenantId, body.data.account_token);
     const state = await api.register(body.data.domain);
     const { created, domain } = await saveDomain(sql, tenantId, body.data.domain, provider, state);
@@ -132,7 +133,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   router.post(`${base}/email-domains/:domain/verify`, route(async (req, res, tenantId) => {
     const name = domainParam(req);
     const body = domainVerifyBody.safeParse(req.body ?? {});
-    if (!body.success) throw new InvalidRequest(zodIssues(body.error));
+    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
     const stored = await getDomain(sql, tenantId, name);
     if (!stored) throw new WorkerError('domain_not_found', `register ${name} first (POST …/email-domains)`);
     const { provider, api } = await domainApi(tenantId, body.data.account_token);

@@ -10,7 +10,7 @@ import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
-import { parseSettingsInput } from '../settingsInput';
+import { parseSettingsInput, toIssues } from '../settingsInput';
 import { TENANT_ID_PATTERN } from '../types';
 import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
@@ -94,7 +94,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
 
   router.post(`${base}/email-settings/test`, route(async (req, res, tenantId) => {
     const body = testEmailBody.safeParse(req.body);
-    if (!body.success) throw new InvalidRequest(body.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message })));
+    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
     const id = `admin-test-${randomUUID()}`;
     const event: IntakeEvent = {
       id,

@@ -14,10 +14,6 @@ export class InvalidRequest extends WorkerError {
   }
 }
 
-export function zodIssues(error: z.ZodError, prefix = ''): FieldIssue[] {
-  return error.issues.map((i) => ({ path: `${prefix}${i.path.map(String).join('.')}` || '(body)', message: i.message }));
-}
-
 /** An event type in a path: the CloudEvents `type` charset we accept for templates. */
 export const EVENT_TYPE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 

@@ -4,7 +4,7 @@ import { EVENT_TYPE_PATTERN, templateBody } from '../admin/schemas';
 import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/templates';
 import { renderPreview } from '../email/preview';
 import { checkTemplate, type TemplateSource } from '../email/templates';
-import type { FieldIssue } from '../settingsInput';
+import { toIssues, type FieldIssue } from '../settingsInput';
 import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 const where = (i: FieldIssue) => `${i.path}${i.line ? ` line ${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : ''}`;
@@ -16,6 +16,13 @@ function readJson(raw: string, what: string): unknown {
   } catch {
     throw new CliError(`${what} is not valid JSON`);
   }
+}
+
+/** A template body {subject?, html?, text?} as the admin API takes it; compiling is checked later. */
+function parseTemplate(raw: string, what: string): TemplateSource {
+  const body = templateBody.safeParse(readJson(raw, what));
+  if (!body.success) throw new CliError(issuesText('invalid template', toIssues(body.error.issues)));
+  return body.data;
 }
 
 /** templates put|get|list|delete|preview: a tenant's email templates, through RLS as DATABASE_URL's role. */
@@ -40,11 +47,10 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
     .action(async (opts: { tenant: string; type: string; file?: string }) => {
       knownType(opts.type);
       const raw = opts.file ? readFileSync(opts.file, 'utf8') : await readAll(io.stdin);
-      const body = templateBody.safeParse(readJson(raw, 'the template body'));
-      if (!body.success) throw new CliError(issuesText('invalid template', body.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message }))));
-      const issues = checkTemplate(body.data);
+      const body = parseTemplate(raw, 'the template body');
+      const issues = checkTemplate(body);
       if (issues.length > 0) throw new CliError(issuesText('the template does not compile', issues));
-      const { created, template } = await withSql(config(), 'worker', (sql) => putTemplate(sql, opts.tenant, opts.type, body.data));
+      const { created, template } = await withSql(config(), 'worker', (sql) => putTemplate(sql, opts.tenant, opts.type, body));
       print(io.stderr, `${created ? 'created' : 'updated'} template ${opts.type} for tenant ${opts.tenant} (version ${template.version})`);
       print(io.stdout, JSON.stringify(template, null, 2));
     });
@@ -90,12 +96,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
     .option('--out <path>', 'write the HTML part here (subject and text go to stdout)')
     .action(async (opts: { tenant: string; type: string; template?: string; data?: string; out?: string }) => {
       knownType(opts.type);
-      let template: TemplateSource | undefined;
-      if (opts.template) {
-        const body = templateBody.safeParse(readJson(readFileSync(opts.template, 'utf8'), '--template'));
-        if (!body.success) throw new CliError(issuesText('invalid template', body.error.issues.map((i) => ({ path: i.path.join('.') || '(body)', message: i.message }))));
-        template = body.data;
-      }
+      const template = opts.template ? parseTemplate(readFileSync(opts.template, 'utf8'), '--template') : undefined;
       const data = opts.data ? readJson(readFileSync(opts.data, 'utf8'), '--data') : undefined;
       const cfg = config();
       const result = await withSql(cfg, 'worker', (sql) => renderPreview(sql, { tenantId: opts.tenant, eventType: opts.type, template, data, outputMaxChars: cfg.outputMaxChars }));

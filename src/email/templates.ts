@@ -254,10 +254,12 @@ export type TemplateUse = 'builtin' | 'tenant' | 'builtin_fallback';
 
 /**
  * Render with the tenant's template when there is one, else the built-in; when the tenant's
- * template fails, the built-in one is rendered instead and `fallbackReason` says why.
+ * template fails (or, 'broken', a stored one no longer compiles), the built-in one is rendered
+ * instead and `fallbackReason` says why.
  */
-export function renderWithFallback(t: CompiledTemplate | null, view: unknown): { content: RenderedContent; use: TemplateUse; fallbackReason?: string } {
+export function renderWithFallback(t: CompiledTemplate | 'broken' | null, view: unknown): { content: RenderedContent; use: TemplateUse; fallbackReason?: string } {
   if (!t) return { content: renderTemplate(BUILTIN, view), use: 'builtin' };
+  if (t === 'broken') return { content: renderTemplate(BUILTIN, view), use: 'builtin_fallback', fallbackReason: 'the stored template no longer compiles' };
   try {
     return { content: renderTemplate(t, view), use: 'tenant' };
   } catch (err) {

@@ -109,11 +109,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
       const tenantTemplate = await templateFor(tenantId, event.type, claim.templateVersion);
       templateVersion = tenantTemplate?.version ?? null;
       const view = buildTemplateView(event, tenantId, config.outputMaxChars);
-      if (tenantTemplate?.compiled === 'broken') {
-        content = { content: renderWithFallback(null, view).content, use: 'builtin_fallback', fallbackReason: 'the stored template no longer compiles' };
-      } else {
-        content = renderWithFallback(tenantTemplate?.compiled ?? null, view);
-      }
+      content = renderWithFallback(tenantTemplate?.compiled ?? null, view);
       if (content.use === 'builtin_fallback') {
         log.warn({ template_version: templateVersion, event_type: event.type, reason: content.fallbackReason }, "the tenant's template failed; sending the built-in one");
       }

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -23,10 +23,12 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     work = mkdtempSync(path.join(tmpdir(), 'tew-image-'));
     chmodSync(work, 0o755); // traversable by the unprivileged uid, writable only by root
     const ctx = path.join(work, 'context');
-    const ignored = ['.git', '.data', 'node_modules', 'dist', 'coverage', 'test', 'docs', 'chart', 'k8s', 'tools'];
+    // The build context is what .dockerignore leaves: top-level names and `*.ext` patterns.
+    const ignore = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const ignored = (f: string) => ignore.some((p) => (p.startsWith('*.') ? f.endsWith(p.slice(1)) : f.split('/')[0] === p));
     const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: ROOT, encoding: 'utf8' })
       .split('\0')
-      .filter((f) => f && !ignored.includes(f.split('/')[0]!) && existsSync(path.join(ROOT, f)));
+      .filter((f) => f && !ignored(f) && existsSync(path.join(ROOT, f)));
     execFileSync('mkdir', ['-p', ctx]);
     execFileSync('cp', ['--parents', '-t', ctx, ...files], { cwd: ROOT, stdio: 'pipe' });
   }, 30_000);

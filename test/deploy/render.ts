@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
@@ -58,7 +58,7 @@ export function chartRenderer(): { name: string; render(values: object, opts?: {
 /** values.schema.json, as Helm applies it to the merged values (JSON Schema draft 7). */
 export function schemaCheck(): (values: object) => string[] {
   const ajv = new Ajv({ allErrors: true, strict: false });
-  const schema = JSON.parse(require('node:fs').readFileSync(path.join(CHART, 'values.schema.json'), 'utf8'));
+  const schema = JSON.parse(readFileSync(path.join(CHART, 'values.schema.json'), 'utf8'));
   const validate = ajv.compile(schema);
   return (values) => (validate(values) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message}`));
 }

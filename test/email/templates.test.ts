@@ -107,6 +107,11 @@ describe('render failures fall back to the built-in template', () => {
     expect(r.content.subject).toBe('Task completed: p');
   });
 
+  it('sends the built-in template when a stored template no longer compiles', () => {
+    const r = renderWithFallback('broken', { task_id: 'task-1', status: 'completed', prompt_summary: 'p' });
+    expect(r).toMatchObject({ use: 'builtin_fallback', fallbackReason: 'the stored template no longer compiles', content: { subject: 'Task completed: p' } });
+  });
+
   it('renders the tenant template when it works, the built-in when there is none', () => {
     const view = { task_id: 'task-1', status: 'completed', prompt_summary: 'p' };
     expect(renderWithFallback(compileTemplate({ subject: 'S {{task_id}}' }), view)).toMatchObject({ use: 'tenant', content: { subject: 'S task-1' } });
