@@ -4,7 +4,10 @@ import { describeError } from './db/errors';
 import { WorkerError, errorBody, isWorkerError } from './errors';
 import { parseCloudEvent, type IntakeEvent } from './intake/cloudEventIntake';
 import type { Logger } from './logger';
+import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
+import { SpanStatusCode, parentContext, startEventSpan, withSpan, type Span } from './telemetry/tracing';
 import type { EventOutcome } from './worker/processEvent';
+import { buildReply } from './worker/replyEvent';
 
 export interface AppState {
   draining: boolean;
@@ -20,6 +23,8 @@ export interface AppDeps {
   state: AppState;
   /** The admin API router, mounted at /api/v1/admin when the admin API is on. */
   adminRouter?: express.Router;
+  /** Served at GET /metrics when given. */
+  metrics?: WorkerMetrics | undefined;
 }
 
 /**
@@ -45,12 +50,22 @@ export function makeApp(deps: AppDeps): express.Express {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'database unavailable' });
   });
 
+  const { metrics } = deps;
+  if (metrics) {
+    app.get('/metrics', async (_req, res) => {
+      const { contentType, body } = await metrics.render();
+      res.setHeader('Content-Type', contentType);
+      res.status(200).send(body);
+    });
+  }
+
   app.post('/', express.raw({ type: () => true, limit: config.bodyLimitBytes }), async (req: Request, res: Response) => {
     const started = process.hrtime.bigint();
     const headerId = req.header('ce-id');
     let log = logger.child({ event_id: headerId?.slice(0, 200) });
     if (state.draining) {
       send(res, new WorkerError('shutting_down'));
+      metrics?.event({ result: 'rejected', errorCode: 'shutting_down', seconds: secondsSince(started) });
       log.info({ outcome: 'rejected', status: 503, error_code: 'shutting_down' }, 'event rejected while draining');
       return;
     }
@@ -58,21 +73,55 @@ export function makeApp(deps: AppDeps): express.Express {
       // Bounded work per instance: beyond it, waiting would only queue in memory (postgres.js
       // queues without limit). The broker retries, and the autoscaler sees the load.
       send(res, new WorkerError('overloaded', undefined, { retryAfterSeconds: 1 }));
+      metrics?.event({ result: 'rejected', errorCode: 'overloaded', seconds: secondsSince(started) });
       log.warn({ outcome: 'rejected', status: 503, error_code: 'overloaded', in_flight: state.inFlight }, 'event rejected: too many in flight');
       return;
     }
     state.inFlight++;
+    let event: IntakeEvent | undefined;
+    let span: Span | undefined;
+    const finish = (result: EventResult, o: { status: number; provider?: string | null; errorCode?: string | null }) => {
+      metrics?.event({ result, eventType: event?.type, provider: o.provider, errorCode: o.errorCode, tenant: event?.tenantId, seconds: secondsSince(started) });
+      if (!span) return;
+      span.setAttribute('email.outcome', result);
+      span.setAttribute('http.response.status_code', o.status);
+      if (o.provider) span.setAttribute('email.provider', o.provider);
+      if (o.errorCode) {
+        span.setAttribute('error.type', o.errorCode);
+        if (o.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: o.errorCode });
+      }
+      span.end();
+    };
     try {
-      const event = parseCloudEvent({ headers: req.headers, body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }, { eventTypes: config.eventTypes });
+      try {
+        event = parseCloudEvent({ headers: req.headers, body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }, { eventTypes: config.eventTypes });
+      } finally {
+        span = startEventSpan(`process ${event?.type ?? 'event'}`, parentContext(req.headers, event?.traceparent ?? null), {
+          'cloudevents.event_id': (event?.id ?? headerId)?.slice(0, 200),
+          ...(event
+            ? { 'cloudevents.event_source': event.source, 'cloudevents.event_type': event.type, 'cloudevents.event_spec_version': '1.0', 'tenant.id': event.tenantId ?? '', 'task.id': event.data.task_id }
+            : {}),
+        });
+      }
+      const ev = event;
       log = logger.child({
-        event_id: event.id,
-        event_source: event.source,
-        event_type: event.type,
-        tenant: event.tenantId,
-        task_id: event.data.task_id,
+        event_id: ev.id,
+        event_source: ev.source,
+        event_type: ev.type,
+        tenant: ev.tenantId,
+        task_id: ev.data.task_id,
       });
-      const outcome = await deps.processEvent(event, log);
-      res.status(202).end();
+      const outcome = await withSpan(span, () => deps.processEvent(ev, log));
+      const reply = config.replyEvents ? buildReply(ev, outcome, config.replyEventSource) : null;
+      if (reply) res.status(202).set(reply.headers).send(reply.body);
+      else res.status(202).end();
+      const provider = outcome.kind === 'sent' ? outcome.provider : null;
+      if (span && outcome.kind === 'sent') {
+        span.setAttribute('email.fallback_used', outcome.fallbackUsed);
+        span.setAttribute('email.template_source', outcome.template);
+        span.setAttribute('email.sender_tier', outcome.senderTier);
+      }
+      finish(outcome.kind, { status: 202, provider });
       log.info(
         {
           outcome: outcome.kind,
@@ -81,6 +130,7 @@ export function makeApp(deps: AppDeps): express.Express {
             ? { provider: outcome.provider, message_id: outcome.messageId, fallback_used: outcome.fallbackUsed, recorded: outcome.recorded }
             : {}),
           ...(outcome.kind === 'skipped' ? { reason: outcome.reason } : {}),
+          ...(reply ? { reply_type: reply.headers['ce-type'] } : {}),
           ms: elapsedMs(started),
         },
         'event handled',
@@ -88,6 +138,7 @@ export function makeApp(deps: AppDeps): express.Express {
     } catch (err) {
       const we = isWorkerError(err) ? err : new WorkerError('internal_error');
       send(res, we);
+      finish('rejected', { status: we.status, errorCode: we.code });
       const line = { outcome: 'rejected', status: we.status, error_code: we.code, retryable: we.retryable, ms: elapsedMs(started) };
       if (we.code === 'internal_error') log.error({ ...line, err: describeError(err) }, 'event failed');
       else log.info({ ...line, reason: we.message }, 'event rejected');

@@ -16,6 +16,9 @@ export class ConfigError extends Error {
 
 const MIN_KEY_BYTES = 32;
 
+/** Reply events are codetether.email.sent and codetether.email.skipped. */
+export const REPLY_EVENT_PREFIX = 'codetether.email.';
+
 const bool = (dflt: boolean) =>
   z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
@@ -84,6 +87,17 @@ const envSchema = z.object({
   EMAIL_TENANT_FROM_PATTERN: optionalString,
   SENDER_DOMAIN_POLICY: z.enum(['verified', 'provider'], { message: 'must be verified or provider' }).default('verified'),
   TEMPLATE_CACHE_SIZE: int(1000, 1, 1_000_000),
+  METRICS_ENABLED: bool(true),
+  METRICS_TENANT_LABELS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .refine((v) => v.length <= 100, 'at most 100 tenants may get their own metrics label (each one multiplies the series)'),
+  REPLY_EVENTS: bool(false),
+  REPLY_EVENT_SOURCE: z
+    .string()
+    .default('/tenant-email-worker')
+    .refine((v) => v.trim() !== '' && v.length <= 256, 'must be a non-empty URI-reference, e.g. /tenant-email-worker'),
   SENDGRID_API_KEY: optionalString,
   SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || z.email().safeParse(v).success, 'must be an email address'),
   SENDGRID_FROM_NAME: optionalString,
@@ -142,6 +156,13 @@ export interface Config {
   /** verified: custom domains must be verified through …/email-domains; provider: trust the provider account. */
   readonly senderDomainPolicy: 'verified' | 'provider';
   readonly templateCacheSize: number;
+  /** GET /metrics on the worker's port. */
+  readonly metricsEnabled: boolean;
+  /** Tenants that get their own `tenant` label in metrics; empty: no tenant label. */
+  readonly metricsTenantLabels: readonly string[];
+  /** Answer a sent/skipped event with a reply CloudEvent (codetether.email.sent/skipped) in the 202. */
+  readonly replyEvents: boolean;
+  readonly replyEventSource: string;
   readonly global: GlobalEmailConfig | undefined;
   /** For `sendgrid provision` only: the parent account's key, with subuser and api_keys scopes. */
   readonly sendgridMasterApiKey: string | undefined;
@@ -179,6 +200,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const patternProblem = e.EMAIL_TENANT_FROM_PATTERN === undefined ? null : checkFromPattern(e.EMAIL_TENANT_FROM_PATTERN);
   if (patternProblem) throw new ConfigError(`invalid configuration:\n  EMAIL_TENANT_FROM_PATTERN: ${patternProblem}`);
+  const loop = e.EVENT_TYPES.filter((t) => t.startsWith(REPLY_EVENT_PREFIX));
+  if (e.REPLY_EVENTS && loop.length > 0) {
+    throw new ConfigError(
+      `invalid configuration:\n  REPLY_EVENTS=true while EVENT_TYPES includes ${loop.join(', ')}: the worker would answer its own replies. Drop those types or turn reply events off.`,
+    );
+  }
   if (e.SENDGRID_BASE_URL && !e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE) {
     throw new ConfigError('invalid configuration:\n  SENDGRID_BASE_URL needs ALLOW_PROVIDER_ENDPOINT_OVERRIDE=true (endpoint overrides are for tests and proxies).');
   }
@@ -210,6 +237,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tenantFromPattern: e.EMAIL_TENANT_FROM_PATTERN,
     senderDomainPolicy: e.SENDER_DOMAIN_POLICY,
     templateCacheSize: e.TEMPLATE_CACHE_SIZE,
+    metricsEnabled: e.METRICS_ENABLED,
+    metricsTenantLabels: Object.freeze(e.METRICS_TENANT_LABELS),
+    replyEvents: e.REPLY_EVENTS,
+    replyEventSource: e.REPLY_EVENT_SOURCE,
     global:
       e.SENDGRID_API_KEY && e.SENDGRID_FROM_EMAIL
         ? Object.freeze({

@@ -9,6 +9,9 @@ import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
 import { ProviderClients } from './providers/clients';
+import { WorkerMetrics } from './telemetry/metrics';
+import { startTracing } from './telemetry/tracing';
+import { packageVersion } from './version';
 import { createEventProcessor } from './worker/processEvent';
 
 export interface RunningWorker {
@@ -16,14 +19,20 @@ export interface RunningWorker {
   state: AppState;
   sql: Sql;
   providers: ProviderClients;
+  metrics: WorkerMetrics | undefined;
   /** Stop accepting, let in-flight events finish (up to the grace period), close the pool. */
   shutdown(): Promise<void>;
 }
 
 /** Connect, check the role, listen. Nothing happens on import; index/cli call this. */
-export async function startWorker(config: Config, logger: Logger, opts: { port?: number } = {}): Promise<RunningWorker> {
+export async function startWorker(
+  config: Config,
+  logger: Logger,
+  opts: { port?: number; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningWorker> {
   const url = requireDatabaseUrl(config);
   const keys = requireKeyRing(config);
+  const tracing = await startTracing(opts.env ?? process.env, logger, packageVersion());
   const sql = createSql(url, {
     max: config.dbPoolMax,
     connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
@@ -44,7 +53,16 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
   });
   const state: AppState = { draining: false, inFlight: 0 };
-  const processEvent = createEventProcessor({ config, deliveries, providers, loadTemplate: (tenantId, eventType) => getTemplate(sql, tenantId, eventType) });
+  const metrics = config.metricsEnabled
+    ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight)
+    : undefined;
+  const processEvent = createEventProcessor({
+    config,
+    deliveries,
+    providers,
+    metrics,
+    loadTemplate: (tenantId, eventType) => getTemplate(sql, tenantId, eventType),
+  });
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }
@@ -53,6 +71,7 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
     logger,
     state,
     processEvent,
+    metrics,
     adminRouter: config.admin ? makeAdminRouter({ config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent }) : undefined,
     checkReady: async () => {
       await sql`SELECT 1`;
@@ -83,8 +102,9 @@ export async function startWorker(config: Config, logger: Logger, opts: { port?:
       await closed;
       await providers.closeAll();
       await sql.end({ timeout: 5 });
+      await tracing?.shutdown();
       logger.info('stopped');
     })());
 
-  return { port, state, sql, providers, shutdown };
+  return { port, state, sql, providers, metrics, shutdown };
 }

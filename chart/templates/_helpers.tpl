@@ -82,6 +82,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ join "," .Values.eventing.eventTypes | quote }}
 - name: SHUTDOWN_GRACE_MS
   value: {{ int .Values.worker.shutdownGraceMs | quote }}
+- name: REPLY_EVENTS
+  value: {{ .Values.config.replyEvents | toString | quote }}
+{{- with .Values.config.metricsTenantLabels }}
+- name: METRICS_TENANT_LABELS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.config.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.config.emailTenantFromPattern }}
 - name: EMAIL_TENANT_FROM_PATTERN
   value: {{ . | quote }}
@@ -119,6 +129,13 @@ seccompProfile:
 {{- define "tew.validate" -}}
 {{- $w := .Values.worker -}}
 {{- $d := .Values.eventing.delivery -}}
+{{- if .Values.config.replyEvents -}}
+{{- range .Values.eventing.eventTypes -}}
+{{- if hasPrefix "codetether.email." . -}}
+{{- fail (printf "config.replyEvents is on and eventing.eventTypes includes %s: the worker would receive its own replies" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if ge (int $d.timeoutSeconds) (int $w.timeoutSeconds) -}}
 {{- fail (printf "eventing.delivery.timeoutSeconds (%d) must be below worker.timeoutSeconds (%d): the broker must give up on an attempt before Knative cuts the request" (int $d.timeoutSeconds) (int $w.timeoutSeconds)) -}}
 {{- end -}}

@@ -1,3 +1,4 @@
+import { packageVersion } from '../version';
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from '../config';
@@ -133,11 +134,6 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
   });
   return router;
-}
-
-function packageVersion(): string {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('../../package.json') as { version: string }).version;
 }
 
 function toWorkerError(err: unknown): WorkerError {

@@ -10,6 +10,8 @@ import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import type { OutgoingEmail } from '../providers/types';
+import { secondsSince, type WorkerMetrics } from '../telemetry/metrics';
+import { inSpan } from '../telemetry/tracing';
 import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
 
 /** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */
@@ -32,14 +34,19 @@ export interface ProcessorDeps {
   providers: ProviderClients;
   /** The tenant's current template for an event type (under RLS); called on a cache miss only. */
   loadTemplate: (tenantId: string, eventType: string) => Promise<StoredTemplate | null>;
+  /** Prometheus metrics; spans go to the global OpenTelemetry tracer (a no-op without an SDK). */
+  metrics?: WorkerMetrics | undefined;
 }
+
+const DB_SPAN = { 'db.system.name': 'postgresql' } as const;
+const codeOf = (err: unknown) => (isWorkerError(err) ? err.code : mapDatabaseError(err).code);
 
 // Account-level permanent failures: the account, not the message, is the problem, so another
 // account may succeed. A recipient or content rejection would fail the same way everywhere.
 const FAILOVER_PERMANENT = new Set<ErrorCode>(['provider_auth_failed', 'provider_forbidden']);
 
 export function createEventProcessor(deps: ProcessorDeps) {
-  const { config, deliveries, providers } = deps;
+  const { config, deliveries, providers, metrics } = deps;
   const templates = new TemplateCache(config.templateCacheSize);
   const globalSettings: SenderSettings | null = config.global
     ? {
@@ -65,15 +72,27 @@ export function createEventProcessor(deps: ProcessorDeps) {
     const key = { tenantId, eventSource: event.source, eventId: event.id };
 
     let claim;
+    const claimStarted = process.hrtime.bigint();
     try {
-      claim = await deliveries.claim({
-        ...key,
-        eventType: event.type,
-        taskId: event.data.task_id,
-        hasRecipient: event.recipient !== null,
-      });
+      claim = await inSpan(
+        'email_claim_event',
+        { ...DB_SPAN, 'db.operation.name': 'email_claim_event' },
+        async (span) => {
+          const c = await deliveries.claim({
+            ...key,
+            eventType: event.type,
+            taskId: event.data.task_id,
+            hasRecipient: event.recipient !== null,
+          });
+          span.setAttribute('email.claim_outcome', c.outcome);
+          return c;
+        },
+        codeOf,
+      );
     } catch (err) {
       throw mapDatabaseError(err);
+    } finally {
+      metrics?.claim(secondsSince(claimStarted));
     }
 
     switch (claim.outcome) {
@@ -111,6 +130,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
       const view = buildTemplateView(event, tenantId, config.outputMaxChars);
       content = renderWithFallback(tenantTemplate?.compiled ?? null, view);
       if (content.use === 'builtin_fallback') {
+        metrics?.templateFallback(event.type);
         log.warn({ template_version: templateVersion, event_type: event.type, reason: content.fallbackReason }, "the tenant's template failed; sending the built-in one");
       }
       const rendered = content.content;
@@ -135,7 +155,9 @@ export function createEventProcessor(deps: ProcessorDeps) {
     }
     const sender = sent?.sender ?? lastSender;
 
-    const recorded = await recordWithRetry(
+    const recordStarted = process.hrtime.bigint();
+    const recorded = await inSpan('email_record_outcome', { ...DB_SPAN, 'db.operation.name': 'email_record_outcome' }, () =>
+      recordWithRetry(
       () =>
         deliveries.recordOutcome({
           ...key,
@@ -150,7 +172,9 @@ export function createEventProcessor(deps: ProcessorDeps) {
           senderNote: sender?.note ?? null,
         }),
       log,
+      ),
     );
+    metrics?.record(secondsSince(recordStarted), recorded);
 
     if (failure) throw failure;
     // The provider accepted the email: answer 2xx even if the ledger write failed, because a
@@ -164,7 +188,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
     if (version === null) return null;
     const hit = templates.get(tenantId, eventType, version);
     if (hit) return { compiled: hit, version };
-    const stored = await deps.loadTemplate(tenantId, eventType);
+    const stored = await inSpan('load template', { ...DB_SPAN, 'db.operation.name': 'select tenant_email_templates' }, () => deps.loadTemplate(tenantId, eventType), codeOf);
     if (!stored) return null; // deleted since the claim
     let compiled: CompiledTemplate | 'broken';
     try {
@@ -185,15 +209,33 @@ export function createEventProcessor(deps: ProcessorDeps) {
       const e = isWorkerError(err) ? err : new WorkerError('internal_error');
       if (!settings.fallback || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
       log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, 'primary provider failed; trying the fallback');
-      return { ...(await sendVia(tenantId, settings.fallback, build)), fallbackUsed: true };
+      let ok = false;
+      try {
+        const r = { ...(await sendVia(tenantId, settings.fallback, build, 'fallback')), fallbackUsed: true };
+        ok = true;
+        return r;
+      } finally {
+        metrics?.fallback(settings.primary.provider, settings.fallback.provider, ok);
+      }
     }
   }
 
-  async function sendVia(tenantId: string, account: ProviderAccount, build: Build) {
+  async function sendVia(tenantId: string, account: ProviderAccount, build: Build, role: 'primary' | 'fallback' = 'primary') {
     const { email, sender } = build(account);
     const client = providers.get(tenantId, account);
-    const { messageId } = await client.send(email);
-    return { provider: account.provider, messageId, sender };
+    const started = process.hrtime.bigint();
+    let errorCode: string | null = null;
+    try {
+      const { messageId } = await inSpan(
+        `send ${account.provider}`,
+        { 'email.provider': account.provider, 'email.provider_role': role, 'email.sender_tier': sender.tier },
+        () => client.send(email),
+        (err) => (errorCode = isWorkerError(err) ? err.code : 'internal_error'),
+      );
+      return { provider: account.provider, messageId, sender };
+    } finally {
+      metrics?.send(account.provider, errorCode, secondsSince(started));
+    }
   }
 }
 

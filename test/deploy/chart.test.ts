@@ -10,7 +10,10 @@ const NON_DEFAULT = {
   fullnameOverride: 'mail',
   image: { repository: 'registry.example/tew', digest: `sha256:${'a'.repeat(64)}` },
   secrets: { values: { databaseUrl: 'postgres://email_worker:pw@db/app', migrationDatabaseUrl: 'postgres://email_owner:pw@db/app', encryptionKey: 'CANARY-KEY-0123456789abcdef0123456789abcdef', adminJwtSecret: 'CANARY-JWT-0123456789abcdef0123456789' } },
-  config: { claimLeaseSeconds: 300, emailTenantFromPattern: 'noreply@{tenant}.mail.example.com', extraEnv: { LOG_LEVEL_EXTRA: 'x' } },
+  config: {
+    claimLeaseSeconds: 300, emailTenantFromPattern: 'noreply@{tenant}.mail.example.com', extraEnv: { LOG_LEVEL_EXTRA: 'x' },
+    replyEvents: true, metricsTenantLabels: ['acme', 'globex'], otlpEndpoint: 'http://otel-collector.observability:4318',
+  },
   worker: { visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
   eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 8, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
   admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
@@ -116,6 +119,7 @@ describe('Helm chart', () => {
     const env = Object.fromEntries(ksvc.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
     expect(env.EVENT_TYPES).toBe('codetether.task.created,codetether.task.failed');
     expect(env.EMAIL_TENANT_FROM_PATTERN).toBe('noreply@{tenant}.mail.example.com');
+    expect(env).toMatchObject({ REPLY_EVENTS: 'true', METRICS_TENANT_LABELS: 'acme,globex', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4318' });
   });
 
   it.each([
@@ -125,6 +129,7 @@ describe('Helm chart', () => {
     ['a provider timeout that does not fit twice', { ...MINIMAL, config: { providerTimeoutMs: 20000 } }, /× 2 .* must fit/],
     ['a lease shorter than the request timeout', { ...MINIMAL, config: { claimLeaseSeconds: 30 } }, /claimLeaseSeconds \(30\) must exceed/],
     ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
+    ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
     ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { display: { enabled: false } } } }, /without a dead letter sink/],
     ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
   ])('fails on %s, saying why', (_n, values, message) => {
