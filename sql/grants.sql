@@ -27,13 +27,15 @@ GRANT SELECT, INSERT ON tenant_email_usage TO {{worker_role}};
 GRANT UPDATE (sent_count) ON tenant_email_usage TO {{worker_role}};
 
 GRANT SELECT, INSERT ON email_deliveries TO {{worker_role}};
-GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day,
+GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day, quota_slot,
               settings_source, provider, message_id, error_code, updated_at,
               template_source, template_version, sender_tier, sender_note)
   ON email_deliveries TO {{worker_role}};
 
 GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text)
   TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION email_quota_take(text, date, integer, text) TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION email_quota_give_back(text, date, smallint) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text, text, bigint, text, text) TO {{worker_role}};
 
 -- Our own tenants table (only when we created it): the worker may add a tenant's row when its

@@ -21,7 +21,6 @@ export type ClaimResult =
       claimToken: string;
       settings: SenderSettings | null;
       dailyLimit: number;
-      sentToday: number;
       /** The version of the tenant's template for this event type; null when it has none. */
       templateVersion: number | null;
     }
@@ -68,7 +67,6 @@ export function createDeliveryStore(
             outcome: 'claimed',
             claimToken: r.claim_token,
             dailyLimit: r.daily_limit,
-            sentToday: r.sent_today,
             templateVersion: r.template_version === null ? null : Number(r.template_version),
             settings:
               r.settings_source === 'tenant'

@@ -35,7 +35,7 @@ export async function tenantStats(sql: Sql, tenantId: string, days: number, glob
       GROUP BY 1, 2, 3 ORDER BY 1`;
     const [today] = await tx`
       SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS day,
-             COALESCE((SELECT sent_count FROM tenant_email_usage WHERE tenant_id = ${tenantId} AND day = (now() AT TIME ZONE 'UTC')::date), 0)::int AS used,
+             COALESCE((SELECT sum(sent_count) FROM tenant_email_usage WHERE tenant_id = ${tenantId} AND day = (now() AT TIME ZONE 'UTC')::date), 0)::int AS used,
              (SELECT daily_limit FROM tenant_email_settings WHERE tenant_id = ${tenantId}) AS daily_limit`;
     const empty = (): Omit<DayStats, 'day'> => ({ sent: 0, failed: 0, skipped: 0, quota_exceeded: 0, in_flight: 0, duplicates: 0 });
     const byDay = new Map<string, DayStats>();

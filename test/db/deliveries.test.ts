@@ -36,6 +36,51 @@ describe('claim, quota and outcome (email_claim_event / email_record_outcome)', 
     await putSettings(sql, { current: KEY_A }, 'dup-t', { ...s, daily_limit: 100 });
     await putSettings(sql, { current: KEY_A }, 'flow-t', { ...s, daily_limit: 2 });
     await putSettings(sql, { current: KEY_A }, 'off-t', { ...s, daily_limit: 5, enabled: false });
+    await putSettings(sql, { current: KEY_A }, 'slots-t', { ...s, daily_limit: 37 });
+    await putSettings(sql, { current: KEY_A }, 'spread-t', { ...s, daily_limit: 100_000 });
+  });
+
+  const slotCounts = async (tenant: string) =>
+    (await owner`SELECT slot, sent_count FROM tenant_email_usage WHERE tenant_id = ${tenant} ORDER BY slot`).map((r) => r.sent_count as number);
+
+  describe('quota slots (sql/005): the limit split over 8 rows, never exceeded', () => {
+    it('grants exactly 37 of 300 concurrent claims, filling each slot to its cap', async () => {
+      const results = await Promise.all(Array.from({ length: 300 }, (_, i) => store.claim(base('slots-t', `s-${i}`))));
+      expect(results.filter((r) => r.outcome === 'claimed')).toHaveLength(37);
+      expect(results.filter((r) => r.outcome === 'quota_exceeded')).toHaveLength(263);
+      // cap(i) = 37 / 8 + (i < 37 % 8): five slots of 5, three of 4.
+      expect(await slotCounts('slots-t')).toEqual([5, 5, 5, 5, 5, 4, 4, 4]);
+    });
+
+    it('follows a limit changed mid-day: lowered, nothing more; raised, exactly the difference', async () => {
+      await owner`UPDATE tenant_email_settings SET daily_limit = 20 WHERE tenant_id = 'slots-t'`;
+      const lowered = await Promise.all(Array.from({ length: 20 }, (_, i) => store.claim(base('slots-t', `low-${i}`))));
+      expect(lowered.filter((r) => r.outcome === 'claimed')).toHaveLength(0);
+      await owner`UPDATE tenant_email_settings SET daily_limit = 50 WHERE tenant_id = 'slots-t'`;
+      const raised = await Promise.all(Array.from({ length: 100 }, (_, i) => store.claim(base('slots-t', `high-${i}`))));
+      expect(raised.filter((r) => r.outcome === 'claimed')).toHaveLength(13);
+      expect(await usage(owner, 'slots-t')).toBe(50);
+    });
+
+    it("gives a failed send's unit back to the slot it was taken from", async () => {
+      await owner`UPDATE tenant_email_settings SET daily_limit = 51 WHERE tenant_id = 'slots-t'`;
+      const r = await store.claim(base('slots-t', 'give-back'));
+      if (r.outcome !== 'claimed') throw new Error(r.outcome);
+      const [row] = await owner`SELECT quota_slot FROM email_deliveries WHERE tenant_id = 'slots-t' AND event_id = 'give-back'`;
+      const slot = row!.quota_slot as number;
+      const before = await slotCounts('slots-t');
+      await store.recordOutcome({ ...base('slots-t', 'give-back'), claimToken: r.claimToken, status: 'failed', provider: 'sendgrid', messageId: null, errorCode: 'provider_unavailable', ...noContent });
+      const after = await slotCounts('slots-t');
+      expect(before[slot]! - after[slot]!).toBe(1);
+      expect(after.reduce((a, b) => a + b, 0)).toBe(50);
+    });
+
+    it("spreads one tenant's concurrent claims over the slots (no single-row convoy)", async () => {
+      await Promise.all(Array.from({ length: 200 }, (_, i) => store.claim(base('spread-t', `sp-${i}`))));
+      const counts = await slotCounts('spread-t');
+      expect(counts.reduce((a, b) => a + b, 0)).toBe(200);
+      expect(counts.filter((n) => n > 0).length).toBeGreaterThanOrEqual(6);
+    });
   });
   afterAll(() => db.drop());
 
@@ -104,7 +149,11 @@ describe('claim, quota and outcome (email_claim_event / email_record_outcome)', 
   });
 
   it('records a quota rejection that can be replayed once the limit allows', async () => {
-    await owner`INSERT INTO tenant_email_usage (tenant_id, day, sent_count) VALUES ('flow-t', (now() AT TIME ZONE 'UTC')::date, 2) ON CONFLICT (tenant_id, day) DO UPDATE SET sent_count = 2`;
+    // Two units used today, spread over the slots the way sql/005 spreads an existing count.
+    await owner`
+      INSERT INTO tenant_email_usage (tenant_id, day, slot, sent_count)
+        SELECT 'flow-t', (now() AT TIME ZONE 'UTC')::date, g, 2 / 8 + CASE WHEN g < 2 % 8 THEN 1 ELSE 0 END FROM generate_series(0, 7) g
+      ON CONFLICT (tenant_id, day, slot) DO UPDATE SET sent_count = EXCLUDED.sent_count`;
     expect((await store.claim(base('flow-t', 'e-quota'))).outcome).toBe('quota_exceeded');
     const [row] = await owner`SELECT status, quota_day FROM email_deliveries WHERE tenant_id = 'flow-t' AND event_id = 'e-quota'`;
     expect(row).toEqual({ status: 'quota_exceeded', quota_day: null });
@@ -128,7 +177,7 @@ describe('claim, quota and outcome (email_claim_event / email_record_outcome)', 
     expect((await store.claim(base('no-settings-t', 'g-1'))).outcome).toBe('unknown_tenant');
     const withGlobal = createDeliveryStore(sql, { keys: { current: KEY_A }, leaseSeconds: 60, globalDailyLimit: 1 });
     const first = await withGlobal.claim(base('no-settings-t', 'g-1'));
-    expect(first).toMatchObject({ outcome: 'claimed', settings: null, dailyLimit: 1, sentToday: 1 });
+    expect(first).toMatchObject({ outcome: 'claimed', settings: null, dailyLimit: 1 });
     expect((await withGlobal.claim(base('no-settings-t', 'g-2'))).outcome).toBe('quota_exceeded');
   });
 

@@ -71,7 +71,7 @@ describe('row-level security, as the worker role through a pool', () => {
   it("does not let tenant A write or change tenant B's rows", async () => {
     await expect(
       withTenant(sql, 'tenant-a', (tx) => tx`
-        INSERT INTO tenant_email_usage (tenant_id, day, sent_count) VALUES ('tenant-b', current_date, 1)`),
+        INSERT INTO tenant_email_usage (tenant_id, day, slot, sent_count) VALUES ('tenant-b', current_date, 0, 1)`),
     ).rejects.toMatchObject({ code: '42501' });
     const updated = await withTenant(sql, 'tenant-a', (tx) => tx`
       UPDATE tenant_email_settings SET from_email = 'evil@a.example' WHERE tenant_id = 'tenant-b' RETURNING 1`);
