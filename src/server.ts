@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { makeAdminRouter, type AdminDeps } from './admin/router';
+import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
 import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
@@ -72,7 +72,10 @@ export async function startWorker(
     state,
     processEvent,
     metrics,
-    adminRouter: config.admin ? makeAdminRouter({ config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent }) : undefined,
+    // The admin API (jose, its schemas, the OpenAPI document) is loaded only when it is on.
+    adminRouter: config.admin
+      ? // eslint-disable-next-line @typescript-eslint/no-require-imports
+        (require('./admin/router') as typeof import('./admin/router')).makeAdminRouter({ config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent }) : undefined,
     checkReady: async () => {
       await sql`SELECT 1`;
       return true;

@@ -1,4 +1,4 @@
-import MarkdownIt from 'markdown-it';
+import type MarkdownIt from 'markdown-it';
 
 /**
  * Agent output is usually Markdown. It is rendered with markdown-it with raw HTML **off** (any
@@ -10,7 +10,10 @@ let renderer: InstanceType<typeof MarkdownIt> | undefined;
 
 function markdownIt(): InstanceType<typeof MarkdownIt> {
   if (renderer) return renderer;
-  const md = new MarkdownIt({ html: false, linkify: true, typographer: false, breaks: false });
+  // Required on first use: start-up does not pay for markdown-it.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const MarkdownItCtor = require('markdown-it') as typeof MarkdownIt;
+  const md = new MarkdownItCtor({ html: false, linkify: true, typographer: false, breaks: false });
   md.validateLink = (url: string) => /^(https?:|mailto:)/i.test(url.trim());
   const defaultImage = md.renderer.rules.image;
   md.renderer.rules.image = (tokens, idx, options, env, self) => {

@@ -1,4 +1,4 @@
-import Handlebars from 'handlebars';
+import type HandlebarsModule from 'handlebars';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_TEMPLATE } from './defaultTemplate';
 
@@ -25,16 +25,24 @@ export const TEMPLATE_MAX_CHARS: Record<TemplatePart, number> = { subject: 1000,
 export const RENDERED_MAX_CHARS = 4 * 1024 * 1024;
 const MAX_EACH_DEPTH = 1;
 
-const hb = Handlebars.create();
-hb.unregisterHelper('log');
-hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
-hb.registerHelper('default', (value: unknown, fallback: unknown) => (value === undefined || value === null || value === '' ? fallback : value));
-hb.registerHelper('date', (value: unknown) => {
-  // Strict on purpose: a value that is not a date is a render failure (the built-in is sent).
-  const d = typeof value === 'string' || typeof value === 'number' ? new Date(value) : null;
-  if (!d || Number.isNaN(d.getTime())) throw new Error('date: the value is not a date');
-  return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
-});
+// The Handlebars environment is built on first use, so a worker's start-up does not pay for it.
+let env: typeof HandlebarsModule | undefined;
+function handlebars(): typeof HandlebarsModule {
+  if (env) return env;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const hb = (require('handlebars') as typeof HandlebarsModule).create();
+  hb.unregisterHelper('log');
+  hb.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+  hb.registerHelper('default', (value: unknown, fallback: unknown) => (value === undefined || value === null || value === '' ? fallback : value));
+  hb.registerHelper('date', (value: unknown) => {
+    // Strict on purpose: a value that is not a date is a render failure (the built-in is sent).
+    const d = typeof value === 'string' || typeof value === 'number' ? new Date(value) : null;
+    if (!d || Number.isNaN(d.getTime())) throw new Error('date: the value is not a date');
+    return `${d.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+  });
+  env = hb;
+  return hb;
+}
 
 const KNOWN_HELPERS = { eq: true, default: true, date: true, log: false };
 const compileOptions = (part: TemplatePart) => ({
@@ -158,7 +166,7 @@ export function checkTemplate(src: TemplateSource): TemplateIssue[] {
     }
     const before = issues.length;
     try {
-      checkTree((hb.parse(s) as unknown as { body: Node[] }).body, part, issues);
+      checkTree((handlebars().parse(s) as unknown as { body: Node[] }).body, part, issues);
     } catch (err) {
       issues.push(describeCompileError(err, part, s));
       continue;
@@ -166,7 +174,7 @@ export function checkTemplate(src: TemplateSource): TemplateIssue[] {
     if (issues.length > before) continue;
     try {
       // Precompiling runs the compiler fully, which is where unknown helpers are refused.
-      hb.precompile(s, compileOptions(part));
+      handlebars().precompile(s, compileOptions(part));
     } catch (err) {
       issues.push(describeCompileError(err, part, s));
     }
@@ -191,7 +199,7 @@ export class TemplateRenderError extends Error {
 }
 
 function compilePart(part: TemplatePart, source: string): Render {
-  const fn = hb.compile(source, compileOptions(part));
+  const fn = handlebars().compile(source, compileOptions(part));
   return (view) => fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
 }
 

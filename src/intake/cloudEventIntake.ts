@@ -1,5 +1,5 @@
 import { parse as parseContentType } from 'content-type';
-import { HTTP, ValidationError, type CloudEvent } from 'cloudevents';
+import type { CloudEvent } from 'cloudevents';
 import { z } from 'zod';
 import { WorkerError } from '../errors';
 import { TENANT_ID_PATTERN } from '../types';
@@ -106,9 +106,13 @@ export function parseCloudEvent(req: IntakeRequest, opts: { eventTypes: readonly
   };
 }
 
+// The SDK (and the JSON-schema validator it compiles) is loaded with the first event.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const sdk = () => require('cloudevents') as typeof import('cloudevents');
+
 function toEvent(headers: Record<string, string>, body: unknown): CloudEvent<unknown> {
   try {
-    const ev = HTTP.toEvent({ headers, body: body as never });
+    const ev = sdk().HTTP.toEvent({ headers, body: body as never });
     if (Array.isArray(ev)) throw new WorkerError('batch_not_supported');
     return ev as CloudEvent<unknown>;
   } catch (err) {
@@ -174,7 +178,7 @@ function lowerCaseHeaders(h: IntakeRequest['headers']): Record<string, string> {
 
 /** The SDK's validation errors name attributes and rules; values are not copied into answers. */
 function validationMessage(err: unknown): string {
-  if (err instanceof ValidationError) {
+  if (err instanceof sdk().ValidationError) {
     const errors = (err as unknown as { errors?: unknown[] }).errors;
     const first = Array.isArray(errors) ? errors[0] : undefined;
     if (first && typeof first === 'object') {

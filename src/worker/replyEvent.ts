@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { CloudEvent, HTTP } from 'cloudevents';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { EventOutcome } from './processEvent';
 
@@ -43,6 +42,9 @@ export function buildReply(event: IntakeEvent, outcome: EventOutcome, source: st
           sender_tier: outcome.senderTier,
         }
       : { ...common, reason: outcome.reason };
+  // Loaded on the first reply, so workers without REPLY_EVENTS never load it for this.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { CloudEvent, HTTP } = require('cloudevents') as typeof import('cloudevents');
   const ce = new CloudEvent({
     specversion: '1.0',
     id,
