@@ -10,9 +10,11 @@
 -- units, so the caps add up to exactly the limit and the guarantee is unchanged: a tenant never
 -- sends more than daily_limit in a UTC day. A claim takes one unit from the first slot, starting
 -- at one chosen by the event id, that has room and that no other transaction holds (SKIP
--- LOCKED); only when every slot with room is held does it wait, for one row at a time in slot
--- order, so it never holds two usage rows and cannot deadlock. Near the limit claims may wait
--- where they previously would have; far from it, up to eight claims of one tenant commit at once.
+-- LOCKED); only when every slot with room is held does it wait, in slot order. A row that
+-- fills up between a claim's read and its lock stays locked by that claim, so two claims near the
+-- limit can deadlock; the quota step runs in a sub-block that is rolled back and retried (three
+-- times), and only then does the claim fail, retryably and with nothing written. Far from the
+-- limit, up to eight claims of one tenant commit at once.
 --
 -- The unit a delivery holds is recorded as (quota_day, quota_slot) and given back to that slot
 -- when the send fails or the event is skipped after a takeover.
@@ -41,42 +43,54 @@ AS $$
 DECLARE
   v_start smallint := (hashtext(p_event_id) & 7)::smallint;
   v_slot  smallint;
+  v_attempt integer;
 BEGIN
   IF p_limit <= 0 THEN
     RETURN NULL;
   END IF;
-  -- The day's slots exist from the first claim on; creating them takes no lock on existing rows.
-  IF NOT EXISTS (SELECT 1 FROM tenant_email_usage u WHERE u.tenant_id = p_tenant_id AND u.day = p_day) THEN
-    INSERT INTO tenant_email_usage (tenant_id, day, slot, sent_count)
-      SELECT p_tenant_id, p_day, g.slot, 0 FROM generate_series(0, 7) AS g(slot)
-    ON CONFLICT (tenant_id, day, slot) DO NOTHING;
-  END IF;
+  FOR v_attempt IN 1..3 LOOP
+    BEGIN
+      -- The day's slots exist from the first claim on; creating them takes no lock on existing rows.
+      IF NOT EXISTS (SELECT 1 FROM tenant_email_usage u WHERE u.tenant_id = p_tenant_id AND u.day = p_day) THEN
+        INSERT INTO tenant_email_usage (tenant_id, day, slot, sent_count)
+          SELECT p_tenant_id, p_day, g.slot, 0 FROM generate_series(0, 7) AS g(slot)
+        ON CONFLICT (tenant_id, day, slot) DO NOTHING;
+      END IF;
 
-  -- A slot with room that nobody holds, nearest to the start slot.
-  SELECT u.slot INTO v_slot FROM tenant_email_usage u
-    WHERE u.tenant_id = p_tenant_id AND u.day = p_day
-      AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
-    ORDER BY (u.slot - v_start + 8) % 8
-    LIMIT 1
-    FOR UPDATE SKIP LOCKED;
+      -- A slot with room that nobody holds, nearest to the start slot.
+      SELECT u.slot INTO v_slot FROM tenant_email_usage u
+        WHERE u.tenant_id = p_tenant_id AND u.day = p_day
+          AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
+        ORDER BY (u.slot - v_start + 8) % 8
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED;
 
-  IF v_slot IS NULL THEN
-    -- Every slot with room is held (or none has room): wait, in slot order, for the first one
-    -- that still has room once its holder commits (the condition is re-checked after the wait).
-    SELECT u.slot INTO v_slot FROM tenant_email_usage u
-      WHERE u.tenant_id = p_tenant_id AND u.day = p_day
-        AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
-      ORDER BY u.slot
-      LIMIT 1
-      FOR UPDATE;
-  END IF;
-  IF v_slot IS NULL THEN
-    RETURN NULL;
-  END IF;
-
-  UPDATE tenant_email_usage u SET sent_count = u.sent_count + 1
-    WHERE u.tenant_id = p_tenant_id AND u.day = p_day AND u.slot = v_slot;
-  RETURN v_slot;
+      IF v_slot IS NULL THEN
+        -- Every slot with room is held (or none has room): wait, in slot order, for the first one
+        -- that still has room once its holder commits (the condition is re-checked after the wait).
+        SELECT u.slot INTO v_slot FROM tenant_email_usage u
+          WHERE u.tenant_id = p_tenant_id AND u.day = p_day
+            AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
+          ORDER BY u.slot
+          LIMIT 1
+          FOR UPDATE;
+      END IF;
+      IF v_slot IS NOT NULL THEN
+        UPDATE tenant_email_usage u SET sent_count = u.sent_count + 1
+          WHERE u.tenant_id = p_tenant_id AND u.day = p_day AND u.slot = v_slot;
+      END IF;
+      RETURN v_slot;
+    EXCEPTION WHEN deadlock_detected THEN
+      -- A row locked by FOR UPDATE stays locked even when its re-check fails (it filled up
+      -- meanwhile), so two claims can each hold a full slot the other is waiting for. Only this
+      -- block is rolled back (its locks released) and tried again; after three tries the claim
+      -- fails with 503 database_unavailable, nothing written, and the broker redelivers.
+      IF v_attempt = 3 THEN
+        RAISE;
+      END IF;
+    END;
+  END LOOP;
+  RETURN NULL;
 END
 $$;
 
