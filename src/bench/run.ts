@@ -63,16 +63,28 @@ interface Child {
   stop(): Promise<number | null>;
 }
 
-/** Spawn a node process on a free port and wait until GET /readyz answers 200. */
-async function spawnReady(script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<Child> {
+/**
+ * Spawn a node process on a free port and wait until GET /readyz answers 200. `readyMs` is exec →
+ * that first 200: the cold start, when the poll interval is short.
+ */
+async function spawnReady(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { nodeArgs?: string[]; pollMs?: number } = {},
+): Promise<Child & { readyMs: number }> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [...nodeArgs, script, ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const t0 = process.hrtime.bigint();
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`${path.basename(script)} exited ${proc.exitCode}: ${stderr}`);
-    if (Date.now() > deadline) throw new Error(`${path.basename(script)} was not ready within 30 s: ${stderr}`);
+    if (proc.exitCode !== null) throw new Error(`${path.basename(script)} exited ${proc.exitCode} before it was ready: ${stderr}`);
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`${path.basename(script)} was not ready within 30 s: ${stderr}`);
+    }
     try {
       const res = await fetch(`http://127.0.0.1:${port}/readyz`);
       await res.arrayBuffer();
@@ -80,11 +92,12 @@ async function spawnReady(script: string, args: string[], env: NodeJS.ProcessEnv
     } catch {
       /* not listening yet */
     }
-    await new Promise((r) => setTimeout(r, 10));
+    await new Promise((r) => setTimeout(r, opts.pollMs ?? 10));
   }
   return {
     proc,
     port,
+    readyMs: Number(process.hrtime.bigint() - t0) / 1e6,
     stop: () =>
       new Promise((resolve) => {
         if (proc.exitCode !== null) return resolve(proc.exitCode);
@@ -95,26 +108,10 @@ async function spawnReady(script: string, args: string[], env: NodeJS.ProcessEnv
 }
 
 /** exec → first 200 from /readyz, in milliseconds. */
-async function coldStart(script: string, args: string[], env: NodeJS.ProcessEnv, port: number): Promise<number> {
-  const t0 = process.hrtime.bigint();
-  const proc = spawn(process.execPath, [script, ...args], { env: { ...env, PORT: String(port) }, stdio: 'ignore' });
-  const exited = new Promise((r) => proc.once('exit', r));
-  try {
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`${path.basename(script)} exited ${proc.exitCode} before it was ready`);
-      try {
-        const res = await fetch(`http://127.0.0.1:${port}/readyz`);
-        await res.arrayBuffer();
-        if (res.status === 200) return Number(process.hrtime.bigint() - t0) / 1e6;
-      } catch {
-        /* not listening yet */
-      }
-      await new Promise((r) => setTimeout(r, 2));
-    }
-  } finally {
-    proc.kill('SIGTERM');
-    await exited;
-  }
+async function coldStart(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const child = await spawnReady(script, args, env, { pollMs: 2 });
+  await child.stop();
+  return child.readyMs;
 }
 
 /** Peak resident set (VmHWM) of a process, in MB; Linux only. */
@@ -256,8 +253,8 @@ async function main(): Promise<void> {
     const coldWorker: number[] = [];
     const coldBare: number[] = [];
     for (let i = 0; i < o.coldStarts; i++) {
-      coldWorker.push(await coldStart(CLI, ['serve'], workerEnv, await freePort()));
-      coldBare.push(await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }, await freePort()));
+      coldWorker.push(await coldStart(CLI, ['serve'], workerEnv));
+      coldBare.push(await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }));
     }
 
     // -- ceiling 1: a bare express 202 handler, same requests, same client.
@@ -289,7 +286,7 @@ async function main(): Promise<void> {
 
     // -- the worker.
     log('the worker: warm-up ...');
-    const worker = await spawnReady(CLI, ['serve'], workerEnv, o.workerNodeArgs.split(' ').filter(Boolean));
+    const worker = await spawnReady(CLI, ['serve'], workerEnv, { nodeArgs: o.workerNodeArgs.split(' ').filter(Boolean) });
     children.push(worker);
     const origin = `http://127.0.0.1:${worker.port}`;
     await closedLoop(origin, makeEvents('warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);

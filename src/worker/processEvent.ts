@@ -224,17 +224,19 @@ export function createEventProcessor(deps: ProcessorDeps) {
     const { email, sender } = build(account);
     const client = providers.get(tenantId, account);
     const started = process.hrtime.bigint();
-    let errorCode: string | null = null;
+    const providerCode = (err: unknown) => (isWorkerError(err) ? err.code : 'internal_error');
     try {
       const { messageId } = await inSpan(
         `send ${account.provider}`,
         { 'email.provider': account.provider, 'email.provider_role': role, 'email.sender_tier': sender.tier },
         () => client.send(email),
-        (err) => (errorCode = isWorkerError(err) ? err.code : 'internal_error'),
+        providerCode,
       );
+      metrics?.send(account.provider, null, secondsSince(started));
       return { provider: account.provider, messageId, sender };
-    } finally {
-      metrics?.send(account.provider, errorCode, secondsSince(started));
+    } catch (err) {
+      metrics?.send(account.provider, providerCode(err), secondsSince(started));
+      throw err;
     }
   }
 }

@@ -2,9 +2,9 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { TEST_ROLES } from '../helpers/roles';
+import { serveOutput } from '../helpers/serveProcess';
 import { CANARY_DB_KEY } from '../helpers/worker';
 import { ROOT } from './render';
 
@@ -56,20 +56,12 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
       env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ADMIN_API_ENABLED: 'false' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    const port = await new Promise<number>((resolve, reject) => {
-      createInterface({ input: child.stdout }).on('line', (l) => {
-        const j = JSON.parse(l) as { msg?: string; port?: number };
-        if (j.msg === 'worker listening') resolve(j.port!);
-      });
-      child.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
-    });
+    const { port, stderr } = await serveOutput(child);
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
     const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
-    expect(stderr).toBe('');
+    expect(stderr()).toBe('');
 
     // The same image runs the ops commands: migrate finds the shipped SQL and has nothing to do.
     const migrate = spawnSync(argv[0]!, [...argv.slice(1, -3), 'migrate'], { cwd: '/', env: { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole }, encoding: 'utf8' });

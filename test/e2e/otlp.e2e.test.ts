@@ -2,12 +2,12 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
+import { serveOutput } from '../helpers/serveProcess';
 import { CANARY_DB_KEY } from '../helpers/worker';
 
 const ROOT = path.join(__dirname, '..', '..');
@@ -74,15 +74,7 @@ describe('OTLP export from the built worker (SDK loaded only when OTEL_* asks fo
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += String(d)));
-      const port = await new Promise<number>((resolve, reject) => {
-        createInterface({ input: child.stdout }).on('line', (l) => {
-          const j = JSON.parse(l) as { msg?: string; port?: number };
-          if (j.msg === 'worker listening') resolve(j.port!);
-        });
-        child.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
-      });
+      const { port } = await serveOutput(child);
       const traceId = '11112222333344445555666677778888';
       const res = await post(
         `http://127.0.0.1:${port}/`,

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post } from '../helpers/events';
+import { serveOutput } from '../helpers/serveProcess';
 import { CANARY_DB_KEY } from '../helpers/worker';
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -31,18 +31,7 @@ describe('tenant-email serve (the built CLI, as its own process)', () => {
       env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', SENDER_DOMAIN_POLICY: 'provider', LOG_LEVEL: 'debug' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    const lines: string[] = [];
-    let stderr = '';
-    child.stderr.on('data', (d) => (stderr += String(d)));
-    const port = await new Promise<number>((resolve, reject) => {
-      const rl = createInterface({ input: child.stdout });
-      rl.on('line', (l) => {
-        lines.push(l);
-        const j = JSON.parse(l) as { msg?: string; port?: number };
-        if (j.msg === 'worker listening') resolve(j.port!);
-      });
-      child.once('exit', (code) => reject(new Error(`exited ${code}: ${stderr}`)));
-    });
+    const { port, lines, stderr } = await serveOutput(child);
     const url = `http://127.0.0.1:${port}/`;
     const pending = Array.from({ length: 3 }, () => post(url, binaryEvent({ tenant: 'proc' })));
     await new Promise((r) => setTimeout(r, 100));
@@ -52,7 +41,7 @@ describe('tenant-email serve (the built CLI, as its own process)', () => {
     expect(codes).toEqual([202, 202, 202]);
     expect(exit).toBe(0);
     expect(mailbox.emails).toHaveLength(3);
-    const all = lines.join('\n') + stderr;
+    const all = lines.join('\n') + stderr();
     expect(all).toContain('"msg":"stopped"');
     expect(all).not.toContain('CANARY');
   });
