@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { checkFromPattern } from './email/sender';
+import { Egress, type EgressPolicy } from './net/egress';
 
 /**
  * Configuration is read from the environment once, validated, typed and frozen. A bad value
@@ -80,6 +81,15 @@ const envSchema = z.object({
   OUTPUT_MAX_CHARS: int(100 * 1024, 1024, 5 * 1024 * 1024),
   SHUTDOWN_GRACE_MS: int(25000, 0, 600000),
   ALLOW_PROVIDER_ENDPOINT_OVERRIDE: bool(false),
+  ALLOW_PRIVATE_SMTP_HOSTS: bool(false),
+  SMTP_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .refine(
+      (v) => v.every((h) => /^[A-Za-z0-9.-]{1,253}$/.test(h) || /^\[?[0-9a-fA-F:.]+\]?(\/\d{1,3})?$/.test(h)),
+      'must be a comma-separated list of host names, IP addresses or CIDRs, e.g. relay.mail.svc.cluster.local,10.20.0.0/16',
+    ),
   REPLY_TO_PATTERN: z
     .string()
     .default('reply+{task_id}@{domain}')
@@ -150,6 +160,8 @@ export interface Config {
   readonly outputMaxChars: number;
   readonly shutdownGraceMs: number;
   readonly allowProviderEndpointOverride: boolean;
+  /** Where tenant-chosen SMTP hosts and endpoint overrides may point (SSRF guard). */
+  readonly egress: EgressPolicy;
   readonly replyToPattern: string;
   /** The platform sender tier, e.g. noreply@{tenant}.mail.example.com; undefined when there is none. */
   readonly tenantFromPattern: string | undefined;
@@ -233,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     outputMaxChars: e.OUTPUT_MAX_CHARS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
     allowProviderEndpointOverride: e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE,
+    egress: Object.freeze({ allowPrivate: e.ALLOW_PRIVATE_SMTP_HOSTS, allowedHosts: Object.freeze(e.SMTP_ALLOWED_HOSTS) }),
     replyToPattern: e.REPLY_TO_PATTERN,
     tenantFromPattern: e.EMAIL_TENANT_FROM_PATTERN,
     senderDomainPolicy: e.SENDER_DOMAIN_POLICY,
@@ -263,6 +276,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.previousEncryptionKey && config.encryptionKey && config.previousEncryptionKey.id === config.encryptionKey.id) {
     throw new ConfigError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS equals DB_ENCRYPTION_KEY; unset it once rotation is done.');
+  }
+  try {
+    new Egress(config.egress);
+  } catch {
+    throw new ConfigError('invalid configuration:\n  SMTP_ALLOWED_HOSTS: a CIDR is out of range, e.g. 10.20.0.0/16 or fd00::/8');
   }
   return Object.freeze(config);
 }

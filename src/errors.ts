@@ -48,6 +48,7 @@ export const ERRORS = {
   provider_deferred: { status: 503, description: 'The SMTP server deferred the message (4xx reply); Retry-After suggests when to try again.' },
   provider_timeout: { status: 503, description: 'The provider did not answer within PROVIDER_TIMEOUT_MS.' },
   provider_network: { status: 503, description: 'The provider could not be reached (connection refused, reset, DNS).' },
+  destination_forbidden: { status: 422, description: "The tenant's SMTP host or endpoint override resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)." },
 
   // --- the platform ---
   database_unavailable: { status: 503, description: 'PostgreSQL could not be reached or the query timed out.' },

@@ -8,7 +8,7 @@ import { createDeliveryStore } from './db/deliveries';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
-import { ProviderClients } from './providers/clients';
+import { ProviderClients, providerOptions } from './providers/clients';
 import { WorkerMetrics } from './telemetry/metrics';
 import { startTracing } from './telemetry/tracing';
 import { packageVersion } from './version';
@@ -46,7 +46,7 @@ export async function startWorker(
     throw err;
   }
 
-  const providers = new ProviderClients({ timeoutMs: config.providerTimeoutMs, allowEndpointOverride: config.allowProviderEndpointOverride });
+  const providers = new ProviderClients(providerOptions(config));
   const deliveries = createDeliveryStore(sql, {
     keys,
     leaseSeconds: config.claimLeaseSeconds,

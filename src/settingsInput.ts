@@ -1,6 +1,6 @@
-import { BlockList, isIP } from 'node:net';
 import { z } from 'zod';
 import { PROVIDERS, type ProviderName } from './types';
+import { EgressRefused, destinationHost, type Egress } from './net/egress';
 
 /**
  * The body of `PUT .../email-settings` and of `tenant-email settings put` (DESIGN §6).
@@ -125,24 +125,31 @@ export const PROVIDER_SETTINGS: Record<ProviderName, z.ZodObject> = {
   resend: z.strictObject({ base_url: httpUrl.optional() }),
 };
 
-// Loopback, private, link-local (cloud metadata), CGNAT, unspecified and ULA ranges.
-const INTERNAL = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) INTERNAL.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) INTERNAL.addSubnet(net, bits, 'ipv6');
-
 /**
- * A tenant-chosen host that is plainly internal: `localhost` or an internal IP literal. Host
- * names that resolve to internal addresses are not caught here (that needs DNS at save and at
- * connect time).
+ * The save-time half of the SSRF guard: every tenant-chosen destination (the SMTP host, an
+ * endpoint override) is resolved and refused when an address is internal. A name that does not
+ * resolve yet is accepted (the tenant may publish it later); the connect-time check covers it.
  */
-export function isInternalHostLiteral(host: string): boolean {
-  let h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  // An IPv4-mapped IPv6 address is the IPv4 address it carries.
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(h);
-  if (mapped) h = mapped[1] as string;
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
-  const family = isIP(h);
-  return family !== 0 && INTERNAL.check(h, family === 4 ? 'ipv4' : 'ipv6');
+export async function checkDestinations(value: SettingsInput, egress: Egress, opts: { allowProviderEndpointOverride: boolean }): Promise<FieldIssue[]> {
+  const issues: FieldIssue[] = [];
+  const accounts: Array<[string, ProviderName, Record<string, unknown>]> = [['', value.provider, value.provider_settings]];
+  if (value.fallback) accounts.push(['fallback.', value.fallback.provider, value.fallback.provider_settings]);
+  for (const [prefix, provider, settings] of accounts) {
+    const keys = provider === 'smtp' ? ['host'] : opts.allowProviderEndpointOverride ? ['base_url', 'endpoint'] : [];
+    for (const k of keys) {
+      const raw = settings[k];
+      const host = typeof raw === 'string' ? destinationHost(raw) : undefined;
+      if (host === undefined) continue;
+      try {
+        await egress.check(host);
+      } catch (err) {
+        if (err instanceof EgressRefused && err.reason === 'internal') {
+          issues.push({ path: `${prefix}provider_settings.${k}`, message: 'resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)' });
+        }
+      }
+    }
+  }
+  return issues;
 }
 
 /** Whether the provider needs a stored secret with these settings (SES without a key id uses IRSA). */
@@ -171,9 +178,6 @@ export function parseSettingsInput(
       if (settings[k] !== undefined && !opts.allowProviderEndpointOverride) {
         issues.push({ path: `${prefix}provider_settings.${k}`, message: 'endpoint overrides are disabled on this platform (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
       }
-    }
-    if (provider === 'smtp' && typeof settings.host === 'string' && !opts.allowProviderEndpointOverride && isInternalHostLiteral(settings.host)) {
-      issues.push({ path: `${prefix}provider_settings.host`, message: 'must not be a loopback, private or link-local address (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
     }
     if (apiKey !== undefined && !needsApiKey(provider, settings)) {
       issues.push({

@@ -30,6 +30,8 @@ export interface ProviderAccount {
   readonly provider: ProviderName;
   readonly apiKey: string | null;
   readonly settings: Readonly<Record<string, unknown>>;
+  /** Set by the platform's own configuration (the global account): its endpoint is not a tenant's choice. */
+  readonly platformManaged?: boolean;
 }
 
 /** What the worker needs to send one tenant's email, as loaded by the claim. */

@@ -59,9 +59,9 @@ describe('tenant-email CLI', () => {
     ['a typo in provider_settings', body({ provider: 'smtp', provider_settings: { host: 'smtp.example.com', usrname: 'x' } }), /Unrecognized key: "usrname"/],
     ['an endpoint override the platform does not allow', body({ provider_settings: { base_url: 'http://evil.example' } }), /endpoint overrides are disabled/],
     ['no key on create', body({ api_key: undefined }), /api_key is required/],
-    ['an SMTP host on loopback', body({ provider: 'smtp', provider_settings: { host: '127.0.0.1', username: 'u' } }), /host: must not be a loopback, private or link-local address/],
-    ['an SMTP host on the metadata address', body({ provider: 'smtp', provider_settings: { host: '169.254.169.254', username: 'u' } }), /host: must not be a loopback/],
-    ['an SMTP host named localhost', body({ provider: 'smtp', provider_settings: { host: 'localhost', username: 'u' } }), /host: must not be a loopback/],
+    ['an SMTP host on loopback', body({ provider: 'smtp', provider_settings: { host: '127.0.0.1', username: 'u' } }), /host: resolves to a loopback, private, link-local or metadata address/],
+    ['an SMTP host on the metadata address', body({ provider: 'smtp', provider_settings: { host: '169.254.169.254', username: 'u' } }), /host: resolves to a loopback/],
+    ['an SMTP host named localhost', body({ provider: 'smtp', provider_settings: { host: 'localhost', username: 'u' } }), /host: resolves to a loopback/],
   ])('rejects %s with a clear message and writes nothing', async (_n, input, message) => {
     const r = await cli(['settings', 'put', '--tenant', 'cli-bad'], env, input);
     expect(r.code).toBe(1);

@@ -19,7 +19,7 @@ describe('ops commands', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     mailbox = await startMailbox({ respond: (r) => (r.authorization === 'Bearer SG.wrong-key-00000000000' ? { status: 401, body: {} } : undefined) });
-    envA = { DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: KEY_A, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true' };
+    envA = { DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: KEY_A, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true' };
     for (const t of ['r1', 'r2', 'r3']) expect((await cli(['settings', 'put', '--tenant', t], envA, settings(`SG.rotate-me-${t}-000000000`))).code).toBe(0);
   });
   afterAll(async () => {

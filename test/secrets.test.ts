@@ -79,7 +79,7 @@ describe('secrets never leave the process', () => {
     });
 
     it('masks the key in `settings get` and `settings put` output', async () => {
-      const env = { DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true' };
+      const env = { DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true' };
       const out = sink();
       const err = sink();
       const stdin = new PassThrough();

@@ -46,7 +46,7 @@ describe('sendgrid provision', () => {
     await db.drop();
   });
 
-  const env = () => ({ DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, SENDGRID_MASTER_API_KEY: MASTER, SENDGRID_BASE_URL: api.url, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true' });
+  const env = () => ({ DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, SENDGRID_MASTER_API_KEY: MASTER, SENDGRID_BASE_URL: api.url, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true' });
   const args = ['sendgrid', 'provision', '--tenant', 'acme', '--from-email', 'noreply@acme.example', '--from-name', 'Acme', '--address', '1 Main St', '--city', 'Springfield', '--country', 'USA', '--ip', '192.0.2.10'];
 
   it('finishes on a re-run what a run that failed half way left undone', async () => {

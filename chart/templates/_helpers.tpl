@@ -84,6 +84,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ int .Values.worker.shutdownGraceMs | quote }}
 - name: REPLY_EVENTS
   value: {{ .Values.config.replyEvents | toString | quote }}
+- name: ALLOW_PRIVATE_SMTP_HOSTS
+  value: {{ .Values.config.allowPrivateSmtpHosts | toString | quote }}
+{{- with .Values.config.smtpAllowedHosts }}
+- name: SMTP_ALLOWED_HOSTS
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.config.metricsTenantLabels }}
 - name: METRICS_TENANT_LABELS
   value: {{ join "," . | quote }}

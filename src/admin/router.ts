@@ -11,7 +11,7 @@ import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
-import { parseSettingsInput, toIssues } from '../settingsInput';
+import { checkDestinations, parseSettingsInput, toIssues } from '../settingsInput';
 import { TENANT_ID_PATTERN } from '../types';
 import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
@@ -72,6 +72,8 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   router.put(`${base}/email-settings`, route(async (req, res, tenantId) => {
     const parsed = parseSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride, platformTier: config.tenantFromPattern !== undefined });
     if (!parsed.ok) throw new InvalidRequest(parsed.issues);
+    const unsafe = await checkDestinations(parsed.value, providers.egress, config);
+    if (unsafe.length > 0) throw new InvalidRequest(unsafe);
     const { created } = await putSettings(sql, keys, tenantId, parsed.value);
     res.status(created ? 201 : 200).json(await getSettings(sql, tenantId));
   }));

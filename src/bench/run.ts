@@ -238,7 +238,7 @@ async function main(): Promise<void> {
       DATABASE_URL: workerUrl,
       DB_ENCRYPTION_KEY: encryptionKey,
       DB_POOL_MAX: String(o.poolMax),
-      ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
+      ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true',
       SENDER_DOMAIN_POLICY: 'provider',
       LOG_LEVEL: 'info',
       // As the chart runs it: the admin API is a separate Deployment.

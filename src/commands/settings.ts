@@ -2,9 +2,10 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { requireKeyRing } from '../config';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
-import { ProviderClients } from '../providers/clients';
+import { ProviderClients, providerOptions } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
-import { parseSettingsInput } from '../settingsInput';
+import { Egress } from '../net/egress';
+import { checkDestinations, parseSettingsInput } from '../settingsInput';
 import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 /** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */
@@ -29,6 +30,10 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       const parsed = parseSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride, platformTier: cfg.tenantFromPattern !== undefined });
       if (!parsed.ok) {
         throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+      }
+      const unsafe = await checkDestinations(parsed.value, new Egress(cfg.egress), cfg);
+      if (unsafe.length > 0) {
+        throw new CliError(`invalid settings:\n${unsafe.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
       }
       const out = await withSql(cfg, 'worker', async (sql) => {
         const { created } = await putSettings(sql, keys, opts.tenant, parsed.value);
@@ -57,7 +62,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       const keys = requireKeyRing(cfg);
       const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, keys, opts.tenant));
       if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
-      const providers = new ProviderClients({ timeoutMs: cfg.providerTimeoutMs, allowEndpointOverride: cfg.allowProviderEndpointOverride });
+      const providers = new ProviderClients(providerOptions(cfg));
       let report;
       try {
         report = await verifyAccounts(providers, opts.tenant, s);

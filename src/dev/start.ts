@@ -62,6 +62,8 @@ async function main(): Promise<void> {
     DB_ENCRYPTION_KEY: secrets.encryptionKey,
     // The demo tenant's "provider" is the local mailbox.
     ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
+    // ...which listens on loopback: allow exactly that, not private addresses in general.
+    SMTP_ALLOWED_HOSTS: process.env.SMTP_ALLOWED_HOSTS ?? '127.0.0.1,localhost',
     // The platform sender tier: the demo tenant has no from_email of its own.
     EMAIL_TENANT_FROM_PATTERN: process.env.EMAIL_TENANT_FROM_PATTERN ?? 'noreply@{tenant}.mail.example.com',
   });

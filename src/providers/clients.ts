@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
+import { WorkerError } from '../errors';
+import { Egress, EgressRefused, destinationForbidden, destinationHost, type EgressPolicy } from '../net/egress';
 import type { ProviderAccount, ProviderName } from '../types';
+import { stringSetting } from './common';
 import { createPostmarkProvider } from './postmark';
 import { createResendProvider } from './resend';
 import { createSendgridProvider } from './sendgrid';
@@ -29,6 +32,11 @@ export class ProviderClients {
     private readonly factories: Record<ProviderName, ProviderFactory> = FACTORIES,
   ) {}
 
+  /** The egress policy these clients connect under (the admin API checks saves against it too). */
+  get egress(): Egress {
+    return this.opts.egress;
+  }
+
   get size(): number {
     return this.cache.size;
   }
@@ -41,7 +49,7 @@ export class ProviderClients {
       this.cache.set(key, hit);
       return hit;
     }
-    const client = this.factories[account.provider](account, this.opts);
+    const client = guardDestination(this.factories[account.provider](account, this.opts), account, this.opts);
     this.cache.set(key, client);
     const max = this.opts.maxClients ?? 1000;
     while (this.cache.size > max) {
@@ -57,6 +65,54 @@ export class ProviderClients {
     this.cache.clear();
     await Promise.allSettled(clients.map((c) => c.close?.()));
   }
+}
+
+/**
+ * An endpoint override (base_url, endpoint) is checked against the egress policy before every
+ * call, on freshly resolved addresses. SMTP needs no wrapper: its sockets are opened through the
+ * policy's own lookup (smtp.ts), so the checked address is the one connected to.
+ */
+function guardDestination(client: EmailProvider, account: ProviderAccount, opts: ProviderOptions): EmailProvider {
+  if (account.platformManaged || account.provider === 'smtp' || !opts.allowEndpointOverride) return client;
+  const override = stringSetting(account.settings, account.provider === 'ses' ? 'endpoint' : 'base_url');
+  const host = override === undefined ? undefined : destinationHost(override);
+  if (host === undefined) return client;
+  const check = async () => {
+    try {
+      await opts.egress.check(host);
+    } catch (err) {
+      if (err instanceof EgressRefused && err.reason === 'internal') throw destinationForbidden(err);
+      throw new WorkerError('provider_network', `the provider endpoint ${host} could not be resolved`);
+    }
+  };
+  const guarded: EmailProvider = {
+    name: client.name,
+    send: async (email) => {
+      await check();
+      return client.send(email);
+    },
+    verify: async () => {
+      await check();
+      return client.verify();
+    },
+    ...(client.close ? { close: () => client.close!() } : {}),
+  };
+  const domains = client.domains?.bind(client);
+  if (domains) {
+    guarded.domains = (o) => {
+      const api = domains(o);
+      return {
+        register: async (d) => (await check(), api.register(d)),
+        check: async (d, id) => (await check(), api.check(d, id)),
+      };
+    };
+  }
+  return guarded;
+}
+
+/** The provider options a process builds from its configuration. */
+export function providerOptions(config: { providerTimeoutMs: number; allowProviderEndpointOverride: boolean; egress: EgressPolicy }): ProviderOptions {
+  return { timeoutMs: config.providerTimeoutMs, allowEndpointOverride: config.allowProviderEndpointOverride, egress: new Egress(config.egress) };
 }
 
 function fingerprint(account: ProviderAccount): string {

@@ -1,4 +1,6 @@
+import { connect, type Socket } from 'node:net';
 import { WorkerError } from '../errors';
+import { EgressRefused, destinationForbidden } from '../net/egress';
 import type { ProviderAccount } from '../types';
 import { stringSetting } from './common';
 import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
@@ -35,6 +37,25 @@ export function createSmtpProvider(account: ProviderAccount, opts: ProviderOptio
     connectionTimeout: opts.timeoutMs,
     greetingTimeout: opts.timeoutMs,
     socketTimeout: opts.timeoutMs,
+    // Every connection resolves the host through the egress policy and connects to the address it
+    // checked, so a host name that re-resolves to an internal address is refused then too.
+    getSocket: (_o: unknown, callback: (err: Error | null, socketOptions?: { connection: Socket }) => void) => {
+      opts.egress.check(host).then((addresses) => {
+        // TLS (implicit or STARTTLS) still verifies the certificate against `host`, the name.
+        const socket = connect({ host: addresses[0] as string, port });
+        const fail = (err: Error) => {
+          socket.destroy();
+          callback(err);
+        };
+        socket.setTimeout(opts.timeoutMs, () => fail(Object.assign(new Error('connection timed out'), { code: 'ETIMEDOUT' })));
+        socket.once('error', fail);
+        socket.once('connect', () => {
+          socket.removeListener('error', fail);
+          socket.setTimeout(0);
+          callback(null, { connection: socket });
+        });
+      }, (err: Error) => callback(err));
+    },
     // No protocol logging: nodemailer's logger would print the AUTH exchange.
     logger: false,
     debug: false,
@@ -76,6 +97,9 @@ export function createSmtpProvider(account: ProviderAccount, opts: ProviderOptio
 /** By nodemailer's error code and the SMTP reply code, never the reply text (DESIGN §5). */
 export function mapSmtpError(err: unknown): WorkerError {
   const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; responseCode?: unknown };
+  if (err instanceof EgressRefused) {
+    return err.reason === 'internal' ? destinationForbidden(err) : new WorkerError('provider_network', `the SMTP server could not be reached (${err.message})`);
+  }
   const code = typeof e.code === 'string' ? e.code : '';
   const reply = typeof e.responseCode === 'number' ? e.responseCode : undefined;
   if (code === 'EAUTH' || reply === 535 || reply === 534 || reply === 530) {

@@ -1,3 +1,4 @@
+import type { Egress } from '../net/egress';
 import type { DomainStatus, ProviderAccount, ProviderName } from '../types';
 
 /** One email as every provider receives it. Addresses and headers are validated before this. */
@@ -68,6 +69,8 @@ export interface DomainApi {
 export interface ProviderOptions {
   timeoutMs: number;
   allowEndpointOverride: boolean;
+  /** Where tenant-chosen hosts may point; checked on the resolved addresses at connect time. */
+  egress: Egress;
 }
 
 export type ProviderFactory = (account: ProviderAccount, opts: ProviderOptions) => EmailProvider;

@@ -43,7 +43,7 @@ const codeOf = (err: unknown) => (isWorkerError(err) ? err.code : mapDatabaseErr
 
 // Account-level permanent failures: the account, not the message, is the problem, so another
 // account may succeed. A recipient or content rejection would fail the same way everywhere.
-const FAILOVER_PERMANENT = new Set<ErrorCode>(['provider_auth_failed', 'provider_forbidden']);
+const FAILOVER_PERMANENT = new Set<ErrorCode>(['provider_auth_failed', 'provider_forbidden', 'destination_forbidden']);
 
 export function createEventProcessor(deps: ProcessorDeps) {
   const { config, deliveries, providers, metrics } = deps;
@@ -55,6 +55,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
           provider: 'sendgrid',
           apiKey: config.global.apiKey,
           settings: config.global.baseUrl ? { base_url: config.global.baseUrl } : {},
+          platformManaged: true,
         },
         fallback: null,
         fromEmail: config.global.fromEmail,

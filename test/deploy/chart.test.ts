@@ -12,7 +12,7 @@ const NON_DEFAULT = {
   secrets: { values: { databaseUrl: 'postgres://email_worker:pw@db/app', migrationDatabaseUrl: 'postgres://email_owner:pw@db/app', encryptionKey: 'CANARY-KEY-0123456789abcdef0123456789abcdef', adminJwtSecret: 'CANARY-JWT-0123456789abcdef0123456789' } },
   config: {
     claimLeaseSeconds: 300, emailTenantFromPattern: 'noreply@{tenant}.mail.example.com', extraEnv: { LOG_LEVEL_EXTRA: 'x' },
-    replyEvents: true, metricsTenantLabels: ['acme', 'globex'], otlpEndpoint: 'http://otel-collector.observability:4318',
+    replyEvents: true, metricsTenantLabels: ['acme', 'globex'], smtpAllowedHosts: ['relay.mail.svc.cluster.local', '10.20.0.0/16'], otlpEndpoint: 'http://otel-collector.observability:4318',
   },
   worker: { visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
   eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 8, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
@@ -119,7 +119,7 @@ describe('Helm chart', () => {
     const env = Object.fromEntries(ksvc.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
     expect(env.EVENT_TYPES).toBe('codetether.task.created,codetether.task.failed');
     expect(env.EMAIL_TENANT_FROM_PATTERN).toBe('noreply@{tenant}.mail.example.com');
-    expect(env).toMatchObject({ REPLY_EVENTS: 'true', METRICS_TENANT_LABELS: 'acme,globex', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4318' });
+    expect(env).toMatchObject({ ALLOW_PRIVATE_SMTP_HOSTS: 'false', SMTP_ALLOWED_HOSTS: 'relay.mail.svc.cluster.local,10.20.0.0/16', REPLY_EVENTS: 'true', METRICS_TENANT_LABELS: 'acme,globex', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://otel-collector.observability:4318' });
   });
 
   it.each([

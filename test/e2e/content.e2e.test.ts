@@ -1,3 +1,4 @@
+import { Egress } from '../../src/net/egress';
 import { SignJWT } from 'jose';
 import { makeApp } from '../../src/app';
 import { keyId } from '../../src/config';
@@ -170,7 +171,7 @@ describe('email content and sender identity, end to end', () => {
     const processEvent = createEventProcessor({
       config,
       deliveries: createDeliveryStore(sql, { keys: { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, leaseSeconds: 60, globalDailyLimit: null }),
-      providers: new ProviderClients({ timeoutMs: 2000, allowEndpointOverride: true }),
+      providers: new ProviderClients({ timeoutMs: 2000, allowEndpointOverride: true, egress: new Egress({ allowPrivate: true, allowedHosts: [] }) }),
       loadTemplate: async (t, type) => {
         const stored = await getTemplate(sql, t, type);
         loads.push(stored?.version ?? -1);

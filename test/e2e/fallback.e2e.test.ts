@@ -1,3 +1,4 @@
+import { Egress } from '../../src/net/egress';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
 import { getTemplate } from '../../src/db/templates';
@@ -92,7 +93,7 @@ describe('global configuration and fallback accounts', () => {
     const sql = createSql(`postgres://email_worker:x@127.0.0.1:${deadPort}/nope`, { max: 1, connectTimeoutSeconds: 1, statementTimeoutMs: 1000, applicationName: 'dead' });
     const app = makeApp({
       config, logger: captureLogs().logger, state: { draining: false, inFlight: 0 },
-      processEvent: createEventProcessor({ config, deliveries: createDeliveryStore(sql, { keys: { current: KEY }, leaseSeconds: 60, globalDailyLimit: null }), providers: new ProviderClients({ timeoutMs: 1000, allowEndpointOverride: true }), loadTemplate: (t, type) => getTemplate(sql, t, type) }),
+      processEvent: createEventProcessor({ config, deliveries: createDeliveryStore(sql, { keys: { current: KEY }, leaseSeconds: 60, globalDailyLimit: null }), providers: new ProviderClients({ timeoutMs: 1000, allowEndpointOverride: true, egress: new Egress({ allowPrivate: true, allowedHosts: [] }) }), loadTemplate: (t, type) => getTemplate(sql, t, type) }),
       checkReady: async () => { await sql`SELECT 1`; return true; },
     });
     const server = app.listen(0);

@@ -65,7 +65,7 @@ describe('OTLP export from the built worker (SDK loaded only when OTEL_* asks fo
         PATH: process.env.PATH,
         DATABASE_URL: db.workerUrl,
         DB_ENCRYPTION_KEY: CANARY_DB_KEY,
-        ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
+        ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true',
         SENDER_DOMAIN_POLICY: 'provider',
         OTEL_EXPORTER_OTLP_ENDPOINT: collector.url,
         OTEL_SERVICE_NAME: 'email-worker-under-test',

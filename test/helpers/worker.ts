@@ -10,7 +10,7 @@ export function testConfig(db: TestDatabase, env: Record<string, string> = {}): 
   return loadConfig({
     DATABASE_URL: db.workerUrl,
     DB_ENCRYPTION_KEY: CANARY_DB_KEY,
-    ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
+    ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true',
     PROVIDER_TIMEOUT_MS: '2000',
     SHUTDOWN_GRACE_MS: '5000',
     LOG_LEVEL: 'debug',

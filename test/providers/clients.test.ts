@@ -1,3 +1,4 @@
+import { Egress } from '../../src/net/egress';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
@@ -8,7 +9,7 @@ import type { ProviderAccount } from '../../src/types';
 import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
 import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';
 
-const opts = { timeoutMs: 2000, allowEndpointOverride: true };
+const opts = { timeoutMs: 2000, allowEndpointOverride: true, egress: new Egress({ allowPrivate: true, allowedHosts: [] }) };
 
 describe('provider clients: verify(), cache and lazy loading', () => {
   let sendgrid: Mailbox;

@@ -1,0 +1,153 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import { BlockList, isIP } from 'node:net';
+import { WorkerError } from '../errors';
+
+/**
+ * Where a tenant may make the worker connect. A tenant chooses its SMTP host (and, where the
+ * platform allows endpoint overrides, a provider's base URL); without a check, that is a way to
+ * make the worker talk to the database, the cluster's internal services or the cloud metadata
+ * endpoint (SSRF). The check runs on the *resolved* addresses, at save time (admin API, CLI)
+ * and again when the worker connects, so a name that later re-resolves inward is refused too.
+ */
+export interface EgressPolicy {
+  /** ALLOW_PRIVATE_SMTP_HOSTS: loopback and private ranges are allowed (dev, an in-cluster relay). */
+  readonly allowPrivate: boolean;
+  /** SMTP_ALLOWED_HOSTS: host names (exact) and IP addresses/CIDRs a tenant may always use. */
+  readonly allowedHosts: readonly string[];
+}
+
+export const DEFAULT_EGRESS: EgressPolicy = { allowPrivate: false, allowedHosts: [] };
+
+/** Private and loopback ranges: allowed with ALLOW_PRIVATE_SMTP_HOSTS. */
+const PRIVATE = new BlockList();
+/** Link-local (cloud metadata lives here), unspecified, multicast, reserved: only by SMTP_ALLOWED_HOSTS. */
+const NEVER = new BlockList();
+for (const [net, bits] of [['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['192.0.0.0', 24], ['198.18.0.0', 15]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['::1', 128], ['fc00::', 7]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+for (const [net, bits] of [['0.0.0.0', 8], ['169.254.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) NEVER.addSubnet(net, bits, 'ipv4');
+for (const [net, bits] of [['::', 128], ['fe80::', 10], ['ff00::', 8], ['fd00:ec2::254', 128]] as const) NEVER.addSubnet(net, bits, 'ipv6');
+
+export type AddressClass = 'public' | 'private' | 'forbidden';
+
+/** The class of one IP address. An IPv4-mapped or NAT64 IPv6 address is judged by the IPv4 address inside. */
+export function classifyAddress(address: string): AddressClass {
+  let ip = address.replace(/^\[|\]$/g, '').toLowerCase();
+  const zone = ip.indexOf('%');
+  if (zone >= 0) ip = ip.slice(0, zone);
+  const embedded = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(ip);
+  if (embedded) ip = embedded[1] as string;
+  const family = isIP(ip);
+  if (family === 0) return 'forbidden';
+  const type = family === 4 ? 'ipv4' : 'ipv6';
+  // An IPv4-mapped address written in hex (::ffff:7f00:1) is normalised by BlockList itself.
+  if (family === 6 && /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(ip)) {
+    const [hi, lo] = ip.slice(7).split(':').map((h) => parseInt(h, 16)) as [number, number];
+    return classifyAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  }
+  if (NEVER.check(ip, type)) return 'forbidden';
+  if (PRIVATE.check(ip, type)) return 'private';
+  return 'public';
+}
+
+/** Why a destination was refused, in words safe for an answer or a log (no addresses of other tenants). */
+export class EgressRefused extends Error {
+  constructor(
+    readonly host: string,
+    readonly reason: 'internal' | 'unresolvable',
+  ) {
+    super(
+      reason === 'internal'
+        ? `${host} resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)`
+        : `${host} could not be resolved`,
+    );
+    this.name = 'EgressRefused';
+  }
+}
+
+type Resolver = (host: string) => Promise<string[]>;
+
+const systemResolver: Resolver = (host) =>
+  new Promise((resolve, reject) => {
+    dnsLookup(host, { all: true, verbatim: true }, (err, addresses: LookupAddress[]) => (err ? reject(err) : resolve(addresses.map((a) => a.address))));
+  });
+
+/** Decides, for one policy, which host names and addresses a tenant may reach. */
+export class Egress {
+  private readonly names: ReadonlySet<string>;
+  private readonly allowed = new BlockList();
+
+  constructor(
+    readonly policy: EgressPolicy,
+    private readonly resolver: Resolver = systemResolver,
+  ) {
+    const names = new Set<string>();
+    for (const entry of policy.allowedHosts) {
+      const e = entry.trim().toLowerCase().replace(/^\[|\]$/g, '');
+      const [net, bits] = e.split('/') as [string, string | undefined];
+      const family = isIP(net);
+      if (family === 0) names.add(e);
+      else this.allowed.addSubnet(net, bits === undefined ? (family === 4 ? 32 : 128) : Number(bits), family === 4 ? 'ipv4' : 'ipv6');
+    }
+    this.names = names;
+  }
+
+  /** Whether the worker may connect to this address (already resolved). */
+  addressAllowed(address: string): boolean {
+    const cls = classifyAddress(address);
+    if (cls === 'public') return true;
+    const ip = address.replace(/^\[|\]$/g, '');
+    const family = isIP(ip);
+    if (family !== 0 && this.allowed.check(ip, family === 4 ? 'ipv4' : 'ipv6')) return true;
+    return cls === 'private' && this.policy.allowPrivate;
+  }
+
+  /** A host name the platform listed by name is trusted whatever it resolves to (an in-cluster relay). */
+  nameAllowed(host: string): boolean {
+    return this.names.has(normaliseHost(host));
+  }
+
+  /**
+   * Resolve `host` and refuse it if any address it resolves to is not allowed (one bad address
+   * is enough: the connection may pick any of them). Returns the allowed addresses.
+   */
+  async check(host: string): Promise<string[]> {
+    const h = normaliseHost(host);
+    if (h === 'localhost' || h.endsWith('.localhost')) {
+      if (this.nameAllowed(h) || this.policy.allowPrivate) return ['127.0.0.1'];
+      throw new EgressRefused(host, 'internal');
+    }
+    if (isIP(h) !== 0) {
+      if (this.nameAllowed(h) || this.addressAllowed(h)) return [h];
+      throw new EgressRefused(host, 'internal');
+    }
+    let addresses: string[];
+    try {
+      addresses = await this.resolver(h);
+    } catch {
+      throw new EgressRefused(host, 'unresolvable');
+    }
+    if (this.nameAllowed(h)) return addresses;
+    if (addresses.length === 0) throw new EgressRefused(host, 'unresolvable');
+    if (!addresses.every((a) => this.addressAllowed(a))) throw new EgressRefused(host, 'internal');
+    return addresses;
+  }
+}
+
+function normaliseHost(host: string): string {
+  return host.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+}
+
+/** The error a send or a verify gets when its destination is refused at connect time. */
+export function destinationForbidden(err: EgressRefused): WorkerError {
+  return new WorkerError('destination_forbidden', err.message);
+}
+
+/** The host a tenant-chosen destination connects to: the SMTP host, or the host of an endpoint override URL. */
+export function destinationHost(value: string): string | undefined {
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;
+  try {
+    return new URL(value).hostname;
+  } catch {
+    return undefined;
+  }
+}
