@@ -1,7 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from './config';
 import { describeError } from './db/errors';
-import { WorkerError, errorBody, isWorkerError } from './errors';
+import { WorkerError, errorBody, isClientBodyError, isWorkerError } from './errors';
 import { parseCloudEvent, type IntakeEvent } from './intake/cloudEventIntake';
 import type { Logger } from './logger';
 import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
@@ -36,6 +36,7 @@ export function makeApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  app.set('trust proxy', config.trustProxy);
 
   app.get('/healthz', (_req, res) => {
     res.status(200).json({ status: 'ok' });
@@ -159,6 +160,7 @@ export function makeApp(deps: AppDeps): express.Express {
     if (type === 'entity.too.large') we = new WorkerError('body_too_large', `the body exceeds ${config.bodyLimitBytes} bytes`);
     else if (type === 'encoding.unsupported' || type === 'charset.unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
     else if (type === 'request.aborted' || type === 'request.size.invalid') we = new WorkerError('invalid_event', 'the request body was incomplete');
+    else if (isClientBodyError(err)) we = new WorkerError('invalid_event', 'the request body could not be decoded (content-encoding)');
     else {
       we = new WorkerError('internal_error');
       logger.error({ err: describeError(err) }, 'unhandled error');

@@ -116,6 +116,8 @@ const envSchema = z.object({
   GLOBAL_REPLY_TO_DOMAIN: optionalString,
   GLOBAL_DAILY_LIMIT: int(1000, 0, 100_000_000),
   ADMIN_API_ENABLED: bool(true),
+  ADMIN_AUTH_FAILURE_LIMIT: int(20, 1, 100_000),
+  TRUST_PROXY: int(0, 0, 10),
   ADMIN_JWT_SECRET: optionalString.refine(
     (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= 32,
     'must be at least 32 bytes (HS256 secret); generate one with `openssl rand -base64 48`',
@@ -142,6 +144,8 @@ export interface EncryptionKey {
 
 export interface Config {
   readonly port: number;
+  /** Proxy hops in front of the worker whose X-Forwarded-For is trusted (express `trust proxy`). */
+  readonly trustProxy: number;
   readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
   readonly databaseUrl: string | undefined;
   readonly migrationDatabaseUrl: string | undefined;
@@ -185,6 +189,8 @@ export interface Config {
 }
 
 export interface AdminConfig {
+  /** Failed authentications (401) a client address may have per minute before it gets 429. */
+  readonly authFailureLimit: number;
   readonly jwtSecret: string | undefined;
   readonly jwksUrl: string | undefined;
   readonly issuer: string | undefined;
@@ -227,6 +233,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
   const config: Config = {
     port: e.PORT,
+    trustProxy: e.TRUST_PROXY,
     logLevel: e.LOG_LEVEL,
     databaseUrl: e.DATABASE_URL,
     migrationDatabaseUrl: e.MIGRATION_DATABASE_URL ?? e.DATABASE_URL,
@@ -268,7 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sendgridMasterApiKey: e.SENDGRID_MASTER_API_KEY,
     sendgridBaseUrl: e.SENDGRID_BASE_URL,
     admin: e.ADMIN_API_ENABLED
-        ? Object.freeze({ jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
+        ? Object.freeze({ authFailureLimit: e.ADMIN_AUTH_FAILURE_LIMIT, jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,
   };
   if (e.ADMIN_JWT_SECRET && e.ADMIN_JWT_JWKS_URL) {

@@ -59,6 +59,7 @@ export const ERRORS = {
 
   // --- the admin API (/api/v1/admin) ---
   unauthorized: { status: 401, description: 'Admin API: no bearer token, or one that is malformed, badly signed, expired or for another issuer/audience.' },
+  too_many_auth_failures: { status: 429, description: 'Admin API: this client failed authentication ADMIN_AUTH_FAILURE_LIMIT times within a minute; Retry-After says when it may try again.' },
   forbidden: { status: 403, description: 'Admin API: the token is valid but its role may not act on this tenant (tenant_admin acts only on its own tenant).' },
   invalid_request: { status: 400, description: 'Admin API: the body or a parameter is invalid; `issues` lists each field and what is wrong.' },
   settings_not_found: { status: 404, description: 'Admin API: the tenant has no email settings.' },
@@ -106,4 +107,10 @@ export function isWorkerError(err: unknown): err is WorkerError {
 export function errorBody(err: WorkerError): { code: ErrorCode; message: string } {
   const message = err.message.length > 400 ? `${err.message.slice(0, 397)}...` : err.message;
   return { code: err.code, message };
+}
+
+/** body-parser's own 4xx errors (a corrupt gzip body, say): the client's fault, never a 500. */
+export function isClientBodyError(err: unknown): boolean {
+  const status = (err as { status?: unknown } | null)?.status;
+  return typeof status === 'number' && status >= 400 && status < 500;
 }

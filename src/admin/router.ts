@@ -1,12 +1,14 @@
 import { packageVersion } from '../version';
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
 import type { Config } from '../config';
 import type { Sql } from '../db/connect';
 import { describeError, mapDatabaseError } from '../db/errors';
 import { SettingsError, deleteSettings, getSettings, loadSenderSettings, putSettings, type KeyRing } from '../db/settings';
 import { tenantStats } from '../db/stats';
-import { WorkerError, errorBody, isWorkerError } from '../errors';
+import { WorkerError, errorBody, isClientBodyError, isWorkerError } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
@@ -40,6 +42,34 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   const { config, sql, keys, providers, logger } = deps;
   const verifyToken = createTokenVerifier(config.admin, sql);
   const router = express.Router();
+  // Security headers for a JSON API: nothing may be framed, sniffed, cached by a proxy or
+  // loaded as a page (helmet's defaults with a CSP that allows nothing at all).
+  router.use(
+    helmet({
+      contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] } },
+      crossOriginResourcePolicy: { policy: 'same-origin' },
+    }),
+  );
+  // Guessing tokens costs the guesser: at most ADMIN_AUTH_FAILURE_LIMIT failed authentications
+  // (401) per client address a minute; further requests get 429 until the window ends. Successful
+  // requests do not count. Behind an ingress, TRUST_PROXY makes the address the client's own.
+  router.use(
+    rateLimit({
+      windowMs: 60_000,
+      limit: config.admin.authFailureLimit,
+      skipSuccessfulRequests: true,
+      requestWasSuccessful: (_req, res) => res.statusCode !== 401,
+      keyGenerator: (req) => ipKeyGenerator(req.ip ?? 'unknown'),
+      standardHeaders: 'draft-8',
+      legacyHeaders: false,
+      handler: (req, res, _next, options) => {
+        logger.warn({ admin: true, method: req.method, error_code: 'too_many_auth_failures', client: req.ip }, 'admin request refused: too many failed authentications');
+        const we = new WorkerError('too_many_auth_failures', undefined, { retryAfterSeconds: Math.ceil(options.windowMs / 1000) });
+        res.setHeader('Retry-After', String(we.retryAfterSeconds));
+        res.status(we.status).json(errorBody(we));
+      },
+    }),
+  );
   // Templates may be up to 100,000 characters per part, escaped in JSON.
   router.use(express.json({ limit: ADMIN_BODY_LIMIT, type: () => true }));
 
@@ -127,12 +157,16 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   });
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const type = (err as { type?: string }).type;
-    const we =
-      type === 'entity.parse.failed'
-        ? new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }])
-        : type === 'entity.too.large'
-          ? new InvalidRequest([{ path: '(body)', message: `is larger than ${ADMIN_BODY_LIMIT}` }])
-          : new WorkerError('internal_error');
+    let we: WorkerError;
+    if (type === 'entity.parse.failed') we = new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }]);
+    else if (type === 'entity.too.large') we = new WorkerError('body_too_large', `the body is larger than ${ADMIN_BODY_LIMIT}`);
+    else if (type === 'encoding.unsupported' || type === 'charset.unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
+    else if (type === 'request.aborted' || type === 'request.size.invalid') we = new InvalidRequest([{ path: '(body)', message: 'was incomplete' }]);
+    else if (isClientBodyError(err)) we = new InvalidRequest([{ path: '(body)', message: 'could not be decoded (content-encoding)' }]);
+    else {
+      we = new WorkerError('internal_error');
+      logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
+    }
     res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
   });
   return router;
