@@ -160,7 +160,7 @@ export function makeApp(deps: AppDeps): express.Express {
     if (type === 'entity.too.large') we = new WorkerError('body_too_large', `the body exceeds ${config.bodyLimitBytes} bytes`);
     else if (type === 'encoding.unsupported' || type === 'charset.unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
     else if (type === 'request.aborted' || type === 'request.size.invalid') we = new WorkerError('invalid_event', 'the request body was incomplete');
-    else if (isClientBodyError(err)) we = new WorkerError('invalid_event', 'the request body could not be decoded (content-encoding)');
+    else if (isClientBodyError(err)) we = new WorkerError('invalid_event', 'the request could not be decoded (body encoding or URL escapes)');
     else {
       we = new WorkerError('internal_error');
       logger.error({ err: describeError(err) }, 'unhandled error');

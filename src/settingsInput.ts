@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { oneLine } from './text';
 import { PROVIDERS, type ProviderName } from './types';
 import { EgressRefused, destinationHost, type Egress } from './net/egress';
 
@@ -8,16 +9,16 @@ import { EgressRefused, destinationHost, type Egress } from './net/egress';
  * provider stays the same.
  */
 
-const noLineBreaks = (v: string) => !/[\r\n\0]/.test(v);
+const ONE_LINE = 'must be one line of printable characters (no CR, LF or other control characters)';
 export const HOSTNAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
 
 export const emailAddress = z
   .string()
   .max(254)
-  .refine(noLineBreaks, 'must not contain line breaks')
+  .refine(oneLine, ONE_LINE)
   .pipe(z.email({ message: 'must be one email address' }));
 
-const secret = z.string().min(1, 'must not be empty').max(4096).refine(noLineBreaks, 'must not contain line breaks');
+const secret = z.string().min(1, 'must not be empty').max(4096).refine(oneLine, ONE_LINE);
 
 const providerSettings = z
   .record(z.string(), z.unknown())
@@ -45,8 +46,7 @@ const headerValue = z
   .string()
   .min(1, 'must not be empty')
   .max(200)
-  // eslint-disable-next-line no-control-regex
-  .refine((v) => !/[\u0000-\u001f\u007f]/.test(v), 'must be one line of printable characters (no CR, LF or other control characters)');
+  .refine(oneLine, ONE_LINE);
 export const extraHeadersSchema = z
   .record(z.string(), headerValue)
   .superRefine((headers, ctx) => {
@@ -65,7 +65,7 @@ export const extraHeadersSchema = z
 const listUnsubscribe = z
   .string()
   .max(500)
-  .refine(noLineBreaks, 'must not contain line breaks')
+  .refine(oneLine, ONE_LINE)
   .refine((v) => /^https:\/\/[^\s<>]+$/.test(v) || /^mailto:[^\s<>@]+@[^\s<>@]+$/.test(v), 'must be an https:// URL or a mailto: address');
 
 export const settingsInputSchema = z
@@ -75,7 +75,7 @@ export const settingsInputSchema = z
     from_email: emailAddress.nullable().optional(),
     list_unsubscribe: listUnsubscribe.nullable().optional(),
     extra_headers: extraHeadersSchema.optional(),
-    from_name: z.string().max(200).refine(noLineBreaks, 'must not contain line breaks').nullable().optional(),
+    from_name: z.string().max(200).refine(oneLine, ONE_LINE).nullable().optional(),
     reply_to_domain: z.string().regex(HOSTNAME, 'must be a domain name such as replies.example.com').nullable().optional(),
     provider_settings: providerSettings.default({}),
     enabled: z.boolean().default(true),
@@ -99,7 +99,7 @@ export interface FieldIssue {
 }
 
 const httpUrl = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL');
-const plainText = (max: number) => z.string().min(1).max(max).refine(noLineBreaks, 'must not contain line breaks');
+const plainText = (max: number) => z.string().min(1).max(max).refine(oneLine, ONE_LINE);
 
 /**
  * provider_settings per provider (DESIGN §6). Strict: an unknown key is a typo until proven

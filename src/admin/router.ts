@@ -162,7 +162,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     else if (type === 'entity.too.large') we = new WorkerError('body_too_large', `the body is larger than ${ADMIN_BODY_LIMIT}`);
     else if (type === 'encoding.unsupported' || type === 'charset.unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
     else if (type === 'request.aborted' || type === 'request.size.invalid') we = new InvalidRequest([{ path: '(body)', message: 'was incomplete' }]);
-    else if (isClientBodyError(err)) we = new InvalidRequest([{ path: '(body)', message: 'could not be decoded (content-encoding)' }]);
+    else if (isClientBodyError(err)) we = new InvalidRequest([{ path: '(body)', message: 'could not be decoded (body encoding or URL escapes)' }]);
     else {
       we = new WorkerError('internal_error');
       logger.error({ admin: true, err: describeError(err) }, 'admin request failed');

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { WorkerError } from '../errors';
 import { TEMPLATE_MAX_CHARS } from '../email/templates';
 import { HOSTNAME, emailAddress, type FieldIssue } from '../settingsInput';
+import { oneLine } from '../text';
 
 /** Request schemas of the admin API besides the settings body (settingsInput.ts). */
 export const testEmailBody = z.strictObject({ to: emailAddress });
@@ -41,7 +42,7 @@ const accountToken = z
   .string()
   .min(1, 'must not be empty')
   .max(200)
-  .refine((v) => !/[\r\n\0]/.test(v), 'must not contain line breaks')
+  .refine(oneLine, 'must be one line of printable characters')
   .optional()
   .describe('Postmark only: the account API token (domains are account-level there); used for this request, never stored or logged');
 

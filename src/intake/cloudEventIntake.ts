@@ -3,6 +3,7 @@ import type { CloudEvent } from 'cloudevents';
 import { z } from 'zod';
 import { WorkerError } from '../errors';
 import { TENANT_ID_PATTERN } from '../types';
+import { oneLine } from '../text';
 import { eventDataSchema, type EventData } from './eventData';
 
 export interface IntakeEvent {
@@ -76,6 +77,12 @@ export function parseCloudEvent(req: IntakeRequest, opts: { eventTypes: readonly
     throw new WorkerError('invalid_event', validationMessage(err));
   }
   if (event.specversion !== '1.0') throw new WorkerError('invalid_event', 'specversion must be 1.0');
+  // id and source are the idempotency key and are stored: one printable line of sane length.
+  for (const [name, v] of [['id', event.id], ['source', event.source]] as const) {
+    if (typeof v !== 'string' || v.length > MAX_ATTRIBUTE_CHARS || !oneLine(v)) {
+      throw new WorkerError(name === 'id' && typeof v !== 'string' ? 'missing_event_id' : 'invalid_event', `${name} must be one line of printable characters, at most ${MAX_ATTRIBUTE_CHARS} long`);
+    }
+  }
   if (!opts.eventTypes.includes(event.type)) {
     throw new WorkerError('unsupported_event_type', `event type is not one of: ${opts.eventTypes.join(', ')}`);
   }
@@ -109,6 +116,9 @@ export function parseCloudEvent(req: IntakeRequest, opts: { eventTypes: readonly
 // The SDK (and the JSON-schema validator it compiles) is loaded with the first event.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const sdk = () => require('cloudevents') as typeof import('cloudevents');
+
+/** Longest id or source accepted (the spec sets no limit; the ledger key should have one). */
+export const MAX_ATTRIBUTE_CHARS = 1024;
 
 function toEvent(headers: Record<string, string>, body: unknown): CloudEvent<unknown> {
   try {

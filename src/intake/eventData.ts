@@ -1,18 +1,18 @@
 import { z } from 'zod';
+import { oneLine } from '../text';
 
 /**
  * `data` of codetether.task.created (DESIGN §2). Unknown fields are kept and ignored. Strings that
  * end up in headers are checked again when the email is composed.
  */
 const text = (max: number) => z.string().max(max).nullable().optional();
-const noLineBreaks = (v: string) => !/[\r\n\0]/.test(v);
 
 export const eventDataSchema = z.looseObject({
   task_id: z
     .string({ message: 'task_id is required and must be a string' })
     .min(1, 'task_id must not be empty')
     .max(256)
-    .refine(noLineBreaks, 'task_id must not contain line breaks'),
+    .refine(oneLine, 'task_id must be one line of printable characters'),
   session_id: text(256),
   prompt: text(1_000_000),
   agent: text(256),
