@@ -1,0 +1,71 @@
+import { keyId } from '../../src/config';
+import { putSettings } from '../../src/db/settings';
+import { deliverAll, summarize } from '../helpers/broker';
+import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { binaryEvent, taskData } from '../helpers/events';
+import { startFaultyProvider, type FaultyProvider } from '../helpers/faultyProvider';
+import { captureLogs } from '../helpers/logCapture';
+import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+
+const EVENTS = Number(process.env.FAULT_EVENTS ?? 1000);
+const TENANTS = 25;
+const PROVIDER_TIMEOUT_MS = 300;
+
+describe('provider faults under a retrying broker', () => {
+  let db: TestDatabase;
+  let provider: FaultyProvider;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    // 30% of requests fail: 5xx, 429, a reset, a hang, or an answer after the worker gave up.
+    provider = await startFaultyProvider({ error500: 0.1, rate429: 0.08, reset: 0.05, hang: 0.04, slow: 0.03 }, { slowMs: PROVIDER_TIMEOUT_MS * 2 });
+    const sql = db.worker(2);
+    for (let t = 0; t < TENANTS; t++) {
+      await putSettings(sql, { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, `faulty-${t}`, {
+        provider: 'sendgrid', api_key: `SG.CANARY-faulty-${t}-000000000`, from_email: `noreply@t${t}.example`,
+        provider_settings: { base_url: provider.url }, enabled: true, daily_limit: EVENTS,
+      } as never);
+    }
+  });
+  afterAll(async () => {
+    await provider.close();
+    await db.drop();
+  });
+
+  it(`ends ${EVENTS} events with exactly one email each, or a dead letter with its code`, async () => {
+    const logs = captureLogs('info');
+    const w = await startTestWorker(db, logs.logger, { PROVIDER_TIMEOUT_MS: String(PROVIDER_TIMEOUT_MS), DB_POOL_MAX: '10' });
+    const events = Array.from({ length: EVENTS }, (_, i) => {
+      const ev = binaryEvent({ tenant: `faulty-${i % TENANTS}`, id: `pf-${i}`, data: taskData({ task_id: `pf-task-${i}` }) });
+      return { id: `pf-${i}`, ...ev };
+    });
+    const policy = { retry: 12, backoffMs: 10, maxBackoffMs: 300, timeoutMs: 5000 };
+    let deliveries;
+    try {
+      deliveries = await deliverAll(w.url, events, policy, 32);
+    } finally {
+      await w.shutdown();
+    }
+    const summary = summarize(deliveries);
+    const emails = [...provider.accepted.values()].reduce((a, b) => a + b, 0);
+    const doubled = [...provider.accepted.entries()].filter(([, n]) => n > 1).map(([id]) => id);
+    const lost = deliveries.filter((d) => d.result === 'delivered' && provider.accepted.get(d.id) !== 1).map((d) => d.id);
+    const dlWithEmail = deliveries.filter((d) => d.result === 'dead-lettered' && provider.accepted.has(d.id)).map((d) => d.id);
+    const [ledger] = await db.admin()`SELECT count(*) FILTER (WHERE status = 'sent')::int AS sent, count(*)::int AS rows FROM email_deliveries WHERE event_id LIKE 'pf-%'`;
+    console.log(
+      `provider faults (seed ${provider.seed}): ${summary.events} events, ${summary.delivered} delivered, ${summary.deadLettered} dead-lettered, ` +
+        `${emails} emails, ${doubled.length} doubled, ${lost.length} lost; ${summary.attempts} attempts, slowest answer ${summary.maxAttemptMs} ms; ` +
+        `provider faults ${JSON.stringify(provider.faults)}; answers ${JSON.stringify(summary.byAnswer)}; ledger ${JSON.stringify(ledger)}`,
+    );
+    expect(doubled).toEqual([]);
+    expect(lost).toEqual([]);
+    expect(dlWithEmail).toEqual([]);
+    for (const d of deliveries.filter((x) => x.result === 'dead-lettered')) expect(d.code).toEqual(expect.any(String));
+    expect(emails).toBe(summary.delivered);
+    expect(ledger).toEqual({ sent: summary.delivered, rows: EVENTS });
+    // Every fault really happened, and the worker answered every attempt inside the broker's timeout.
+    for (const f of ['error500', 'rate429', 'reset', 'hang', 'slow'] as const) expect(provider.faults[f]).toBeGreaterThan(0);
+    expect(Object.keys(summary.byAnswer).filter((k) => k.startsWith('no answer'))).toEqual([]);
+    expect(summary.maxAttemptMs).toBeLessThan(policy.timeoutMs);
+    expect(logs.text()).not.toContain('CANARY');
+  });
+});
