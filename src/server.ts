@@ -4,7 +4,7 @@ import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
 import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
-import { createDeliveryStore } from './db/deliveries';
+import { bounded, createDeliveryStore } from './db/deliveries';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
@@ -51,6 +51,7 @@ export async function startWorker(
     keys,
     leaseSeconds: config.claimLeaseSeconds,
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
+    operationTimeoutMs: config.dbConnectTimeoutSeconds * 1000 + config.dbStatementTimeoutMs,
   });
   const state: AppState = { draining: false, inFlight: 0 };
   const metrics = config.metricsEnabled
@@ -77,7 +78,7 @@ export async function startWorker(
       ? // eslint-disable-next-line @typescript-eslint/no-require-imports
         (require('./admin/router') as typeof import('./admin/router')).makeAdminRouter({ config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent }) : undefined,
     checkReady: async () => {
-      await sql`SELECT 1`;
+      await bounded(sql`SELECT 1`, config.dbConnectTimeoutSeconds * 1000);
       return true;
     },
   });

@@ -21,6 +21,9 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
     idle_timeout: 60,
     max_lifetime: 30 * 60,
     prepare: true,
+    // postgres.js waits up to 20 s between reconnect attempts by default; queued queries wait
+    // with it. A short, capped backoff gets the worker back within a second of the database.
+    backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
     debug: false,
     onnotice: () => {},
     connection: {

@@ -50,16 +50,26 @@ export interface DeliveryStore {
 
 export function createDeliveryStore(
   sql: Sql,
-  opts: { keys: KeyRing; leaseSeconds: number; globalDailyLimit: number | null },
+  opts: {
+    keys: KeyRing;
+    leaseSeconds: number;
+    globalDailyLimit: number | null;
+    /**
+     * The longest one call may take, waiting for a connection included (postgres.js queues a
+     * query while it reconnects, however long the database is away). Past it the query is
+     * cancelled and the call fails with database_unavailable, so the worker answers in time.
+     */
+    operationTimeoutMs?: number;
+  },
 ): DeliveryStore {
   const { current, previous } = opts.keys;
   return {
     async claim(req) {
-      const [r] = await sql`
+      const [r] = await bounded(sql`
         SELECT * FROM email_claim_event(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
-          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text)`;
+          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text)`, opts.operationTimeoutMs);
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':
@@ -100,12 +110,32 @@ export function createDeliveryStore(
     },
 
     async recordOutcome(rec) {
-      const [r] = await sql`
+      const [r] = await bounded(sql`
         SELECT email_record_outcome(
           ${rec.tenantId}, ${rec.eventSource}, ${rec.eventId}, ${rec.claimToken}::uuid,
           ${rec.status}, ${rec.provider}::text, ${rec.messageId}::text, ${rec.errorCode}::text,
-          ${rec.templateSource}::text, ${rec.templateVersion}::bigint, ${rec.senderTier}::text, ${rec.senderNote}::text) AS ok`;
+          ${rec.templateSource}::text, ${rec.templateVersion}::bigint, ${rec.senderTier}::text, ${rec.senderNote}::text) AS ok`, opts.operationTimeoutMs);
       return Boolean(r?.ok);
     },
   };
+}
+
+/**
+ * Run one query with a deadline. A query still queued (no connection yet) is taken off the queue;
+ * one already sent is cancelled on the server. Either way the caller gets a retryable error.
+ */
+export async function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return query;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void Promise.resolve(query.cancel()).catch(() => {});
+      reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' }));
+    }, ms);
+  });
+  try {
+    return await Promise.race([query, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -11,6 +11,8 @@ export interface LocalPostgres {
   port: number;
   superuserUrl(database?: string): string;
   stop(): Promise<void>;
+  /** Start it again after stop() (a persistent cluster keeps its data). */
+  start(): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -59,6 +61,7 @@ export async function startEmbeddedPostgres(opts: {
     port,
     superuserUrl: (database = 'postgres') => `postgres://postgres:${encodeURIComponent(opts.password)}@127.0.0.1:${port}/${database}`,
     stop: () => pg.stop(),
+    start: () => pg.start(),
   };
 }
 

@@ -157,24 +157,24 @@ export function createEventProcessor(deps: ProcessorDeps) {
     const sender = sent?.sender ?? lastSender;
 
     const recordStarted = process.hrtime.bigint();
-    const recorded = await inSpan('email_record_outcome', { ...DB_SPAN, 'db.operation.name': 'email_record_outcome' }, () =>
-      recordWithRetry(
-      () =>
-        deliveries.recordOutcome({
-          ...key,
-          claimToken: claim.claimToken,
-          status: sent ? 'sent' : 'failed',
-          provider: sent?.provider ?? settings.primary.provider,
-          messageId: sent?.messageId ?? null,
-          errorCode: failure?.code ?? null,
-          templateSource: content?.use ?? null,
-          templateVersion,
-          senderTier: sender?.tier ?? null,
-          senderNote: sender?.note ?? null,
-        }),
-      log,
-      ),
-    );
+    const write = () =>
+      deliveries.recordOutcome({
+        ...key,
+        claimToken: claim.claimToken,
+        status: sent ? 'sent' : 'failed',
+        provider: sent?.provider ?? settings.primary.provider,
+        messageId: sent?.messageId ?? null,
+        errorCode: failure?.code ?? null,
+        templateSource: content?.use ?? null,
+        templateVersion,
+        senderTier: sender?.tier ?? null,
+        senderNote: sender?.note ?? null,
+      });
+    const result = await inSpan('email_record_outcome', { ...DB_SPAN, 'db.operation.name': 'email_record_outcome' }, () => recordWithRetry(write, log));
+    const recorded = result === 'ok';
+    // The database is away: keep trying in the background for as long as the lease holds, so the
+    // ledger catches up without the broker redelivering (which, for a sent email, would resend it).
+    if (result === 'error') recordLater(write, log, config.claimLeaseSeconds * 1000);
     metrics?.record(secondsSince(recordStarted), recorded);
 
     if (failure) throw failure;
@@ -243,18 +243,37 @@ export function createEventProcessor(deps: ProcessorDeps) {
 }
 
 /** The outcome write is retried briefly; it returns false when it could not be written. */
-async function recordWithRetry(write: () => Promise<boolean>, log: Logger): Promise<boolean> {
+type RecordResult = 'ok' | 'taken_over' | 'error';
+
+async function recordWithRetry(write: () => Promise<boolean>, log: Logger): Promise<RecordResult> {
   const delays = [0, 50, 250];
   for (let i = 0; i < delays.length; i++) {
     if (delays[i]) await new Promise((r) => setTimeout(r, delays[i]));
     try {
       const ok = await write();
       if (!ok) log.warn('the claim was taken over before the outcome was written (lease too short?)');
-      return ok;
+      return ok ? 'ok' : 'taken_over';
     } catch (err) {
       const mapped = mapDatabaseError(err);
       log.error({ error_code: mapped.code, attempt: i + 1 }, 'could not record the delivery outcome');
     }
   }
-  return false;
+  return 'error';
+}
+
+/** Background retries of an outcome write (1 s, 2 s, 4 s… capped at 10 s) until the lease would have run out. */
+function recordLater(write: () => Promise<boolean>, log: Logger, leaseMs: number): void {
+  const until = Date.now() + leaseMs;
+  let delay = 1000;
+  const attempt = () => {
+    write().then(
+      (ok) => log.info({ recorded_late: ok }, ok ? 'delivery outcome recorded late' : 'the claim was taken over before the outcome was written'),
+      () => {
+        delay = Math.min(delay * 2, 10_000);
+        if (Date.now() + delay < until) setTimeout(attempt, delay).unref();
+        else log.error('gave up recording the delivery outcome: the lease ran out (the ledger row stays claimed)');
+      },
+    );
+  };
+  setTimeout(attempt, delay).unref();
 }

@@ -6,7 +6,7 @@ import type { TestDatabase } from './db';
 /** A canary encryption key: if it shows up in any output, a test fails. */
 export const CANARY_DB_KEY = 'CANARY-DBKEY-7f3a9c1e5b2d4f6a8c0e1b3d5f7a9c1e';
 
-export function testConfig(db: TestDatabase, env: Record<string, string> = {}): Config {
+export function testConfig(db: Pick<TestDatabase, 'workerUrl'>, env: Record<string, string> = {}): Config {
   return loadConfig({
     DATABASE_URL: db.workerUrl,
     DB_ENCRYPTION_KEY: CANARY_DB_KEY,
@@ -21,7 +21,7 @@ export function testConfig(db: TestDatabase, env: Record<string, string> = {}): 
   });
 }
 
-export async function startTestWorker(db: TestDatabase, logger: Logger, env: Record<string, string> = {}): Promise<RunningWorker & { url: string; config: Config }> {
+export async function startTestWorker(db: Pick<TestDatabase, 'workerUrl'>, logger: Logger, env: Record<string, string> = {}): Promise<RunningWorker & { url: string; config: Config }> {
   const config = testConfig(db, env);
   const w = await startWorker(config, logger, { port: 0 });
   return { ...w, url: `http://127.0.0.1:${w.port}/`, config };

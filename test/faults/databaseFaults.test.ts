@@ -1,0 +1,139 @@
+import { keyId } from '../../src/config';
+import { createSql, type Sql } from '../../src/db/connect';
+import { migrate } from '../../src/db/migrate';
+import { putSettings } from '../../src/db/settings';
+import { bootstrapDatabase, roleUrl } from '../../src/dev/embeddedPostgres';
+import { deliverAll, summarize } from '../helpers/broker';
+import { binaryEvent, taskData } from '../helpers/events';
+import { startFaultyProvider, type FaultyProvider } from '../helpers/faultyProvider';
+import { captureLogs } from '../helpers/logCapture';
+import { startControlledPostgres, type ControlledPostgres } from '../helpers/pgControl';
+import { TEST_ROLES } from '../helpers/roles';
+import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+
+/**
+ * A PostgreSQL of this file's own (the shared one serves the other test files), so it can be
+ * stopped and started mid-run.
+ */
+describe('database faults', () => {
+  let pg: ControlledPostgres;
+  let workerUrl: string;
+  let superuser: Sql;
+  let provider: FaultyProvider;
+  const TENANTS = 10;
+
+  beforeAll(async () => {
+    pg = await startControlledPostgres();
+    await bootstrapDatabase(pg.superuserUrl(), { database: 'faults', ...TEST_ROLES });
+    const owner = createSql(roleUrl(pg.superuserUrl(), TEST_ROLES.ownerRole, TEST_ROLES.ownerPassword, 'faults'), { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'faults-migrate' });
+    await migrate(owner, { workerRole: TEST_ROLES.workerRole });
+    await owner.end({ timeout: 5 });
+    workerUrl = roleUrl(pg.superuserUrl(), TEST_ROLES.workerRole, TEST_ROLES.workerPassword, 'faults');
+    superuser = createSql(pg.superuserUrl('faults'), { max: 2, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'faults-check' });
+    provider = await startFaultyProvider({ error500: 0, rate429: 0, reset: 0, hang: 0, slow: 0 }, { slowMs: 0 });
+    const sql = createSql(workerUrl, { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'faults-setup' });
+    for (let t = 0; t < TENANTS; t++) {
+      await putSettings(sql, { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, `dbf-${t}`, {
+        provider: 'sendgrid', api_key: `SG.CANARY-dbf-${t}-0000000000`, from_email: `noreply@dbf${t}.example`, provider_settings: { base_url: provider.url }, enabled: true, daily_limit: 100_000,
+      } as never);
+    }
+    await sql.end({ timeout: 5 });
+  }, 120_000);
+  afterAll(async () => {
+    await superuser?.end({ timeout: 5 });
+    await provider?.close();
+    await pg?.close();
+  });
+
+  const events = (prefix: string, n: number) =>
+    Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${i}`, ...binaryEvent({ tenant: `dbf-${i % TENANTS}`, id: `${prefix}-${i}`, data: taskData({ task_id: `${prefix}-task-${i}` }) }) }));
+  const readyz = (url: string) => fetch(new URL('/readyz', url)).then((r) => r.status, () => 0);
+  const until = async (what: () => boolean | Promise<boolean>, ms: number) => {
+    const end = Date.now() + ms;
+    while (!(await what())) {
+      if (Date.now() > end) throw new Error('condition not reached in time');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+
+  it('PostgreSQL stopped and started mid-run: 503s and /readyz false while down, recovery without a restart, no email lost or doubled', async () => {
+    const logs = captureLogs('info');
+    const w = await startTestWorker({ workerUrl }, logs.logger, { DB_CONNECT_TIMEOUT_SECONDS: '1', DB_STATEMENT_TIMEOUT_MS: '2000' });
+    const N = 400;
+    const readiness: number[] = [];
+    try {
+      const run = deliverAll(w.url, events('outage', N), { retry: 40, backoffMs: 50, maxBackoffMs: 500, timeoutMs: 15_000 }, 16);
+      await until(() => provider.accepted.size >= 100, 30_000);
+      await pg.stop();
+      await until(async () => (await readyz(w.url)) === 503, 10_000);
+      readiness.push(503);
+      await new Promise((r) => setTimeout(r, 1500));
+      readiness.push(await readyz(w.url));
+      await pg.start();
+      await until(async () => (await readyz(w.url)) === 200, 30_000);
+      readiness.push(200);
+      const deliveries = await run;
+      const summary = summarize(deliveries);
+      const ids = deliveries.map((d) => d.id);
+      const emails = ids.reduce((a, id) => a + (provider.accepted.get(id) ?? 0), 0);
+      const doubled = ids.filter((id) => (provider.accepted.get(id) ?? 0) > 1);
+      const lost = deliveries.filter((d) => d.result === 'delivered' && provider.accepted.get(d.id) !== 1).map((d) => d.id);
+      // Outcomes that could not be written during the outage are written in the background once it is back.
+      const ledgerNow = () => superuser`SELECT count(*) FILTER (WHERE status = 'claimed')::int AS n FROM email_deliveries WHERE event_id LIKE 'outage-%'`.then(([r]) => r!.n as number);
+      await until(async () => (await ledgerNow()) === 0, 20_000).catch(() => {});
+      const [ledger] = await superuser`SELECT count(*) FILTER (WHERE status = 'sent')::int AS sent, count(*) FILTER (WHERE status = 'claimed')::int AS unrecorded, count(*)::int AS rows FROM email_deliveries WHERE event_id LIKE 'outage-%'`;
+      console.log(
+        `database outage: ${summary.events} events, ${summary.delivered} delivered, ${summary.deadLettered} dead-lettered, ${emails} emails, ${doubled.length} doubled, ${lost.length} lost; ` +
+          `${summary.attempts} attempts, slowest answer ${summary.maxAttemptMs} ms; answers ${JSON.stringify(summary.byAnswer)}; readyz ${readiness.join('→')}; ledger ${JSON.stringify(ledger)}`,
+      );
+      expect(readiness).toEqual([503, 503, 200]);
+      expect(summary.delivered).toBe(N);
+      expect(doubled).toEqual([]);
+      expect(lost).toEqual([]);
+      expect(emails).toBe(N);
+      expect(summary.byAnswer['503 database_unavailable']).toBeGreaterThan(0);
+      expect(Object.keys(summary.byAnswer).filter((k) => k.startsWith('no answer') || k.startsWith('500'))).toEqual([]);
+      // An email sent just before the outage whose outcome could not be written stays "sending"
+      // (its lease keeps a redelivery out); it was answered 202, so the broker did not redeliver it.
+      expect(ledger!.sent + ledger!.unrecorded).toBe(N);
+    } finally {
+      await w.shutdown();
+    }
+    expect(logs.text()).not.toContain('CANARY');
+  }, 120_000);
+
+  it('pool exhaustion: bounded in-flight work, retryable answers, then every email exactly once', async () => {
+    const logs = captureLogs('info');
+    const w = await startTestWorker({ workerUrl }, logs.logger, { DB_POOL_MAX: '1', MAX_IN_FLIGHT_EVENTS: '8', DB_STATEMENT_TIMEOUT_MS: '300' });
+    let maxInFlight = 0;
+    const sampler = setInterval(() => (maxInFlight = Math.max(maxInFlight, w.state.inFlight)), 2);
+    const N = 200;
+    try {
+      // Another session holds the quota table: every claim blocks on it until its statement timeout.
+      const blocker = superuser.begin(async (tx) => {
+        await tx`LOCK TABLE tenant_email_usage IN EXCLUSIVE MODE`;
+        await new Promise((r) => setTimeout(r, 2000));
+      });
+      const deliveries = await deliverAll(w.url, events('pool', N), { retry: 40, backoffMs: 50, maxBackoffMs: 500, timeoutMs: 10_000 }, 48);
+      await blocker;
+      const summary = summarize(deliveries);
+      const ids = deliveries.map((d) => d.id);
+      const doubled = ids.filter((id) => (provider.accepted.get(id) ?? 0) > 1);
+      const emails = ids.reduce((a, id) => a + (provider.accepted.get(id) ?? 0), 0);
+      console.log(
+        `pool exhaustion: ${summary.events} events at concurrency 48 on a pool of 1, ${summary.delivered} delivered, ${emails} emails, ${doubled.length} doubled; ` +
+          `max in flight ${maxInFlight} (cap 8); slowest answer ${summary.maxAttemptMs} ms; answers ${JSON.stringify(summary.byAnswer)}`,
+      );
+      expect(summary.delivered).toBe(N);
+      expect(emails).toBe(N);
+      expect(doubled).toEqual([]);
+      expect(maxInFlight).toBeLessThanOrEqual(8);
+      expect(summary.byAnswer['503 overloaded']).toBeGreaterThan(0);
+      expect(summary.byAnswer['503 database_unavailable']).toBeGreaterThan(0);
+      expect(Object.keys(summary.byAnswer).filter((k) => k.startsWith('no answer') || k.startsWith('500'))).toEqual([]);
+    } finally {
+      clearInterval(sampler);
+      await w.shutdown();
+    }
+  }, 120_000);
+});
