@@ -11,6 +11,8 @@ module.exports = {
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   globalSetup: '<rootDir>/test/helpers/globalSetup.ts',
   globalTeardown: '<rootDir>/test/helpers/globalTeardown.ts',
+  // The suite-wide secret canary: every log line, HTTP answer and process output is checked.
+  setupFilesAfterEnv: ['<rootDir>/test/helpers/canarySetup.ts'],
   // Two cores: one worker per core; each test file gets its own database cloned from a template.
   maxWorkers: 2,
   testTimeout: 30000,

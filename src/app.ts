@@ -37,6 +37,11 @@ export function makeApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('trust proxy', config.trustProxy);
+  // While draining, every answer closes its connection, so clients reconnect to another instance.
+  app.use((_req, res, next) => {
+    if (state.draining) res.setHeader('Connection', 'close');
+    next();
+  });
 
   app.get('/healthz', (_req, res) => {
     res.status(200).json({ status: 'ok' });

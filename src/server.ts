@@ -97,11 +97,16 @@ export async function startWorker(
     (closing ??= (async () => {
       state.draining = true;
       logger.info({ in_flight: state.inFlight }, 'draining');
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // The listener stays open while events finish: probes see /readyz 503 and a new event gets
+      // 503 shutting_down (the broker retries it on another instance) instead of a refused connection.
       server.closeIdleConnections();
       const deadline = Date.now() + config.shutdownGraceMs;
       while (state.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       if (state.inFlight > 0) logger.warn({ in_flight: state.inFlight }, 'grace period over with events still in flight');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Answers already written get a moment to flush before any socket still open is cut.
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 500).unref())]);
       server.closeAllConnections();
       await closed;
       await providers.closeAll();

@@ -77,7 +77,8 @@ function spawnWorker(db: TestDatabase, env: Record<string, string> = {}): { chil
   });
   return { child, ready: serveOutput(child) };
 }
-const exited = (child: Child) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (c) => resolve(c))));
+// A child killed by a signal has exitCode null and signalCode set; it may have exited already.
+const exited = (child: Child) => new Promise<number | null>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (c) => resolve(c))));
 
 describe('crash between send and record', () => {
   let db: TestDatabase;
@@ -167,7 +168,8 @@ describe('SIGTERM under load', () => {
   });
 
   it('stops taking events, finishes the in-flight ones, closes pools and SMTP connections, exits 0 within the grace period; a second instance takes the rest', async () => {
-    const GRACE_MS = 10_000;
+    // The default SHUTDOWN_GRACE_MS (Knative's terminationGracePeriodSeconds is 30 s by default).
+    const GRACE_MS = 25_000;
     const w = spawnWorker(db, { SHUTDOWN_GRACE_MS: String(GRACE_MS) });
     const { port, lines, stderr } = await w.ready;
     const url = `http://127.0.0.1:${port}/`;
@@ -189,12 +191,15 @@ describe('SIGTERM under load', () => {
       return last!;
     }));
 
-    await new Promise((r) => setTimeout(r, 400));
+    // SIGTERM once the worker is busy: SMTP connections open and emails going out.
+    for (let i = 0; i < 400 && !(smtp.openConnections() > 0 && provider.accepted.length >= 20); i++) await new Promise((r) => setTimeout(r, 25));
     const openSmtpBefore = smtp.openConnections();
     const sigtermAt = Date.now();
     w.child.kill('SIGTERM');
-    // Readiness goes false at once while in-flight events finish.
+    // From the moment it drains, readiness is false and new events are turned away (retryable).
+    for (let i = 0; i < 400 && !lines.some((l) => l.includes('"msg":"draining"')); i++) await new Promise((r) => setTimeout(r, 5));
     const ready = await fetch(new URL('/readyz', url)).then(async (r) => ({ status: r.status, body: await r.json() }), () => null);
+    const refused = await fetch(url, { method: 'POST', headers: events[0]!.headers, body: events[0]!.body }).then(async (r) => ({ status: r.status, body: (await r.json()) as { code: string }, connection: r.headers.get('connection') }), () => null);
     const code = await exited(w.child);
     const exitMs = Date.now() - sigtermAt;
     for (let i = 0; i < 40 && smtp.openConnections() > 0; i++) await new Promise((r) => setTimeout(r, 25));
@@ -219,13 +224,20 @@ describe('SIGTERM under load', () => {
     const emails = ids.reduce((a, id) => a + (copies.get(id) ?? 0), 0);
     const doubled = ids.filter((id) => (copies.get(id) ?? 0) > 1);
     const drained = lines.find((l) => l.includes('"msg":"draining"'));
+    const at = (msg: string) => {
+      const l = lines.find((x) => x.includes(`"msg":"${msg}"`));
+      return l ? Date.parse(JSON.parse(l).time) : NaN;
+    };
+    const phases = { drain_ms: at('grace period over') || at('stopped') - at('draining'), stop_ms: at('stopped') - at('draining'), grace_over: lines.some((l) => l.includes('grace period over')) };
     console.log(
       `SIGTERM under load: ${N} events, ${summary.delivered} delivered, ${emails} emails, ${doubled.length} doubled; in flight at SIGTERM ${drained ? JSON.parse(drained).in_flight : '?'}; ` +
-        `readyz while draining ${ready?.status}; exit ${code} after ${exitMs} ms (grace ${GRACE_MS}); SMTP connections open before/after ${openSmtpBefore}/${openSmtpAfter}; answers ${JSON.stringify(summary.byAnswer)}`,
+        `readyz while draining ${ready ? ready.status : 'closed'}, a new event ${refused ? `${refused.status} ${refused.body.code}` : 'refused'}; exit ${code} after ${exitMs} ms (grace ${GRACE_MS}; ${JSON.stringify(phases)}); SMTP connections open before/after ${openSmtpBefore}/${openSmtpAfter}; answers ${JSON.stringify(summary.byAnswer)}`,
     );
     expect(code).toBe(0);
     expect(exitMs).toBeLessThan(GRACE_MS);
-    expect(ready === null || ready.status === 503).toBe(true);
+    // Never "ready" once draining started: 503 draining while events finish, or already closed.
+    if (ready) expect(ready).toEqual({ status: 503, body: { status: 'draining' } });
+    if (refused) expect(refused).toEqual({ status: 503, body: expect.objectContaining({ code: 'shutting_down' }), connection: 'close' });
     expect(JSON.parse(drained!).in_flight).toBeGreaterThan(0);
     expect(lines.join('\n')).toContain('"msg":"stopped"');
     expect(lines.join('\n')).not.toContain('grace period over');

@@ -1,5 +1,6 @@
 import { PassThrough, Writable } from 'node:stream';
 import { runCli } from '../../src/cli';
+import { noteOutput } from './canary';
 
 /** Run the CLI in-process with real streams; stdin gets `stdinText`. */
 export async function cli(args: string[], env: Record<string, string>, stdinText = ''): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -9,5 +10,7 @@ export async function cli(args: string[], env: Record<string, string>, stdinText
   const stdin = new PassThrough();
   stdin.end(stdinText);
   const code = await runCli(args, { stdin, stdout: sink(out), stderr: sink(err), env });
+  noteOutput('cli stdout', out.join(''));
+  noteOutput('cli stderr', err.join(''));
   return { code, stdout: out.join(''), stderr: err.join('') };
 }

@@ -18,6 +18,8 @@ export interface FaultyProvider {
   accepted: Map<string, number>;
   /** Requests by the fault they got. */
   faults: Record<Fault, number>;
+  /** The faults each event met, in order (for a failing run's message). */
+  history: Map<string, Fault[]>;
   seed: number;
   close(): Promise<void>;
 }
@@ -45,6 +47,7 @@ export async function startFaultyProvider(mix: FaultMix, opts: { slowMs: number;
   const accepted = new Map<string, number>();
   const faults: Record<Fault, number> = { ok: 0, error500: 0, rate429: 0, reset: 0, hang: 0, slow: 0 };
   const hanging = new Set<ServerResponse>();
+  const history = new Map<string, Fault[]>();
 
   const pick = (): Fault => {
     let r = random();
@@ -79,6 +82,7 @@ export async function startFaultyProvider(mix: FaultMix, opts: { slowMs: number;
       }
       const fault = pick();
       faults[fault]++;
+      history.set(eventId, [...(history.get(eventId) ?? []), fault]);
       switch (fault) {
         case 'ok':
           return accept(res, eventId);
@@ -106,6 +110,7 @@ export async function startFaultyProvider(mix: FaultMix, opts: { slowMs: number;
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     accepted,
     faults,
+    history,
     seed,
     close: () =>
       new Promise<void>((resolve) => {

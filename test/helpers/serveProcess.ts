@@ -1,6 +1,7 @@
 import type { ChildProcessByStdio } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
+import { noteOutput } from './canary';
 
 export interface ServeOutput {
   port: number;
@@ -18,10 +19,14 @@ export interface ServeOutput {
 export function serveOutput(child: ChildProcessByStdio<null, Readable, Readable>): Promise<ServeOutput> {
   const lines: string[] = [];
   let stderr = '';
-  child.stderr.on('data', (d) => (stderr += String(d)));
+  child.stderr.on('data', (d) => {
+    stderr += String(d);
+    noteOutput('process stderr', String(d));
+  });
   return new Promise((resolve, reject) => {
     createInterface({ input: child.stdout }).on('line', (l) => {
       lines.push(l);
+      noteOutput('process stdout', l);
       const j = JSON.parse(l) as { msg?: string; port?: number };
       if (j.msg === 'worker listening') resolve({ port: j.port!, lines, stderr: () => stderr });
     });
