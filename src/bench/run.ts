@@ -25,6 +25,8 @@ const BARE = path.join(__dirname, 'bare.js');
 const FAKE = path.join(__dirname, 'fakeSendgrid.js');
 
 interface Options {
+  soakSeconds: number;
+  soakWindowSeconds: number;
   events: number;
   concurrency: number;
   tenants: number;
@@ -48,6 +50,8 @@ const program = new Command()
   .option('--half-rate-seconds <n>', 'length of the open-loop run at half the peak rate', (v) => Number(v), 10)
   .option('--quota-limit <n>', 'daily limit of the overshoot check tenant', (v) => Number(v), 500)
   .option('--write <file>', 'also write the report as Markdown to this file')
+  .option('--soak-seconds <n>', 'soak mode instead of the full bench: this long at half the peak rate, RSS and errors per window (issue 8: 600)', (v) => Number(v), 0)
+  .option('--soak-window-seconds <n>', 'length of one soak window (one row of the soak table)', (v) => Number(v), 60)
   .option('--worker-env <KEY=value...>', 'extra worker environment, e.g. LOG_LEVEL=warn DB_POOL_MAX=16', [])
   .option('--worker-node-args <args>', 'extra node flags for the long-running worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', '');
 
@@ -248,6 +252,11 @@ async function main(): Promise<void> {
     };
     const printableEnv = Object.fromEntries(Object.entries(workerEnv).filter(([k]) => !['PATH', 'DATABASE_URL', 'DB_ENCRYPTION_KEY'].includes(k)));
 
+    if (o.soakSeconds > 0) {
+      await soak(o, { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, children });
+      return;
+    }
+
     // -- cold start, before anything else loads the machine; worker and bare app alternate.
     log(`cold start × ${o.coldStarts} (worker and bare express, alternating) ...`);
     const coldWorker: number[] = [];
@@ -400,6 +409,87 @@ async function main(): Promise<void> {
 }
 
 const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+/** Current resident set (VmRSS) of a process, in MB. */
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+/**
+ * Soak (issue 8 §10): find the peak with a closed loop, then hold half of it in an open loop for
+ * --soak-seconds, window by window, recording RSS, error answers, p99 and duplicates per window.
+ * Flat means: RSS of the last window at most 10% above the second (the first one warms caches), and
+ * no window with an error answer or a duplicate email.
+ */
+async function soak(
+  o: Options,
+  ctx: {
+    workerEnv: NodeJS.ProcessEnv;
+    printableEnv: Record<string, string | undefined>;
+    tenant: (i: number) => string;
+    fakeStats: () => Promise<{ received: number; duplicates: number }>;
+    fakeUrl: string;
+    pgVersion: string;
+    children: Child[];
+  },
+): Promise<void> {
+  const worker = await spawnReady(CLI, ['serve'], ctx.workerEnv);
+  ctx.children.push(worker);
+  const origin = `http://127.0.0.1:${worker.port}`;
+  await closedLoop(origin, makeEvents('soak-warm', 2000, (i) => ctx.tenant(i % o.tenants)), o.concurrency);
+  const peakEvents = Math.min(o.events, 10_000);
+  log(`soak: finding the peak (${peakEvents} events at concurrency ${o.concurrency}) ...`);
+  const peak = await closedLoop(origin, makeEvents('soak-peak', peakEvents, (i) => ctx.tenant(i % o.tenants)), o.concurrency);
+  const rate = Math.max(1, Math.floor(peak.rate / 2));
+  const windows = Math.max(1, Math.round(o.soakSeconds / o.soakWindowSeconds));
+  await fetch(`${ctx.fakeUrl}/reset`, { method: 'POST' });
+  const rows: Array<{ window: number; result: RunResult; rss: number; errors: number; emails: number; duplicates: number }> = [];
+  let sent = 0;
+  for (let w = 0; w < windows; w++) {
+    const count = Math.max(1, Math.floor(rate * o.soakWindowSeconds));
+    const result = await openLoop(origin, makeEvents(`soak-${w}`, count, (i) => ctx.tenant((sent + i) % o.tenants)), rate);
+    sent += count;
+    const stats = await ctx.fakeStats();
+    const errors = Object.entries(result.statuses).filter(([k]) => k !== '202').reduce((a, [, v]) => a + v, 0);
+    rows.push({ window: w + 1, result, rss: rssMb(worker.proc.pid!), errors, emails: stats.received, duplicates: stats.duplicates });
+    log(`soak window ${w + 1}/${windows}: ${count} events at ${rate}/s, p99 ${f1(result.p99)} ms, errors ${errors}, RSS ${f1(rows.at(-1)!.rss)} MB`);
+  }
+  await worker.stop();
+
+  const base = rows[Math.min(1, rows.length - 1)]!.rss;
+  const last = rows.at(-1)!.rss;
+  const growth = (last - base) / base;
+  const totalErrors = rows.reduce((a, r) => a + r.errors, 0);
+  const final = rows.at(-1)!;
+  const lines: string[] = [];
+  const out = (line = '') => lines.push(line);
+  const cpu = os.cpus();
+  out(`# tenant-email-worker soak — ${new Date().toISOString()}`);
+  out();
+  out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${ctx.pgVersion} (embedded, fsync on)`);
+  out(`config: soak-seconds=${o.soakSeconds} soak-window-seconds=${o.soakWindowSeconds} tenants=${o.tenants} concurrency=${o.concurrency} (peak finding) pool-max=${o.poolMax}`);
+  out(`worker env: ${Object.entries(ctx.printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`);
+  out(`peak (closed loop, ${peakEvents} events): ${f0(peak.rate)}/s → soak at ${rate}/s, open loop, latency from the scheduled send time`);
+  out();
+  out('| window | events | events/s | p50 ms | p99 ms | max ms | error answers | RSS MB |');
+  out('|---|---|---|---|---|---|---|---|');
+  for (const r of rows) out(`| ${r.window} | ${r.result.requests} | ${f0(r.result.rate)} | ${f1(r.result.p50)} | ${f1(r.result.p99)} | ${f1(r.result.max)} | ${r.errors} | ${f1(r.rss)} |`);
+  out();
+  out(`emails received ${final.emails} for ${sent - totalErrors} answers 202; duplicates ${final.duplicates}`);
+  out();
+  out('| figure | result | measured |');
+  out('|---|---|---|');
+  out(`| RSS flat (last window at most 10% above window 2) | ${growth <= 0.1 ? 'met' : '**missed**'} | ${f1(base)} → ${f1(last)} MB (${growth >= 0 ? '+' : ''}${f1(growth * 100)}%) |`);
+  out(`| error rate flat (no error answers in any window) | ${totalErrors === 0 ? 'met' : '**missed**'} | ${totalErrors} error answers of ${sent} |`);
+  out(`| every 202 is one email, none doubled | ${final.emails === sent - totalErrors && final.duplicates === 0 ? 'met' : '**missed**'} | ${final.emails} emails, ${final.duplicates} duplicates |`);
+  const report = lines.join('\n');
+  process.stdout.write(`${report}\n`);
+  if (o.write) {
+    writeFileSync(o.write, `${report}\n`);
+    log(`written to ${o.write}`);
+  }
+}
+
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
 const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
 const pct = (n: number) => `${Math.round(n * 100)}%`;
