@@ -108,6 +108,8 @@ describe('Helm chart', () => {
     expect(deployment.spec.replicas).toBe(3);
     const adminEnv = Object.fromEntries(deployment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e]));
     expect(adminEnv.ADMIN_API_ENABLED.value).toBe('true');
+    // Behind the chart's Ingress, the failed-auth limit counts real clients.
+    expect([adminEnv.TRUST_PROXY.value, adminEnv.ADMIN_AUTH_FAILURE_LIMIT.value]).toEqual(['1', '20']);
     expect(adminEnv.ADMIN_JWT_SECRET.valueFrom.secretKeyRef).toMatchObject({ name: 'mail-secrets', key: 'ADMIN_JWT_SECRET' });
     expect(deployment.spec.template.spec.securityContext).toMatchObject({ runAsNonRoot: true });
     expect(find(objects, 'PodDisruptionBudget')[0]!.spec.minAvailable).toBe(1);
