@@ -25,7 +25,21 @@ describe('npm run bench (small)', () => {
     expect(stdout).toMatch(/\| emails received = 202 answers, no duplicates \(every run\) \| met \|/);
     expect(stdout).toMatch(/\| no quota overshoot \| met \| 20 sent, 60 refused, ledger 20, limit 20 \|/);
     expect(stdout).toMatch(/\| ≤ 2 database round trips per event \| met \| 2\.00 \|/);
-    expect(stdout).toMatch(/cold start \(exec → \/readyz 200\), median of 1: worker \d+ ms/);
+    expect(stdout).toMatch(/cold start \(exec → \/readyz 200\), median of 1: worker [\d,]+ ms/);
     expect(stdout).toMatch(/peak RSS ≤ 150 MB \| (met|\*\*missed\*\*) \| \d+\.\d MB/);
+  }, 180_000);
+
+  it('soak mode prints one row per window and its verdicts, with nothing lost or doubled', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [BENCH, '--soak-seconds', '3', '--soak-window-seconds', '1', '--events', '300', '--tenants', '5'],
+      { timeout: 120_000, maxBuffer: 10 * 1024 * 1024 },
+    );
+    expect(stdout).toMatch(/^config: soak-seconds=3 soak-window-seconds=1 tenants=5/m);
+    expect(stdout).toMatch(/^peak \(closed loop, 300 events\): [\d,]+\/s → soak at \d+\/s/m);
+    expect(stdout.match(/^\| \d+ \| \d+ \| [\d,]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+ \| [\d.]+ \|$/gm)).toHaveLength(3);
+    expect(stdout).toMatch(/\| RSS flat .* \| (met|\*\*missed\*\*) \| [\d.]+ → [\d.]+ MB/);
+    expect(stdout).toMatch(/\| error rate flat \(no error answers in any window\) \| met \| 0 error answers of \d+ \|/);
+    expect(stdout).toMatch(/\| every 202 is one email, none doubled \| met \| \d+ emails, 0 duplicates \|/);
   }, 180_000);
 });
