@@ -1,10 +1,11 @@
-import { InMemorySpanExporter, NodeTracerProvider, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-node';
+import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-node';
 import { HTTP } from 'cloudevents';
 import { keyId, loadConfig } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
 import { startMailbox, type FakeResponse, type Mailbox } from '../../src/dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, structuredEvent, taskData } from '../helpers/events';
+import { testSpanProcessors } from '../helpers/canarySetup';
 import { captureLogs } from '../helpers/logCapture';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
 
@@ -13,10 +14,10 @@ const API_KEY = 'SG.CANARY-APIKEY-observability-0001';
 const FALLBACK_KEY = 'SG.CANARY-APIKEY-observability-fallback';
 const RECIPIENT = 'canary-recipient-7d1e@customer.example';
 
-// A real SDK with an in-memory exporter: the worker's spans go through @opentelemetry/api to it.
+// A real SDK with an in-memory exporter: the worker's spans go through @opentelemetry/api to the
+// suite's global provider (helpers/canarySetup.ts), which hands them to this exporter too.
 const exporter = new InMemorySpanExporter();
-const provider = new NodeTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-provider.register();
+testSpanProcessors.push(new SimpleSpanProcessor(exporter));
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT_SPAN = '00f067aa0ba902b7';
@@ -71,7 +72,7 @@ describe('observability: traces, /metrics and reply events', () => {
     await worker.shutdown();
     await Promise.all([primary.close(), secondary.close()]);
     await db.drop();
-    await provider.shutdown();
+    await exporter.shutdown();
   });
   beforeEach(() => {
     primaryAnswer = undefined;

@@ -1,4 +1,21 @@
+import type { Context } from '@opentelemetry/api';
+import { NodeTracerProvider, type ReadableSpan, type Span, type SpanProcessor } from '@opentelemetry/sdk-trace-node';
 import { canaryReport, noteOutput } from './canary';
+
+// Every span any in-process worker ends — name, attributes, events, status — goes past the
+// canary check too. A file that wants the spans themselves adds a processor to testSpanProcessors
+// (one global provider per process: OpenTelemetry keeps the first one registered).
+export const testSpanProcessors: SpanProcessor[] = [];
+const canarySpans: SpanProcessor = {
+  onStart: (span: Span, ctx: Context) => testSpanProcessors.forEach((p) => p.onStart(span, ctx)),
+  onEnd: (span: ReadableSpan) => {
+    noteOutput('span', JSON.stringify({ name: span.name, attributes: span.attributes, events: span.events, status: span.status }));
+    testSpanProcessors.forEach((p) => p.onEnd(span));
+  },
+  forceFlush: async () => void (await Promise.all(testSpanProcessors.map((p) => p.forceFlush()))),
+  shutdown: async () => void (await Promise.all(testSpanProcessors.map((p) => p.shutdown()))),
+};
+new NodeTracerProvider({ spanProcessors: [canarySpans] }).register();
 
 // Every HTTP answer any test reads, headers and body, goes past the canary check.
 const realFetch = globalThis.fetch;
