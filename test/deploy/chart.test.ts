@@ -14,7 +14,7 @@ const NON_DEFAULT = {
     claimLeaseSeconds: 300, emailTenantFromPattern: 'noreply@{tenant}.mail.example.com', extraEnv: { LOG_LEVEL_EXTRA: 'x' },
     replyEvents: true, metricsTenantLabels: ['acme', 'globex'], smtpAllowedHosts: ['relay.mail.svc.cluster.local', '10.20.0.0/16'], otlpEndpoint: 'http://otel-collector.observability:4318',
   },
-  worker: { visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
+  worker: { networkPolicy: { enabled: true, allowNamespaces: ['knative-eventing', 'knative-serving', 'monitoring'] }, visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
   eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 8, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
   admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
 };
@@ -108,6 +108,9 @@ describe('Helm chart', () => {
     expect(deployment.spec.replicas).toBe(3);
     const adminEnv = Object.fromEntries(deployment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e]));
     expect(adminEnv.ADMIN_API_ENABLED.value).toBe('true');
+    const policy = find(objects, 'NetworkPolicy')[0]!;
+    expect(policy.spec.podSelector.matchLabels).toEqual({ ...ksvc.spec.template.metadata.labels, 'app.kubernetes.io/component': 'worker' });
+    expect(policy.spec.ingress[0].from.map((f: any) => f.namespaceSelector.matchLabels['kubernetes.io/metadata.name'])).toEqual(['knative-eventing', 'knative-serving', 'monitoring']);
     // Behind the chart's Ingress, the failed-auth limit counts real clients.
     expect([adminEnv.TRUST_PROXY.value, adminEnv.ADMIN_AUTH_FAILURE_LIMIT.value]).toEqual(['1', '20']);
     expect(adminEnv.ADMIN_JWT_SECRET.valueFrom.secretKeyRef).toMatchObject({ name: 'mail-secrets', key: 'ADMIN_JWT_SECRET' });

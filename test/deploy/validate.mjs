@@ -12,6 +12,7 @@ const MODELS = {
   'batch/v1/Job': () => import('kubernetes-models/batch/v1/Job').then((m) => m.Job),
   'policy/v1/PodDisruptionBudget': () => import('kubernetes-models/policy/v1/PodDisruptionBudget').then((m) => m.PodDisruptionBudget),
   'networking.k8s.io/v1/Ingress': () => import('kubernetes-models/networking.k8s.io/v1/Ingress').then((m) => m.Ingress),
+  'networking.k8s.io/v1/NetworkPolicy': () => import('kubernetes-models/networking.k8s.io/v1/NetworkPolicy').then((m) => m.NetworkPolicy),
   'serving.knative.dev/v1/Service': () => import('@kubernetes-models/knative/serving.knative.dev/v1/Service').then((m) => m.Service),
   'eventing.knative.dev/v1/Trigger': () => import('@kubernetes-models/knative/eventing.knative.dev/v1/Trigger').then((m) => m.Trigger),
   'eventing.knative.dev/v1/Broker': () => import('@kubernetes-models/knative/eventing.knative.dev/v1/Broker').then((m) => m.Broker),
