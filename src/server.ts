@@ -4,7 +4,7 @@ import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
 import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
-import { bounded, createDeliveryStore } from './db/deliveries';
+import { bounded, createDeliveryStore, withDeadline } from './db/deliveries';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
@@ -62,7 +62,8 @@ export async function startWorker(
     deliveries,
     providers,
     metrics,
-    loadTemplate: (tenantId, eventType) => getTemplate(sql, tenantId, eventType),
+    // A read in a transaction (the tenant's RLS context): bounded like the claim, not cancellable.
+    loadTemplate: (tenantId, eventType) => withDeadline(getTemplate(sql, tenantId, eventType), config.dbConnectTimeoutSeconds * 1000 + config.dbStatementTimeoutMs),
   });
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');

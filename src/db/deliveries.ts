@@ -139,3 +139,20 @@ export async function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, 
     clearTimeout(timer);
   }
 }
+
+/**
+ * A deadline for a database call that cannot be cancelled (a transaction): the caller gets a
+ * retryable error in time; the call itself finishes, or fails, on its own. Use only for reads.
+ */
+export async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' })), ms);
+  });
+  work.catch(() => {}); // a late failure after the deadline is not unhandled
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
