@@ -124,30 +124,23 @@ export function createDeliveryStore(
  * Run one query with a deadline. A query still queued (no connection yet) is taken off the queue;
  * one already sent is cancelled on the server. Either way the caller gets a retryable error.
  */
-export async function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: number | undefined): Promise<T> {
-  if (ms === undefined) return query;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      void Promise.resolve(query.cancel()).catch(() => {});
-      reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' }));
-    }, ms);
-  });
-  try {
-    return await Promise.race([query, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
+export function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return Promise.resolve(query);
+  return withDeadline(Promise.resolve(query), ms, () => void Promise.resolve(query.cancel()).catch(() => {}));
 }
 
 /**
- * A deadline for a database call that cannot be cancelled (a transaction): the caller gets a
- * retryable error in time; the call itself finishes, or fails, on its own. Use only for reads.
+ * A deadline for a database call: past `ms` the caller gets a retryable error (code DEADLINE,
+ * mapped to database_unavailable) and `onTimeout` runs. Without one (a transaction, which cannot
+ * be cancelled) the call itself finishes, or fails, on its own, so use that only for reads.
  */
-export async function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' })), ms);
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' }));
+    }, ms);
   });
   work.catch(() => {}); // a late failure after the deadline is not unhandled
   try {

@@ -16,8 +16,6 @@ export interface EgressPolicy {
   readonly allowedHosts: readonly string[];
 }
 
-export const DEFAULT_EGRESS: EgressPolicy = { allowPrivate: false, allowedHosts: [] };
-
 /** Private and loopback ranges: allowed with ALLOW_PRIVATE_SMTP_HOSTS. */
 const PRIVATE = new BlockList();
 /** Link-local (cloud metadata lives here), unspecified, multicast, reserved: only by SMTP_ALLOWED_HOSTS. */
@@ -39,7 +37,7 @@ export function classifyAddress(address: string): AddressClass {
   const family = isIP(ip);
   if (family === 0) return 'forbidden';
   const type = family === 4 ? 'ipv4' : 'ipv6';
-  // An IPv4-mapped address written in hex (::ffff:7f00:1) is normalised by BlockList itself.
+  // An IPv4-mapped address written in hex (::ffff:7f00:1): judge the IPv4 address it carries.
   if (family === 6 && /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(ip)) {
     const [hi, lo] = ip.slice(7).split(':').map((h) => parseInt(h, 16)) as [number, number];
     return classifyAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
