@@ -1,7 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from './config';
 import { describeError } from './db/errors';
-import { WorkerError, errorBody, isClientBodyError, isWorkerError } from './errors';
+import { WorkerError, bodyErrorKind, errorBody, isWorkerError } from './errors';
 import { parseCloudEvent, type IntakeEvent } from './intake/cloudEventIntake';
 import type { Logger } from './logger';
 import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
@@ -160,12 +160,12 @@ export function makeApp(deps: AppDeps): express.Express {
 
   // Body-parser errors (size, encoding, aborted) and anything else that escaped a handler.
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const type = (err as { type?: string }).type;
+    const kind = bodyErrorKind(err);
     let we: WorkerError;
-    if (type === 'entity.too.large') we = new WorkerError('body_too_large', `the body exceeds ${config.bodyLimitBytes} bytes`);
-    else if (type === 'encoding.unsupported' || type === 'charset.unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
-    else if (type === 'request.aborted' || type === 'request.size.invalid') we = new WorkerError('invalid_event', 'the request body was incomplete');
-    else if (isClientBodyError(err)) we = new WorkerError('invalid_event', 'the request could not be decoded (body encoding or URL escapes)');
+    if (kind === 'too_large') we = new WorkerError('body_too_large', `the body exceeds ${config.bodyLimitBytes} bytes`);
+    else if (kind === 'unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
+    else if (kind === 'incomplete') we = new WorkerError('invalid_event', 'the request body was incomplete');
+    else if (kind !== null) we = new WorkerError('invalid_event', 'the request could not be decoded (body encoding or URL escapes)');
     else {
       we = new WorkerError('internal_error');
       logger.error({ err: describeError(err) }, 'unhandled error');

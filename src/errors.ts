@@ -109,8 +109,19 @@ export function errorBody(err: WorkerError): { code: ErrorCode; message: string 
   return { code: err.code, message };
 }
 
-/** body-parser's own 4xx errors (a corrupt gzip body, say): the client's fault, never a 500. */
-export function isClientBodyError(err: unknown): boolean {
-  const status = (err as { status?: unknown } | null)?.status;
-  return typeof status === 'number' && status >= 400 && status < 500;
+/**
+ * What went wrong reading a request body, from body-parser's error (the worker and the admin API
+ * each turn it into their own registry code): too large, an unsupported encoding or charset,
+ * cut short, not JSON, or any other of its own 4xx (a corrupt gzip body, say). null: not a
+ * body-parser client error, so a 500.
+ */
+export type BodyErrorKind = 'too_large' | 'unsupported' | 'incomplete' | 'not_json' | 'undecodable';
+
+export function bodyErrorKind(err: unknown): BodyErrorKind | null {
+  const e = (err ?? {}) as { type?: unknown; status?: unknown };
+  if (e.type === 'entity.too.large') return 'too_large';
+  if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return 'unsupported';
+  if (e.type === 'request.aborted' || e.type === 'request.size.invalid') return 'incomplete';
+  if (e.type === 'entity.parse.failed') return 'not_json';
+  return typeof e.status === 'number' && e.status >= 400 && e.status < 500 ? 'undecodable' : null;
 }

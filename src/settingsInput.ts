@@ -126,11 +126,25 @@ export const PROVIDER_SETTINGS: Record<ProviderName, z.ZodObject> = {
 };
 
 /**
+ * Everything a settings save checks (admin API and CLI): the body itself, then where its hosts
+ * resolve to. The DNS step runs only once the body is valid.
+ */
+export async function validateSettingsInput(
+  body: unknown,
+  opts: { allowProviderEndpointOverride: boolean; platformTier: boolean; egress: Egress },
+): Promise<{ ok: true; value: SettingsInput } | { ok: false; issues: FieldIssue[] }> {
+  const parsed = parseSettingsInput(body, opts);
+  if (!parsed.ok) return parsed;
+  const issues = await checkDestinations(parsed.value, opts.egress, opts);
+  return issues.length > 0 ? { ok: false, issues } : parsed;
+}
+
+/**
  * The save-time half of the SSRF guard: every tenant-chosen destination (the SMTP host, an
  * endpoint override) is resolved and refused when an address is internal. A name that does not
  * resolve yet is accepted (the tenant may publish it later); the connect-time check covers it.
  */
-export async function checkDestinations(value: SettingsInput, egress: Egress, opts: { allowProviderEndpointOverride: boolean }): Promise<FieldIssue[]> {
+async function checkDestinations(value: SettingsInput, egress: Egress, opts: { allowProviderEndpointOverride: boolean }): Promise<FieldIssue[]> {
   const issues: FieldIssue[] = [];
   const accounts: Array<[string, ProviderName, Record<string, unknown>]> = [['', value.provider, value.provider_settings]];
   if (value.fallback) accounts.push(['fallback.', value.fallback.provider, value.fallback.provider_settings]);

@@ -8,12 +8,12 @@ import type { Sql } from '../db/connect';
 import { describeError, mapDatabaseError } from '../db/errors';
 import { SettingsError, deleteSettings, getSettings, loadSenderSettings, putSettings, type KeyRing } from '../db/settings';
 import { tenantStats } from '../db/stats';
-import { WorkerError, errorBody, isClientBodyError, isWorkerError } from '../errors';
+import { WorkerError, bodyErrorKind, errorBody, isWorkerError } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
-import { checkDestinations, parseSettingsInput, toIssues } from '../settingsInput';
+import { toIssues, validateSettingsInput } from '../settingsInput';
 import { TENANT_ID_PATTERN } from '../types';
 import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
@@ -100,10 +100,8 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   const base = '/tenants/:tenantId';
 
   router.put(`${base}/email-settings`, route(async (req, res, tenantId) => {
-    const parsed = parseSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride, platformTier: config.tenantFromPattern !== undefined });
+    const parsed = await validateSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride, platformTier: config.tenantFromPattern !== undefined, egress: providers.egress });
     if (!parsed.ok) throw new InvalidRequest(parsed.issues);
-    const unsafe = await checkDestinations(parsed.value, providers.egress, config);
-    if (unsafe.length > 0) throw new InvalidRequest(unsafe);
     const { created } = await putSettings(sql, keys, tenantId, parsed.value);
     res.status(created ? 201 : 200).json(await getSettings(sql, tenantId));
   }));
@@ -156,13 +154,13 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     res.status(404).json(errorBody(new WorkerError('not_found', 'no such admin endpoint')));
   });
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const type = (err as { type?: string }).type;
+    const kind = bodyErrorKind(err);
     let we: WorkerError;
-    if (type === 'entity.parse.failed') we = new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }]);
-    else if (type === 'entity.too.large') we = new WorkerError('body_too_large', `the body is larger than ${ADMIN_BODY_LIMIT}`);
-    else if (type === 'encoding.unsupported' || type === 'charset.unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
-    else if (type === 'request.aborted' || type === 'request.size.invalid') we = new InvalidRequest([{ path: '(body)', message: 'was incomplete' }]);
-    else if (isClientBodyError(err)) we = new InvalidRequest([{ path: '(body)', message: 'could not be decoded (body encoding or URL escapes)' }]);
+    if (kind === 'not_json') we = new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }]);
+    else if (kind === 'too_large') we = new WorkerError('body_too_large', `the body is larger than ${ADMIN_BODY_LIMIT}`);
+    else if (kind === 'unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
+    else if (kind === 'incomplete') we = new InvalidRequest([{ path: '(body)', message: 'was incomplete' }]);
+    else if (kind === 'undecodable') we = new InvalidRequest([{ path: '(body)', message: 'could not be decoded (body encoding or URL escapes)' }]);
     else {
       we = new WorkerError('internal_error');
       logger.error({ admin: true, err: describeError(err) }, 'admin request failed');

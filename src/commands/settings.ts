@@ -5,7 +5,7 @@ import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '..
 import { ProviderClients, providerOptions } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
 import { Egress } from '../net/egress';
-import { checkDestinations, parseSettingsInput } from '../settingsInput';
+import { validateSettingsInput } from '../settingsInput';
 import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 /** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */
@@ -27,13 +27,9 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       } catch {
         throw new CliError('the settings body is not valid JSON (see README: "Tenant settings")');
       }
-      const parsed = parseSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride, platformTier: cfg.tenantFromPattern !== undefined });
+      const parsed = await validateSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride, platformTier: cfg.tenantFromPattern !== undefined, egress: new Egress(cfg.egress) });
       if (!parsed.ok) {
         throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
-      }
-      const unsafe = await checkDestinations(parsed.value, new Egress(cfg.egress), cfg);
-      if (unsafe.length > 0) {
-        throw new CliError(`invalid settings:\n${unsafe.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
       }
       const out = await withSql(cfg, 'worker', async (sql) => {
         const { created } = await putSettings(sql, keys, opts.tenant, parsed.value);
