@@ -55,22 +55,9 @@ async function once(pool: Pool, r: BenchRequest): Promise<number> {
  */
 export async function closedLoop(origin: string, requests: BenchRequest[], concurrency: number): Promise<RunResult> {
   const pool = new Pool(origin, { connections: concurrency, pipelining: 1, keepAliveTimeout: 60_000 });
-  const latencies = new Float64Array(requests.length);
-  const statuses: Record<string, number> = {};
-  let next = 0;
-  const started = process.hrtime.bigint();
-  const client = async () => {
-    for (let i = next++; i < requests.length; i = next++) {
-      const t0 = process.hrtime.bigint();
-      const status = await once(pool, requests[i]!);
-      latencies[i] = Number(process.hrtime.bigint() - t0) / 1e6;
-      statuses[status] = (statuses[status] ?? 0) + 1;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, client));
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const result = await closedLoopFn(requests, concurrency, (r) => once(pool, r));
   await pool.close();
-  return summarise(latencies, statuses, seconds);
+  return result;
 }
 
 /**
@@ -102,8 +89,12 @@ export async function openLoop(origin: string, requests: BenchRequest[], rate: n
   return summarise(latencies, statuses, seconds);
 }
 
-/** Run `fn` over `items` with at most `concurrency` at once; returns throughput and latency. */
-export async function closedLoopFn<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<RunResult> {
+/**
+ * Run `fn` over `items` with at most `concurrency` at once; returns throughput and latency. Each
+ * answer is counted under what `fn` returns (an HTTP status), 'ok' when it returns nothing, or
+ * the code of the error it throws.
+ */
+export async function closedLoopFn<T>(items: T[], concurrency: number, fn: (item: T) => Promise<number | void>): Promise<RunResult> {
   const latencies = new Float64Array(items.length);
   const statuses: Record<string, number> = {};
   let next = 0;
@@ -113,7 +104,8 @@ export async function closedLoopFn<T>(items: T[], concurrency: number, fn: (item
       const t0 = process.hrtime.bigint();
       let key = 'ok';
       try {
-        await fn(items[i]!);
+        const answer = await fn(items[i]!);
+        if (answer !== undefined) key = String(answer);
       } catch (err) {
         key = (err as { code?: string }).code ?? 'error';
       }
