@@ -18,5 +18,5 @@ WORKDIR /app
 USER 10001:10001
 EXPOSE 8080
 # The CLI is the entry point: `serve` (default), `migrate`, `settings …`, `keys …`, `events send …`.
-ENTRYPOINT ["/nodejs/bin/node", "/app/dist/cli.js"]
+ENTRYPOINT ["/nodejs/bin/node", "--heap-growing-percent=50", "/app/dist/cli.js"]
 CMD ["serve"]

@@ -11,6 +11,7 @@ import { migrate } from '../db/migrate';
 import { putSettings } from '../db/settings';
 import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../dev/embeddedPostgres';
 import { closedLoop, closedLoopFn, openLoop, type BenchRequest, type RunResult } from './load';
+import { WORKER_NODE_FLAGS } from '../runtimeFlags';
 
 /**
  * `npm run bench`: the figures issue 7 asks for, from one command on a clean clone. Everything
@@ -111,9 +112,12 @@ async function spawnReady(
   };
 }
 
+/** The worker's node flags: the image's own, then any --worker-node-args. */
+const workerNodeArgs = (o: Options): string[] => [...WORKER_NODE_FLAGS, ...o.workerNodeArgs.split(' ').filter(Boolean)];
+
 /** exec → first 200 from /readyz, in milliseconds. */
-async function coldStart(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
-  const child = await spawnReady(script, args, env, { pollMs: 2 });
+async function coldStart(script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<number> {
+  const child = await spawnReady(script, args, env, { pollMs: 2, nodeArgs });
   await child.stop();
   return child.readyMs;
 }
@@ -262,7 +266,7 @@ async function main(): Promise<void> {
     const coldWorker: number[] = [];
     const coldBare: number[] = [];
     for (let i = 0; i < o.coldStarts; i++) {
-      coldWorker.push(await coldStart(CLI, ['serve'], workerEnv));
+      coldWorker.push(await coldStart(CLI, ['serve'], workerEnv, [...WORKER_NODE_FLAGS]));
       coldBare.push(await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }));
     }
 
@@ -295,7 +299,7 @@ async function main(): Promise<void> {
 
     // -- the worker.
     log('the worker: warm-up ...');
-    const worker = await spawnReady(CLI, ['serve'], workerEnv, { nodeArgs: o.workerNodeArgs.split(' ').filter(Boolean) });
+    const worker = await spawnReady(CLI, ['serve'], workerEnv, { nodeArgs: workerNodeArgs(o) });
     children.push(worker);
     const origin = `http://127.0.0.1:${worker.port}`;
     await closedLoop(origin, makeEvents('warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
@@ -369,6 +373,7 @@ async function main(): Promise<void> {
     out();
     out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on)`);
     out(`config: events=${o.events} concurrency=${o.concurrency} tenants=${o.tenants} pool-max=${o.poolMax} cold-starts=${o.coldStarts} half-rate-seconds=${o.halfRateSeconds} quota-limit=${o.quotaLimit}`);
+    out(`worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`);
     out(`worker env: ${Object.entries(printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`);
     out('all on one machine: PostgreSQL, the fake SendGrid (own process), the worker (own process), and the load generator (this process, undici)');
     out();
@@ -433,7 +438,7 @@ async function soak(
     children: Child[];
   },
 ): Promise<void> {
-  const worker = await spawnReady(CLI, ['serve'], ctx.workerEnv);
+  const worker = await spawnReady(CLI, ['serve'], ctx.workerEnv, { nodeArgs: workerNodeArgs(o) });
   ctx.children.push(worker);
   const origin = `http://127.0.0.1:${worker.port}`;
   await closedLoop(origin, makeEvents('soak-warm', 2000, (i) => ctx.tenant(i % o.tenants)), o.concurrency);
@@ -471,6 +476,7 @@ async function soak(
   out();
   out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${ctx.pgVersion} (embedded, fsync on)`);
   out(`config: soak-seconds=${o.soakSeconds} soak-window-seconds=${o.soakWindowSeconds} tenants=${o.tenants} concurrency=${o.concurrency} (peak finding) pool-max=${o.poolMax}`);
+  out(`worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`);
   out(`worker env: ${Object.entries(ctx.printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`);
   out(`peak (closed loop, ${peakEvents} events): ${f0(peak.rate)}/s → soak at ${rate}/s, open loop, latency from the scheduled send time`);
   out();

@@ -50,7 +50,10 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
 
     // As uid 10001 (root here drops to it), the tree owned by root and not writable.
     const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=10001', '--regid=10001', '--clear-groups', '--'] : [];
-    const argv = [...asUser, process.execPath, path.join(out(), 'dist', 'cli.js'), 'serve', '--port', '0'];
+    // The image's ENTRYPOINT, with this machine's node for /nodejs/bin/node and the built tree for /app.
+    const line = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n').find((l) => l.startsWith('ENTRYPOINT '))!;
+    const entrypoint = (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]).map((a) => a.replace('/nodejs/bin/node', process.execPath).replace(/^\/app\//, `${out()}/`));
+    const argv = [...asUser, ...entrypoint, 'serve', '--port', '0'];
     const child = spawn(argv[0]!, argv.slice(1), {
       cwd: '/',
       env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ADMIN_API_ENABLED: 'false' },
