@@ -18,6 +18,9 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
   const clientOptions = {
     timeout: Math.max(1, Math.ceil(opts.timeoutMs / 1000)),
     ...(url ? { useHttps: url.protocol === 'https:', requestHost: url.host } : {}),
+    // Redirects are not followed: a 3xx is an error by its status. Following one would reach a
+    // host the egress check (src/net/egress.ts) never saw. The SDK takes a fetch of our own.
+    fetch: (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, redirect: 'manual' }),
   };
   const client = new postmark.ServerClient(account.apiKey, clientOptions);
   const stream = stringSetting(account.settings, 'message_stream');

@@ -5,6 +5,12 @@ import type { DomainRecord, DomainState, EmailProvider, OutgoingEmail, ProviderO
 
 type ResendModule = typeof import('resend');
 
+/** The fetch options the SDK passes through to fetch(). */
+interface RequestOptions {
+  signal: AbortSignal;
+  redirect: 'manual';
+}
+
 interface ResendResult<T> {
   data: T | null;
   error: { statusCode?: number | null; name?: string } | null;
@@ -23,13 +29,19 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
   const baseUrl = endpointOverride(account.settings, opts.allowEndpointOverride);
   const client = new Resend(account.apiKey, baseUrl ? { baseUrl } : undefined);
 
-  const call = async <T>(fn: (signal: AbortSignal) => Promise<ResendResult<T>>): Promise<T> => {
+  // Every request goes out with a deadline and without following redirects: the SDK spreads
+  // these request options into its fetch() call. A redirect is answered as an error carrying a
+  // Location header; following it would reach a host the egress check never saw.
+  const call = async <T>(fn: (init: RequestOptions) => Promise<ResendResult<T>>): Promise<T> => {
     const signal = AbortSignal.timeout(opts.timeoutMs);
     let result: ResendResult<T>;
     try {
-      result = await fn(signal);
+      result = await fn({ signal, redirect: 'manual' });
     } catch {
       throw errorFromHttpStatus('Resend', null, { timedOut: signal.aborted });
+    }
+    if (result.error && result.headers?.location !== undefined) {
+      throw new WorkerError('provider_rejected', 'Resend answered with a redirect, which is not followed');
     }
     if (result.error) throw mapResendError(result.error, result.headers ?? null, signal.aborted);
     return result.data as T;
@@ -38,7 +50,7 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
   return {
     name: 'resend',
     async send(email: OutgoingEmail) {
-      const data = await call<{ id: string }>((signal) =>
+      const data = await call<{ id: string }>((init) =>
         client.emails.send(
           {
             from: formatFrom(email.from),
@@ -53,30 +65,30 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
               { name: 'event_id', value: tagValue(email.tags.eventId) },
             ],
           },
-          { idempotencyKey: email.idempotencyKey.slice(0, 256), signal } as never,
+          { idempotencyKey: email.idempotencyKey.slice(0, 256), ...init } as never,
         ) as Promise<ResendResult<{ id: string }>>,
       );
       return { messageId: data?.id ?? null };
     },
     async verify() {
-      await call((signal) => client.domains.list({ signal } as never) as Promise<ResendResult<unknown>>);
+      await call((init) => client.domains.list({}, init as never) as Promise<ResendResult<unknown>>);
     },
     domains() {
       const details = async (id: string, domain: string): Promise<DomainState> => {
-        const d = await call<ResendDomain>((signal) => client.domains.get(id, { signal } as never) as Promise<ResendResult<ResendDomain>>);
+        const d = await call<ResendDomain>((init) => client.domains.get(id, init as never) as Promise<ResendResult<ResendDomain>>);
         return resendDomainState(d, domain);
       };
       return {
         async register(domain) {
           // Registering twice is not an error: the account's existing domain is used.
-          const list = await call<{ data?: Array<{ id: string; name: string }> }>((signal) => client.domains.list({ signal } as never) as Promise<ResendResult<{ data?: Array<{ id: string; name: string }> }>>);
+          const list = await call<{ data?: Array<{ id: string; name: string }> }>((init) => client.domains.list({}, init as never) as Promise<ResendResult<{ data?: Array<{ id: string; name: string }> }>>);
           const existing = (list?.data ?? []).find((d) => d.name.toLowerCase() === domain);
           if (existing) return details(existing.id, domain);
-          const created = await call<ResendDomain>((signal) => client.domains.create({ name: domain }, { signal } as never) as Promise<ResendResult<ResendDomain>>);
+          const created = await call<ResendDomain>((init) => client.domains.create({ name: domain }, init as never) as Promise<ResendResult<ResendDomain>>);
           return resendDomainState(created, domain);
         },
         async check(domain, id) {
-          await call((signal) => client.domains.verify(id, { signal } as never) as Promise<ResendResult<unknown>>);
+          await call((init) => client.domains.verify(id, init as never) as Promise<ResendResult<unknown>>);
           return details(id, domain);
         },
       };
