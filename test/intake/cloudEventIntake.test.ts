@@ -22,6 +22,17 @@ describe('parseCloudEvent', () => {
     expect(e.traceparent).toBe('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
   });
 
+  it('leaves Error.stackTraceLimit as it found it, after a good event and after a rejected one', () => {
+    const before = Error.stackTraceLimit;
+    parse(binaryEvent({ tenant: 'acme', id: 'e1' }));
+    expect(Error.stackTraceLimit).toBe(before);
+    const bad = binaryEvent({ tenant: 'acme', id: 'e2' });
+    bad.headers['ce-specversion'] = '0.1';
+    expect(codeOf(() => parse(bad))).toBe('invalid_event');
+    expect(Error.stackTraceLimit).toBe(before);
+    expect(new Error('x').stack!.split('\n').length).toBeGreaterThan(1);
+  });
+
   it('accepts header names in any case', () => {
     const ev = binaryEvent({ tenant: 'acme' });
     const upper = Object.fromEntries(Object.entries(ev.headers).map(([k, v]) => [k.toUpperCase(), v]));
