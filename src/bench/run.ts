@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -141,6 +141,46 @@ function cpuSeconds(pid: number): number {
     return NaN;
   }
 }
+
+/**
+ * CPU seconds of a PostgreSQL server: the postmaster (its cutime/cstime count children that have
+ * exited) and every live child (backends, walwriter, checkpointer, ...); Linux only.
+ */
+function postgresCpuSeconds(dataDir: string): number {
+  let postmaster: number;
+  try {
+    postmaster = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return NaN;
+  }
+  let ticks = 0;
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+      const pid = Number(d);
+      if (pid !== postmaster && Number(f[1]) !== postmaster) continue; // f[1]: ppid
+      ticks += Number(f[11]) + Number(f[12]) + (pid === postmaster ? Number(f[13]) + Number(f[14]) : 0);
+    } catch {
+      /* exited meanwhile: its time is in the postmaster's cutime */
+    }
+  }
+  return ticks / 100;
+}
+
+/** CPU seconds of the named processes and of this one (the load generator), to diff around a run. */
+function cpuSnapshot(pids: { worker?: number; fake: number }, pgDataDir: string) {
+  const own = process.cpuUsage();
+  return {
+    worker: pids.worker === undefined ? 0 : cpuSeconds(pids.worker),
+    postgres: postgresCpuSeconds(pgDataDir),
+    fake: cpuSeconds(pids.fake),
+    load: (own.user + own.system) / 1e6,
+  };
+}
+type CpuSnapshot = ReturnType<typeof cpuSnapshot>;
+const cpuDiff = (a: CpuSnapshot, b: CpuSnapshot): CpuSnapshot => ({ worker: b.worker - a.worker, postgres: b.postgres - a.postgres, fake: b.fake - a.fake, load: b.load - a.load });
 
 /** Busy and total jiffies of the whole machine; Linux only. */
 function machineCpu(): { busy: number; total: number } {
@@ -293,7 +333,9 @@ async function main(): Promise<void> {
     };
     const directItems = (run: string, n: number, t: (i: number) => string) => Array.from({ length: n }, (_, i) => ({ tenantId: t(i), eventId: `${run}-${i}` }));
     await closedLoopFn(directItems('sql-warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency, sqlEvent);
+    const sqlCpu0 = cpuSnapshot({ fake: fake.proc.pid! }, path.join(dir, 'pg'));
     const sqlRun = await closedLoopFn(directItems('sql', o.events, (i) => tenant(i % o.tenants)), o.concurrency, sqlEvent);
+    const sqlCpu = cpuDiff(sqlCpu0, cpuSnapshot({ fake: fake.proc.pid! }, path.join(dir, 'pg')));
     const sqlHotRun = await closedLoopFn(directItems('sql-hot', o.events, () => tenant(1)), o.concurrency, sqlEvent);
     await direct.end();
 
@@ -307,10 +349,12 @@ async function main(): Promise<void> {
     const counted = async <T>(fn: () => Promise<T>) => {
       await su`SELECT pg_stat_statements_reset()`;
       await fetch(`${fakeUrl}/reset`, { method: 'POST' });
-      const cpu0 = cpuSeconds(worker.proc.pid!);
+      const pids = { worker: worker.proc.pid!, fake: fake.proc.pid! };
+      const cpu0 = cpuSnapshot(pids, path.join(dir, 'pg'));
       const m0 = machineCpu();
       const r = await fn();
-      const workerCpu = cpuSeconds(worker.proc.pid!) - cpu0;
+      const cpu = cpuDiff(cpu0, cpuSnapshot(pids, path.join(dir, 'pg')));
+      const workerCpu = cpu.worker;
       const m1 = machineCpu();
       const machineBusy = (m1.busy - m0.busy) / (m1.total - m0.total);
       const [s] = await su`
@@ -319,7 +363,7 @@ async function main(): Promise<void> {
       const statements = await su`
         SELECT calls::bigint AS calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
         FROM pg_stat_statements WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = ${roles.workerRole}) ORDER BY calls DESC LIMIT 5`;
-      return { result: r, workerCpu, machineBusy, calls: Number(s!.calls), statements: statements.map((x) => ({ calls: Number(x.calls), query: String(x.query) })), fake: await fakeStats() };
+      return { result: r, workerCpu, cpu, machineBusy, calls: Number(s!.calls), statements: statements.map((x) => ({ calls: Number(x.calls), query: String(x.query) })), fake: await fakeStats() };
     };
 
     log(`the worker: ${o.events} events over ${o.tenants} tenants at concurrency ${o.concurrency} ...`);
@@ -393,6 +437,14 @@ async function main(): Promise<void> {
     out(`  top statements: ${main.statements.map((s) => `${s.calls}× ${s.query}`).join(' | ')}`);
     out(`emails received vs 202 answers: main ${main.fake.received}/${accepted(main.result)}, half-rate ${half.fake.received}/${accepted(half.result)}, hot ${hot.fake.received}/${accepted(hot.result)}, quota ${quota.fake.received}/${accepted(quota.result)}; duplicates ${main.fake.duplicates + half.fake.duplicates + hot.fake.duplicates + quota.fake.duplicates}`);
     out(`worker CPU: ${f2((main.workerCpu * 1000) / o.events)} ms per event in the main run (${f1(main.workerCpu)} s of CPU in ${f1(main.result.seconds)} s); machine busy ${pct(main.machineBusy)} of ${cpu.length} cores; hot tenant ${f2((hot.workerCpu * 1000) / o.events)} ms per event, machine ${pct(hot.machineBusy)}`);
+    // Where the CPU of the whole chain goes, per event: everything runs on these cores, so the
+    // sum bounds what the machine can carry, whatever the worker does.
+    const perEvent = (c: CpuSnapshot) => ({ worker: (c.worker * 1000) / o.events, postgres: (c.postgres * 1000) / o.events, fake: (c.fake * 1000) / o.events, load: (c.load * 1000) / o.events });
+    const chain = perEvent(main.cpu);
+    const chainTotal = chain.worker + chain.postgres + chain.fake + chain.load;
+    out(`CPU per event, main run: worker ${f2(chain.worker)} ms, PostgreSQL ${f2(chain.postgres)} ms, fake SendGrid ${f2(chain.fake)} ms, load generator ${f2(chain.load)} ms; ${f2(chainTotal)} ms in all → ${cpu.length} cores carry at most ${f0((cpu.length * 1000) / chainTotal)} events/s of this chain (the target, 50% of the lower ceiling, is ${f0(ceiling / 2)}/s)`);
+    const sqlChain = perEvent(sqlCpu);
+    out(`CPU per event, per-event SQL ceiling: PostgreSQL ${f2(sqlChain.postgres)} ms, the driving client (this process) ${f2(sqlChain.load)} ms`);
     out(`worker RSS: ${f1(rssAfterMain ?? NaN)} MB peak after the main run, ${f1(peakRss ?? NaN)} MB peak overall (VmHWM)`);
     out(`cold start (exec → /readyz 200), median of ${o.coldStarts}: worker ${f0(coldW)} ms [${coldWorker.map(f0).join(', ')}], bare express ${f0(coldB)} ms [${coldBare.map(f0).join(', ')}]`);
     out();
