@@ -5,7 +5,7 @@ import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { eventDataSchema } from '../intake/eventData';
 import type { FieldIssue } from '../settingsInput';
 import { buildTemplateView } from './compose';
-import { BUILTIN, TemplateRenderError, checkTemplate, compileTemplate, renderTemplate, type RenderedContent, type TemplateSource } from './templates';
+import { TemplateRenderError, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, type RenderedContent, type TemplateSource } from './templates';
 
 /** What a preview renders when it is given no data: a finished task with Markdown output. */
 export const SAMPLE_EVENT_DATA = {
@@ -50,7 +50,7 @@ export async function renderPreview(sql: Sql, req: PreviewRequest): Promise<Prev
   }
   let source: 'body' | 'tenant' | 'builtin' = 'builtin';
   let version: number | null = null;
-  let compiled = BUILTIN;
+  let compiled = builtinTemplate();
   if (req.template) {
     const issues = checkTemplate(req.template);
     if (issues.length > 0) return { ok: false, issues };

@@ -215,17 +215,22 @@ export function compileTemplate(src: TemplateSource): CompiledTemplate {
   for (const part of TEMPLATE_PARTS) {
     const own = src[part];
     if (own !== undefined && own !== null) tenantParts.push(part);
-    parts[part] = own !== undefined && own !== null ? compilePart(part, own) : BUILTIN[part];
+    parts[part] = own !== undefined && own !== null ? compilePart(part, own) : builtinTemplate()[part];
   }
   return { ...parts, tenantParts };
 }
 
-export const BUILTIN: CompiledTemplate = {
-  subject: compilePart('subject', DEFAULT_TEMPLATE.subject),
-  html: compilePart('html', DEFAULT_TEMPLATE.html),
-  text: compilePart('text', DEFAULT_TEMPLATE.text),
-  tenantParts: [],
-};
+let builtin: CompiledTemplate | undefined;
+/** The built-in template, compiled on first use (compiling it at import loaded Handlebars at start-up). */
+export function builtinTemplate(): CompiledTemplate {
+  builtin ??= {
+    subject: compilePart('subject', DEFAULT_TEMPLATE.subject),
+    html: compilePart('html', DEFAULT_TEMPLATE.html),
+    text: compilePart('text', DEFAULT_TEMPLATE.text),
+    tenantParts: [],
+  };
+  return builtin;
+}
 
 export interface RenderedContent {
   subject: string;
@@ -266,13 +271,13 @@ export type TemplateUse = 'builtin' | 'tenant' | 'builtin_fallback';
  * instead and `fallbackReason` says why.
  */
 export function renderWithFallback(t: CompiledTemplate | 'broken' | null, view: unknown): { content: RenderedContent; use: TemplateUse; fallbackReason?: string } {
-  if (!t) return { content: renderTemplate(BUILTIN, view), use: 'builtin' };
-  if (t === 'broken') return { content: renderTemplate(BUILTIN, view), use: 'builtin_fallback', fallbackReason: 'the stored template no longer compiles' };
+  if (!t) return { content: renderTemplate(builtinTemplate(), view), use: 'builtin' };
+  if (t === 'broken') return { content: renderTemplate(builtinTemplate(), view), use: 'builtin_fallback', fallbackReason: 'the stored template no longer compiles' };
   try {
     return { content: renderTemplate(t, view), use: 'tenant' };
   } catch (err) {
     const reason = err instanceof TemplateRenderError ? err.message : 'render failed';
-    return { content: renderTemplate(BUILTIN, view), use: 'builtin_fallback', fallbackReason: reason };
+    return { content: renderTemplate(builtinTemplate(), view), use: 'builtin_fallback', fallbackReason: reason };
   }
 }
 

@@ -1,4 +1,4 @@
-import { BUILTIN, TemplateCache, checkTemplate, compileTemplate, renderTemplate, renderWithFallback } from '../../src/email/templates';
+import { TemplateCache, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, renderWithFallback } from '../../src/email/templates';
 import { composeForTest } from '../helpers/compose';
 import { taskData } from '../helpers/events';
 
@@ -116,7 +116,7 @@ describe('render failures fall back to the built-in template', () => {
     const view = { task_id: 'task-1', status: 'completed', prompt_summary: 'p' };
     expect(renderWithFallback(compileTemplate({ subject: 'S {{task_id}}' }), view)).toMatchObject({ use: 'tenant', content: { subject: 'S task-1' } });
     expect(renderWithFallback(null, view)).toMatchObject({ use: 'builtin', content: { subject: 'Task completed: p' } });
-    expect(renderTemplate(BUILTIN, view).subject).toBe('Task completed: p');
+    expect(renderTemplate(builtinTemplate(), view).subject).toBe('Task completed: p');
   });
 });
 

@@ -102,12 +102,12 @@ describe('provider clients: verify(), cache and lazy loading', () => {
     expect(endpointOverride({ endpoint: 'http://127.0.0.1:1' }, false, 'endpoint')).toBeUndefined();
   });
 
-  it('loads no provider SDK at start-up', () => {
+  it('loads no provider SDK, nor the modules only an event needs, at start-up', () => {
     const root = path.join(__dirname, '..', '..');
     const loaded = execFileSync(process.execPath, ['-e', `
       require('./dist/server.js'); require('./dist/cli.js');
       const mods = Object.keys(require.cache);
-      console.log(JSON.stringify(['@aws-sdk', 'postmark', 'nodemailer', 'resend', '@sendgrid'].filter((m) => mods.some((k) => k.includes('/node_modules/' + m)))));
+      console.log(JSON.stringify(['@aws-sdk', 'postmark', 'nodemailer', 'resend', '@sendgrid', 'handlebars', 'markdown-it', 'cloudevents', 'jose'].filter((m) => mods.some((k) => k.includes('/node_modules/' + m)))));
     `], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(loaded)).toEqual([]);
   });
