@@ -77,7 +77,7 @@ async function spawnReady(
   args: string[],
   env: NodeJS.ProcessEnv,
   opts: { nodeArgs?: string[]; pollMs?: number } = {},
-): Promise<Child & { readyMs: number }> {
+): Promise<Child & { t0: bigint; readyMs: number }> {
   const port = await freePort();
   const t0 = process.hrtime.bigint();
   const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -102,6 +102,7 @@ async function spawnReady(
   return {
     proc,
     port,
+    t0,
     readyMs: Number(process.hrtime.bigint() - t0) / 1e6,
     stop: () =>
       new Promise((resolve) => {
@@ -115,11 +116,28 @@ async function spawnReady(
 /** The worker's node flags: the image's own, then any --worker-node-args. */
 const workerNodeArgs = (o: Options): string[] => [...WORKER_NODE_FLAGS, ...o.workerNodeArgs.split(' ').filter(Boolean)];
 
-/** exec → first 200 from /readyz, in milliseconds. */
-async function coldStart(script: string, args: string[], env: NodeJS.ProcessEnv, nodeArgs: string[] = []): Promise<number> {
-  const child = await spawnReady(script, args, env, { pollMs: 2, nodeArgs });
+/**
+ * exec → first 200 from /readyz, in milliseconds; with `first`, also exec → the answer to that
+ * event, sent as soon as the process is ready (what a scale-from-zero request waits for: the
+ * modules only an event needs, its provider SDK included, load then).
+ */
+async function coldStart(
+  script: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { nodeArgs?: string[]; first?: BenchRequest } = {},
+): Promise<{ readyMs: number; firstMs: number | null; firstStatus: number | null }> {
+  const child = await spawnReady(script, args, env, { pollMs: 2, nodeArgs: opts.nodeArgs ?? [] });
+  let firstMs: number | null = null;
+  let firstStatus: number | null = null;
+  if (opts.first) {
+    const res = await fetch(`http://127.0.0.1:${child.port}/`, { method: 'POST', headers: opts.first.headers, body: opts.first.body });
+    await res.arrayBuffer();
+    firstMs = Number(process.hrtime.bigint() - child.t0) / 1e6;
+    firstStatus = res.status;
+  }
   await child.stop();
-  return child.readyMs;
+  return { readyMs: child.readyMs, firstMs, firstStatus };
 }
 
 /** Peak resident set (VmHWM) of a process, in MB; Linux only. */
@@ -305,10 +323,20 @@ async function main(): Promise<void> {
     log(`cold start × ${o.coldStarts} (worker and bare express, alternating) ...`);
     const coldWorker: number[] = [];
     const coldBare: number[] = [];
+    const firstWorker: number[] = [];
+    const firstBare: number[] = [];
+    const firstStatuses: Array<number | null> = [];
     for (let i = 0; i < o.coldStarts; i++) {
-      coldWorker.push(await coldStart(CLI, ['serve'], workerEnv, [...WORKER_NODE_FLAGS]));
-      coldBare.push(await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }));
+      const first = makeEvents(`cold-${i}`, 1, () => tenant(i % o.tenants))[0]!;
+      const w = await coldStart(CLI, ['serve'], workerEnv, { nodeArgs: [...WORKER_NODE_FLAGS], first });
+      coldWorker.push(w.readyMs);
+      firstWorker.push(w.firstMs!);
+      firstStatuses.push(w.firstStatus);
+      const b = await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }, { first });
+      coldBare.push(b.readyMs);
+      firstBare.push(b.firstMs!);
     }
+    if (firstStatuses.some((st) => st !== 202)) throw new Error(`a cold worker's first event was answered ${firstStatuses.join(', ')}, not 202`);
 
     // -- ceiling 1: a bare express 202 handler, same requests, same client.
     log('ceiling: bare 202 handler ...');
@@ -447,6 +475,7 @@ async function main(): Promise<void> {
     out(`CPU per event, per-event SQL ceiling: PostgreSQL ${f2(sqlChain.postgres)} ms, the driving client (this process) ${f2(sqlChain.load)} ms`);
     out(`worker RSS: ${f1(rssAfterMain ?? NaN)} MB peak after the main run, ${f1(peakRss ?? NaN)} MB peak overall (VmHWM)`);
     out(`cold start (exec → /readyz 200), median of ${o.coldStarts}: worker ${f0(coldW)} ms [${coldWorker.map(f0).join(', ')}], bare express ${f0(coldB)} ms [${coldBare.map(f0).join(', ')}]`);
+    out(`first event after a cold start (exec → its 202, sent once /readyz is 200), median of ${o.coldStarts}: worker ${f0(median(firstWorker))} ms [${firstWorker.map(f0).join(', ')}], bare express ${f0(median(firstBare))} ms [${firstBare.map(f0).join(', ')}]`);
     out();
     out('| figure | result | measured |');
     out('|---|---|---|');
