@@ -413,6 +413,14 @@ async function main(): Promise<void> {
     const peakRss = peakRssMb(worker.proc.pid!);
     await worker.stop();
 
+    // The harness's own tail: the same open loop, same rate and count, against the bare app. What
+    // it shows is the load generator and the machine, not the worker.
+    log(`floor: bare express, open loop at ${halfRate}/s ...`);
+    const bareAgain = await spawnReady(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' });
+    children.push(bareAgain);
+    const bareHalf = await openLoop(`http://127.0.0.1:${bareAgain.port}`, makeEvents('bare-half', halfCount, (i) => tenant(i % o.tenants)), halfRate);
+    await bareAgain.stop();
+
     // ------------------------------------------------------------ report
     const accepted = (r: RunResult) => r.statuses['202'] ?? 0;
     const ceiling = Math.min(bareRun.rate, sqlRun.rate);
@@ -458,6 +466,7 @@ async function main(): Promise<void> {
     row(`worker, 1 hot tenant, concurrency ${o.concurrency}`, hot.result);
     row(`worker, quota check (limit ${o.quotaLimit})`, quota.result);
     row(`ceiling: bare express 202, concurrency ${o.concurrency}`, bareRun);
+    row(`floor: bare express 202, open loop at ${halfRate}/s`, bareHalf);
     row(`ceiling: per-event SQL direct, ${o.tenants} tenants, pool ${o.poolMax}`, sqlRun);
     row(`ceiling: per-event SQL direct, 1 hot tenant, pool ${o.poolMax}`, sqlHotRun);
     out();
