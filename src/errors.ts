@@ -42,7 +42,7 @@ export const ERRORS = {
   provider_rate_limited: { status: 429, description: 'The provider asked to slow down (HTTP 429); Retry-After says when to come back.' },
   provider_auth_failed: { status: 422, description: "The provider rejected the tenant's credentials (401)." },
   provider_forbidden: { status: 422, description: "The provider refused the request for this account (403: unverified sender, missing scope, suspended account)." },
-  provider_rejected: { status: 422, description: 'The provider rejected the message itself (400: sender, recipient or content).' },
+  provider_rejected: { status: 422, description: 'The provider rejected the message itself (400: sender, recipient or content), or answered with a redirect, which is not followed.' },
   provider_payload_too_large: { status: 422, description: 'The provider rejected the message as too large (413).' },
   provider_unavailable: { status: 503, description: 'The provider answered with a server error (5xx) or is in maintenance.' },
   provider_deferred: { status: 503, description: 'The SMTP server deferred the message (4xx reply); Retry-After suggests when to try again.' },
