@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Sql } from './connect';
+import { bounded, callDeadline } from './deadline';
 import { assertMaintenanceRole } from './maintenance';
 
 /**
@@ -20,12 +21,12 @@ const sha256 = (v: string) => createHash('sha256').update(v, 'utf8').digest();
 export async function authenticateApiKey(sql: Sql, key: string): Promise<ApiKeyPrincipal | null> {
   const m = API_KEY_PATTERN.exec(key);
   if (!m) return null;
-  const [row] = await sql`SELECT id, key_hash, tenant_id, role FROM admin_api_key_lookup(${m[1] as string})`;
+  const [row] = await bounded(sql`SELECT id, key_hash, tenant_id, role FROM admin_api_key_lookup(${m[1] as string})`, callDeadline(sql));
   // Hash even when no row matched, so the answer takes the same time either way.
   const given = sha256(key);
   const stored: Buffer = row ? (row.key_hash as Buffer) : Buffer.alloc(32);
   if (!row || !timingSafeEqual(given, stored)) return null;
-  await sql`SELECT admin_api_key_touch(${row.id}::uuid)`;
+  await bounded(sql`SELECT admin_api_key_touch(${row.id}::uuid)`, callDeadline(sql));
   return { id: row.id, role: row.role, tenantId: row.tenant_id };
 }
 

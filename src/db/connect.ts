@@ -1,4 +1,5 @@
 import postgres from 'postgres';
+import { setCallDeadline } from './deadline';
 
 export type Sql = postgres.Sql<Record<string, never>>;
 
@@ -15,7 +16,7 @@ export interface ConnectOptions {
  * are never serialised by a logger.
  */
 export function createSql(url: string, opts: ConnectOptions): Sql {
-  return postgres(url, {
+  const sql = postgres(url, {
     max: opts.max,
     connect_timeout: opts.connectTimeoutSeconds,
     idle_timeout: 60,
@@ -31,4 +32,7 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
       statement_timeout: opts.statementTimeoutMs,
     },
   }) as unknown as Sql;
+  // What a call may wait, connection included: one connect attempt plus one statement.
+  setCallDeadline(sql, opts.connectTimeoutSeconds * 1000 + opts.statementTimeoutMs);
+  return sql;
 }

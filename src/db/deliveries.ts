@@ -2,6 +2,7 @@ import type { SenderTier } from '../email/sender';
 import type { TemplateUse } from '../email/templates';
 import type { ProviderName, SenderSettings } from '../types';
 import type { Sql } from './connect';
+import { bounded } from './deadline';
 import type { KeyRing } from './settings';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
@@ -118,34 +119,4 @@ export function createDeliveryStore(
       return Boolean(r?.ok);
     },
   };
-}
-
-/**
- * Run one query with a deadline. A query still queued (no connection yet) is taken off the queue;
- * one already sent is cancelled on the server. Either way the caller gets a retryable error.
- */
-export function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: number | undefined): Promise<T> {
-  if (ms === undefined) return Promise.resolve(query);
-  return withDeadline(Promise.resolve(query), ms, () => void Promise.resolve(query.cancel()).catch(() => {}));
-}
-
-/**
- * A deadline for a database call: past `ms` the caller gets a retryable error (code DEADLINE,
- * mapped to database_unavailable) and `onTimeout` runs. Without one (a transaction, which cannot
- * be cancelled) the call itself finishes, or fails, on its own, so use that only for reads.
- */
-export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' }));
-    }, ms);
-  });
-  work.catch(() => {}); // a late failure after the deadline is not unhandled
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -2,6 +2,7 @@ import type { EncryptionKey, KeyRing } from '../config';
 import { keyHint, needsApiKey, type SettingsInput } from '../settingsInput';
 import type { SenderSettings } from '../types';
 import type { Sql } from './connect';
+import { beginWithin, callDeadline } from './deadline';
 
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1';
@@ -46,12 +47,18 @@ export function keyFor(keys: KeyRing, keyId: string): EncryptionKey | undefined 
   return [keys.current, keys.previous].find((k) => k?.id === keyId);
 }
 
-/** Run `fn` in a transaction whose row-level-security context is `tenantId`. */
+/**
+ * Run `fn` in a transaction whose row-level-security context is `tenantId`. On a pool made by
+ * createSql the transaction must start within the pool's deadline (db/deadline.ts beginWithin).
+ */
 export async function withTenant<T>(sql: Sql, tenantId: string, fn: (tx: Sql) => Promise<T>): Promise<T> {
-  return (await sql.begin(async (tx) => {
-    await tx`SELECT set_config('app.current_tenant_id', ${tenantId}, true)`;
-    return fn(tx as unknown as Sql);
-  })) as T;
+  return beginWithin(callDeadline(sql), async (checkStart) =>
+    (await sql.begin(async (tx) => {
+      checkStart();
+      await tx`SELECT set_config('app.current_tenant_id', ${tenantId}, true)`;
+      return fn(tx as unknown as Sql);
+    })) as T,
+  );
 }
 
 /**

@@ -1,0 +1,81 @@
+import type { Sql } from './connect';
+
+/**
+ * Deadlines for database calls. postgres.js has none on the client side: a query waits for a
+ * connection for as long as the pool keeps trying to open one, and against an unreachable server
+ * (a partition, not a refusal) that is forever. The server's statement_timeout bounds a
+ * statement once it runs, not the wait before it.
+ */
+
+const poolDeadlines = new WeakMap<object, number>();
+
+/** Record the deadline for calls on a pool (createSql does: connect timeout + statement timeout). */
+export function setCallDeadline(sql: Sql, ms: number): void {
+  poolDeadlines.set(sql, ms);
+}
+
+/** The deadline recorded for a pool; undefined for a transaction handle or a foreign pool. */
+export function callDeadline(sql: Sql): number | undefined {
+  return poolDeadlines.get(sql);
+}
+
+/**
+ * Run one query with a deadline. A query still queued (no connection yet) is taken off the queue;
+ * one already sent is cancelled on the server. Either way the caller gets a retryable error.
+ */
+export function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: number | undefined): Promise<T> {
+  if (ms === undefined) return Promise.resolve(query);
+  return withDeadline(Promise.resolve(query), ms, () => void Promise.resolve(query.cancel()).catch(() => {}));
+}
+
+/**
+ * A deadline for a database call: past `ms` the caller gets a retryable error (code DEADLINE,
+ * mapped to database_unavailable) and `onTimeout` runs. Without one (a transaction, which cannot
+ * be cancelled) the call itself finishes, or fails, on its own, so use that only for reads.
+ */
+export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onTimeout?.();
+      reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' }));
+    }, ms);
+  });
+  work.catch(() => {}); // a late failure after the deadline is not unhandled
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Run `work` as a transaction that must *start* within `ms`. If no connection was free by then,
+ * the caller gets a DEADLINE error and the transaction is abandoned: when a connection does come,
+ * `begin` sees the flag and throws before any statement, so it rolls back and writes nothing after
+ * the caller was answered. A transaction that started in time runs to its end (each statement is
+ * bounded by the server's statement_timeout), so an answer never contradicts what was written.
+ */
+export async function beginWithin<T>(ms: number | undefined, begin: (checkStart: () => void) => Promise<T>): Promise<T> {
+  if (ms === undefined) return begin(() => {});
+  let started = false;
+  let abandoned = false;
+  const work = begin(() => {
+    if (abandoned) throw Object.assign(new Error('abandoned: the caller stopped waiting for a connection'), { code: 'DEADLINE' });
+    started = true;
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (started) return; // running: let it finish
+      abandoned = true;
+      reject(Object.assign(new Error(`no database connection within ${ms} ms`), { code: 'DEADLINE' }));
+    }, ms);
+  });
+  work.catch(() => {}); // an abandoned transaction's own rejection is not unhandled
+  try {
+    return await Promise.race([work, gaveUp]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
