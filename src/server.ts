@@ -4,7 +4,7 @@ import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
 import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
-import { bounded, withDeadline } from './db/deadline';
+import { bounded, callDeadline, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
@@ -52,7 +52,6 @@ export async function startWorker(
     keys,
     leaseSeconds: config.claimLeaseSeconds,
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
-    operationTimeoutMs: config.dbConnectTimeoutSeconds * 1000 + config.dbStatementTimeoutMs,
   });
   const state: AppState = { draining: false, inFlight: 0 };
   const metrics = config.metricsEnabled
@@ -64,7 +63,7 @@ export async function startWorker(
     providers,
     metrics,
     // A read in a transaction (the tenant's RLS context): bounded like the claim, not cancellable.
-    loadTemplate: (tenantId, eventType) => withDeadline(getTemplate(sql, tenantId, eventType), config.dbConnectTimeoutSeconds * 1000 + config.dbStatementTimeoutMs),
+    loadTemplate: (tenantId, eventType) => withDeadline(getTemplate(sql, tenantId, eventType), callDeadline(sql)),
   });
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');

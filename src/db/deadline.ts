@@ -24,7 +24,6 @@ export function callDeadline(sql: Sql): number | undefined {
  * one already sent is cancelled on the server. Either way the caller gets a retryable error.
  */
 export function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: number | undefined): Promise<T> {
-  if (ms === undefined) return Promise.resolve(query);
   return withDeadline(Promise.resolve(query), ms, () => void Promise.resolve(query.cancel()).catch(() => {}));
 }
 
@@ -32,8 +31,10 @@ export function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: nu
  * A deadline for a database call: past `ms` the caller gets a retryable error (code DEADLINE,
  * mapped to database_unavailable) and `onTimeout` runs. Without one (a transaction, which cannot
  * be cancelled) the call itself finishes, or fails, on its own, so use that only for reads.
+ * `ms` undefined: no deadline.
  */
-export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout?: () => void): Promise<T> {
+export async function withDeadline<T>(work: Promise<T>, ms: number | undefined, onTimeout?: () => void): Promise<T> {
+  if (ms === undefined) return work;
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -57,25 +58,14 @@ export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout?: 
  * bounded by the server's statement_timeout), so an answer never contradicts what was written.
  */
 export async function beginWithin<T>(ms: number | undefined, begin: (checkStart: () => void) => Promise<T>): Promise<T> {
-  if (ms === undefined) return begin(() => {});
-  let started = false;
   let abandoned = false;
+  let markStarted!: () => void;
+  const started = new Promise<void>((resolve) => (markStarted = resolve));
   const work = begin(() => {
     if (abandoned) throw Object.assign(new Error('abandoned: the caller stopped waiting for a connection'), { code: 'DEADLINE' });
-    started = true;
+    markStarted();
   });
-  let timer: NodeJS.Timeout | undefined;
-  const gaveUp = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      if (started) return; // running: let it finish
-      abandoned = true;
-      reject(Object.assign(new Error(`no database connection within ${ms} ms`), { code: 'DEADLINE' }));
-    }, ms);
-  });
-  work.catch(() => {}); // an abandoned transaction's own rejection is not unhandled
-  try {
-    return await Promise.race([work, gaveUp]);
-  } finally {
-    clearTimeout(timer);
-  }
+  // Only the start is raced against the deadline; once started, the transaction runs to its end.
+  await withDeadline(Promise.race([started, work]), ms, () => (abandoned = true));
+  return work;
 }

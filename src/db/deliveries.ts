@@ -2,7 +2,7 @@ import type { SenderTier } from '../email/sender';
 import type { TemplateUse } from '../email/templates';
 import type { ProviderName, SenderSettings } from '../types';
 import type { Sql } from './connect';
-import { bounded } from './deadline';
+import { bounded, callDeadline } from './deadline';
 import type { KeyRing } from './settings';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
@@ -51,26 +51,21 @@ export interface DeliveryStore {
 
 export function createDeliveryStore(
   sql: Sql,
-  opts: {
-    keys: KeyRing;
-    leaseSeconds: number;
-    globalDailyLimit: number | null;
-    /**
-     * The longest one call may take, waiting for a connection included (postgres.js queues a
-     * query while it reconnects, however long the database is away). Past it the query is
-     * cancelled and the call fails with database_unavailable, so the worker answers in time.
-     */
-    operationTimeoutMs?: number;
-  },
+  opts: { keys: KeyRing; leaseSeconds: number; globalDailyLimit: number | null },
 ): DeliveryStore {
   const { current, previous } = opts.keys;
+  // The longest one call may take, waiting for a connection included (postgres.js queues a query
+  // while it reconnects, however long the database is away): the pool's deadline (createSql).
+  // Past it the query is cancelled and the call fails with database_unavailable, so the worker
+  // answers in time.
+  const deadline = callDeadline(sql);
   return {
     async claim(req) {
       const [r] = await bounded(sql`
         SELECT * FROM email_claim_event(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
-          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text)`, opts.operationTimeoutMs);
+          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text)`, deadline);
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':
@@ -115,7 +110,7 @@ export function createDeliveryStore(
         SELECT email_record_outcome(
           ${rec.tenantId}, ${rec.eventSource}, ${rec.eventId}, ${rec.claimToken}::uuid,
           ${rec.status}, ${rec.provider}::text, ${rec.messageId}::text, ${rec.errorCode}::text,
-          ${rec.templateSource}::text, ${rec.templateVersion}::bigint, ${rec.senderTier}::text, ${rec.senderNote}::text) AS ok`, opts.operationTimeoutMs);
+          ${rec.templateSource}::text, ${rec.templateVersion}::bigint, ${rec.senderTier}::text, ${rec.senderNote}::text) AS ok`, deadline);
       return Boolean(r?.ok);
     },
   };
