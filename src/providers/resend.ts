@@ -40,9 +40,6 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
     } catch {
       throw errorFromHttpStatus('Resend', null, { timedOut: signal.aborted });
     }
-    if (result.error && result.headers?.location !== undefined) {
-      throw new WorkerError('provider_rejected', 'Resend answered with a redirect, which is not followed');
-    }
     if (result.error) throw mapResendError(result.error, result.headers ?? null, signal.aborted);
     return result.data as T;
   };
@@ -123,6 +120,9 @@ export function mapResendError(
   headers: Record<string, string> | null,
   timedOut = false,
 ): WorkerError {
+  // Redirects are not followed (`redirect: 'manual'`); the SDK then reports the 3xx as an error
+  // whose body it parsed, which may carry no status, but the answer's Location header is there.
+  if (headers?.location !== undefined) return new WorkerError('provider_rejected', 'Resend answered with a redirect, which is not followed');
   const status = typeof error.statusCode === 'number' ? error.statusCode : null;
   // Resend answers a bad key with 400/401/403 and name "validation_error"/"missing_api_key"/"invalid_api_key".
   if (error.name === 'invalid_api_key' || error.name === 'missing_api_key' || error.name === 'restricted_api_key') {
