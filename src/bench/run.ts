@@ -116,6 +116,15 @@ async function spawnReady(
 /** The worker's node flags: the image's own, then any --worker-node-args. */
 const workerNodeArgs = (o: Options): string[] => [...WORKER_NODE_FLAGS, ...o.workerNodeArgs.split(' ').filter(Boolean)];
 
+/** The report's lines on how the worker ran: its node flags and its environment (secrets named, not shown). */
+const workerLines = (o: Options, printableEnv: Record<string, string | undefined>): string[] => [
+  `worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`,
+  `worker env: ${Object.entries(printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`,
+];
+
+/** The bare express app's environment, for its ceiling, its cold starts and its latency floor. */
+const BARE_ENV: NodeJS.ProcessEnv = { PATH: process.env.PATH, NODE_ENV: 'production' };
+
 /**
  * exec → first 200 from /readyz, in milliseconds; with `first`, also exec → the answer to that
  * event, sent as soon as the process is ready (what a scale-from-zero request waits for: the
@@ -332,7 +341,7 @@ async function main(): Promise<void> {
       coldWorker.push(w.readyMs);
       firstWorker.push(w.firstMs!);
       firstStatuses.push(w.firstStatus);
-      const b = await coldStart(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' }, { first });
+      const b = await coldStart(BARE, [], BARE_ENV, { first });
       coldBare.push(b.readyMs);
       firstBare.push(b.firstMs!);
     }
@@ -340,7 +349,7 @@ async function main(): Promise<void> {
 
     // -- ceiling 1: a bare express 202 handler, same requests, same client.
     log('ceiling: bare 202 handler ...');
-    const bare = await spawnReady(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' });
+    const bare = await spawnReady(BARE, [], BARE_ENV);
     children.push(bare);
     await closedLoop(`http://127.0.0.1:${bare.port}`, makeEvents('bare-warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
     const bareRun = await closedLoop(`http://127.0.0.1:${bare.port}`, makeEvents('bare', o.events, (i) => tenant(i % o.tenants)), o.concurrency);
@@ -416,7 +425,7 @@ async function main(): Promise<void> {
     // The harness's own tail: the same open loop, same rate and count, against the bare app. What
     // it shows is the load generator and the machine, not the worker.
     log(`floor: bare express, open loop at ${halfRate}/s ...`);
-    const bareAgain = await spawnReady(BARE, [], { PATH: process.env.PATH, NODE_ENV: 'production' });
+    const bareAgain = await spawnReady(BARE, [], BARE_ENV);
     children.push(bareAgain);
     const bareHalf = await openLoop(`http://127.0.0.1:${bareAgain.port}`, makeEvents('bare-half', halfCount, (i) => tenant(i % o.tenants)), halfRate);
     await bareAgain.stop();
@@ -453,8 +462,7 @@ async function main(): Promise<void> {
     out();
     out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on)`);
     out(`config: events=${o.events} concurrency=${o.concurrency} tenants=${o.tenants} pool-max=${o.poolMax} cold-starts=${o.coldStarts} half-rate-seconds=${o.halfRateSeconds} quota-limit=${o.quotaLimit}`);
-    out(`worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`);
-    out(`worker env: ${Object.entries(printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`);
+    for (const line of workerLines(o, printableEnv)) out(line);
     out('all on one machine: PostgreSQL, the fake SendGrid (own process), the worker (own process), and the load generator (this process, undici)');
     out();
     out('| run | events | events/s | p50 ms | p95 ms | p99 ms | max ms | answers |');
@@ -566,8 +574,7 @@ async function soak(
   out();
   out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${ctx.pgVersion} (embedded, fsync on)`);
   out(`config: soak-seconds=${o.soakSeconds} soak-window-seconds=${o.soakWindowSeconds} tenants=${o.tenants} concurrency=${o.concurrency} (peak finding) pool-max=${o.poolMax}`);
-  out(`worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`);
-  out(`worker env: ${Object.entries(ctx.printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`);
+  for (const line of workerLines(o, ctx.printableEnv)) out(line);
   out(`peak (closed loop, ${peakEvents} events): ${f0(peak.rate)}/s → soak at ${rate}/s, open loop, latency from the scheduled send time`);
   out();
   out('| window | events | events/s | p50 ms | p99 ms | max ms | error answers | RSS MB |');
