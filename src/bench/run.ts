@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -10,7 +10,7 @@ import { createDeliveryStore } from '../db/deliveries';
 import { migrate } from '../db/migrate';
 import { putSettings } from '../db/settings';
 import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../dev/embeddedPostgres';
-import { closedLoop, closedLoopFn, openLoop, type BenchRequest, type RunResult } from './load';
+import { closedLoop, closedLoopFn, openLoop, quantile, type BenchRequest, type RunResult } from './load';
 import { WORKER_NODE_FLAGS } from '../runtimeFlags';
 
 /**
@@ -48,7 +48,7 @@ const program = new Command()
   .option('--tenants <n>', 'tenants the events are spread over', (v) => Number(v), 200)
   .option('--cold-starts <n>', 'cold starts to take the median of', (v) => Number(v), 5)
   .option('--pool-max <n>', "the worker's DB_POOL_MAX (and the direct-SQL ceiling's pool)", (v) => Number(v), 10)
-  .option('--half-rate-seconds <n>', 'length of the open-loop run at half the peak rate', (v) => Number(v), 10)
+  .option('--half-rate-seconds <n>', 'length of each open-loop run (at half and at a quarter of the peak rate)', (v) => Number(v), 10)
   .option('--quota-limit <n>', 'daily limit of the overshoot check tenant', (v) => Number(v), 500)
   .option('--write <file>', 'also write the report as Markdown to this file')
   .option('--soak-seconds <n>', 'soak mode instead of the full bench: this long at half the peak rate, RSS and errors per window (issue 8: 600)', (v) => Number(v), 0)
@@ -221,6 +221,31 @@ function machineCpu(): { busy: number; total: number } {
   }
 }
 
+/**
+ * What one flush costs on the disk PostgreSQL writes to: 8 KiB written and fdatasync'd, as a WAL
+ * flush at commit does, in milliseconds. Each event commits twice, so this bounds what the
+ * flushes add to its latency.
+ */
+function flushLatency(dir: string, samples = 500): { p50: number; p99: number; max: number } {
+  const file = path.join(dir, 'flush-probe');
+  const fd = openSync(file, 'w');
+  const block = Buffer.alloc(8192, 1);
+  const ms = new Float64Array(samples);
+  try {
+    for (let i = 0; i < samples; i++) {
+      writeSync(fd, block, 0, block.length, (i % 64) * block.length);
+      const t = process.hrtime.bigint();
+      fdatasyncSync(fd);
+      ms[i] = Number(process.hrtime.bigint() - t) / 1e6;
+    }
+  } finally {
+    closeSync(fd);
+    unlinkSync(file);
+  }
+  ms.sort();
+  return { p50: quantile(ms, 0.5), p99: quantile(ms, 0.99), max: ms[samples - 1]! };
+}
+
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -328,6 +353,7 @@ async function main(): Promise<void> {
       return;
     }
 
+    const flush = flushLatency(path.join(dir, 'pg'));
     // -- cold start, before anything else loads the machine; worker and bare app alternate.
     log(`cold start × ${o.coldStarts} (worker and bare express, alternating) ...`);
     const coldWorker: number[] = [];
@@ -411,6 +437,12 @@ async function main(): Promise<void> {
     const halfCount = Math.max(500, Math.floor(halfRate * o.halfRateSeconds));
     log(`the worker: open loop at ${halfRate}/s (half the peak) for ${halfCount} events ...`);
     const half = await counted(() => openLoop(origin, makeEvents('half', halfCount, (i) => tenant(i % o.tenants)), halfRate));
+    // The tail against load: the same open loop at half that rate again. If the p99 falls with the
+    // load, the tail is waiting for a CPU on this shared machine, not a fixed cost per event.
+    const quarterRate = Math.max(1, Math.floor(main.result.rate / 4));
+    const quarterCount = Math.max(250, Math.floor(quarterRate * o.halfRateSeconds));
+    log(`the worker: open loop at ${quarterRate}/s (a quarter of the peak) for ${quarterCount} events ...`);
+    const quarter = await counted(() => openLoop(origin, makeEvents('quarter', quarterCount, (i) => tenant(i % o.tenants)), quarterRate));
 
     log(`the worker: one hot tenant, ${o.events} events ...`);
     const hot = await counted(() => closedLoop(origin, makeEvents('hot', o.events, () => tenant(0)), o.concurrency));
@@ -445,8 +477,8 @@ async function main(): Promise<void> {
       ['one hot tenant ≥ 50% of the 200-tenant rate', hot.result.rate >= 0.5 * main.result.rate, `${f0(hot.result.rate)}/s → ${pct(hot.result.rate / main.result.rate)}`],
       [
         'emails received = 202 answers, no duplicates (every run)',
-        [main, half, hot, quota].every((r) => r.fake.received === accepted(r.result) && r.fake.duplicates === 0),
-        [main, half, hot, quota].map((r) => `${r.fake.received}/${accepted(r.result)}/${r.fake.duplicates}`).join(', ') + ' (emails/202s/duplicates)',
+        [main, half, quarter, hot, quota].every((r) => r.fake.received === accepted(r.result) && r.fake.duplicates === 0),
+        [main, half, quarter, hot, quota].map((r) => `${r.fake.received}/${accepted(r.result)}/${r.fake.duplicates}`).join(', ') + ' (emails/202s/duplicates)',
       ],
       [
         'no quota overshoot',
@@ -461,6 +493,7 @@ async function main(): Promise<void> {
     out(`# tenant-email-worker benchmark — ${new Date().toISOString()}`);
     out();
     out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on)`);
+    out(`disk: 8 KiB write + fdatasync in PostgreSQL's data directory (a commit's WAL flush), 500 samples before the runs: p50 ${f2(flush.p50)} ms, p99 ${f2(flush.p99)} ms, max ${f2(flush.max)} ms`);
     out(`config: events=${o.events} concurrency=${o.concurrency} tenants=${o.tenants} pool-max=${o.poolMax} cold-starts=${o.coldStarts} half-rate-seconds=${o.halfRateSeconds} quota-limit=${o.quotaLimit}`);
     for (const line of workerLines(o, printableEnv)) out(line);
     out('all on one machine: PostgreSQL, the fake SendGrid (own process), the worker (own process), and the load generator (this process, undici)');
@@ -471,6 +504,7 @@ async function main(): Promise<void> {
       out(`| ${name} | ${r.requests} | ${f0(r.rate)} | ${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.p99)} | ${f1(r.max)} | ${Object.entries(r.statuses).map(([k, v]) => `${k}×${v}`).join(' ')} |`);
     row(`worker, ${o.tenants} tenants, concurrency ${o.concurrency}`, main.result);
     row(`worker, ${o.tenants} tenants, open loop at ${halfRate}/s`, half.result);
+    row(`worker, ${o.tenants} tenants, open loop at ${quarterRate}/s`, quarter.result);
     row(`worker, 1 hot tenant, concurrency ${o.concurrency}`, hot.result);
     row(`worker, quota check (limit ${o.quotaLimit})`, quota.result);
     row(`ceiling: bare express 202, concurrency ${o.concurrency}`, bareRun);
@@ -480,8 +514,9 @@ async function main(): Promise<void> {
     out();
     out(`database round trips per event (pg_stat_statements, worker role): ${f2(rtMain)} (${main.calls} statements for ${o.events} events); hot tenant ${f2(hot.calls / o.events)}`);
     out(`  top statements: ${main.statements.map((s) => `${s.calls}× ${s.query}`).join(' | ')}`);
-    out(`emails received vs 202 answers: main ${main.fake.received}/${accepted(main.result)}, half-rate ${half.fake.received}/${accepted(half.result)}, hot ${hot.fake.received}/${accepted(hot.result)}, quota ${quota.fake.received}/${accepted(quota.result)}; duplicates ${main.fake.duplicates + half.fake.duplicates + hot.fake.duplicates + quota.fake.duplicates}`);
+    out(`emails received vs 202 answers: main ${main.fake.received}/${accepted(main.result)}, half-rate ${half.fake.received}/${accepted(half.result)}, quarter-rate ${quarter.fake.received}/${accepted(quarter.result)}, hot ${hot.fake.received}/${accepted(hot.result)}, quota ${quota.fake.received}/${accepted(quota.result)}; duplicates ${main.fake.duplicates + half.fake.duplicates + quarter.fake.duplicates + hot.fake.duplicates + quota.fake.duplicates}`);
     out(`worker CPU: ${f2((main.workerCpu * 1000) / o.events)} ms per event in the main run (${f1(main.workerCpu)} s of CPU in ${f1(main.result.seconds)} s); machine busy ${pct(main.machineBusy)} of ${cpu.length} cores; hot tenant ${f2((hot.workerCpu * 1000) / o.events)} ms per event, machine ${pct(hot.machineBusy)}`);
+    out(`p99 against load (open loops): ${f1(half.result.p99)} ms at ${halfRate}/s, machine busy ${pct(half.machineBusy)}; ${f1(quarter.result.p99)} ms at ${quarterRate}/s, machine busy ${pct(quarter.machineBusy)}; the harness alone ${f1(bareHalf.p99)} ms at ${halfRate}/s`);
     // Where the CPU of the whole chain goes, per event: everything runs on these cores, so the
     // sum bounds what the machine can carry, whatever the worker does.
     const perEvent = (c: CpuSnapshot) => ({ worker: (c.worker * 1000) / o.events, postgres: (c.postgres * 1000) / o.events, fake: (c.fake * 1000) / o.events, load: (c.load * 1000) / o.events });
