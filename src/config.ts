@@ -287,7 +287,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   try {
     new Egress(config.egress);
   } catch {
-    throw new ConfigError('invalid configuration:\n  SMTP_ALLOWED_HOSTS: a CIDR is out of range, e.g. 10.20.0.0/16 or fd00::/8');
+    throw new ConfigError('invalid configuration:\n  SMTP_ALLOWED_HOSTS: an entry with a / is not a CIDR (or its prefix is out of range), e.g. 10.20.0.0/16 or fd00::/8');
   }
   return Object.freeze(config);
 }

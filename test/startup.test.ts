@@ -46,6 +46,8 @@ describe('start-up safety', () => {
     [{ SENDGRID_API_KEY: 'SG.x' }, /SENDGRID_FROM_EMAIL is not/],
     [{ SENDGRID_BASE_URL: 'http://x', SENDGRID_API_KEY: 'SG.x', SENDGRID_FROM_EMAIL: 'a@b.example' }, /ALLOW_PROVIDER_ENDPOINT_OVERRIDE/],
     [{ DB_ENCRYPTION_KEY_PREVIOUS: CANARY_DB_KEY }, /DB_ENCRYPTION_KEY_PREVIOUS is set but DB_ENCRYPTION_KEY is not/],
+    [{ SMTP_ALLOWED_HOSTS: 'relay.example,10.0.0.0/33' }, /SMTP_ALLOWED_HOSTS: an entry with a \/ is not a CIDR \(or its prefix is out of range\)/],
+    [{ SMTP_ALLOWED_HOSTS: '10.0.0/8' }, /SMTP_ALLOWED_HOSTS: an entry with a \/ is not a CIDR/],
   ])('fails fast with a fix-it message for %j', (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);

@@ -80,11 +80,20 @@ export class Egress {
   ) {
     const names = new Set<string>();
     for (const entry of policy.allowedHosts) {
-      const e = entry.trim().toLowerCase().replace(/^\[|\]$/g, '');
-      const [net, bits] = e.split('/') as [string, string | undefined];
-      const family = isIP(net);
-      if (family === 0) names.add(e);
-      else this.allowed.addSubnet(net, bits === undefined ? (family === 4 ? 32 : 128) : Number(bits), family === 4 ? 'ipv4' : 'ipv6');
+      // The same normalisation as the host being checked, so `relay.example.` lists `relay.example`.
+      const e = normaliseHost(entry);
+      // An address or a range; IPv6 may be bracketed, before or around its prefix: [fd00::]/8.
+      const ip = /^\[?([0-9a-f:.]+)\]?(?:\/(\d{1,3}))?$/.exec(e);
+      const family = ip ? isIP(ip[1]!) : 0;
+      if (ip && family !== 0) {
+        const bits = ip[2] === undefined ? (family === 4 ? 32 : 128) : Number(ip[2]);
+        this.allowed.addSubnet(ip[1]!, bits, family === 4 ? 'ipv4' : 'ipv6'); // throws when bits is out of range
+      } else if (e.includes('/')) {
+        // A range whose address is not one (10.0.0/8) would otherwise become a name that never matches.
+        throw new RangeError(`not a CIDR: ${e}`);
+      } else {
+        names.add(e);
+      }
     }
     this.names = names;
   }

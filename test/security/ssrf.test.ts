@@ -72,6 +72,17 @@ describe('Egress.check (after DNS resolution)', () => {
     expect(await refusal(e, '127.0.0.2')).toBe('internal');
     expect(await refusal(e, 'in-range.example')).toBe('allowed');
   });
+
+  it('an SMTP_ALLOWED_HOSTS entry is normalised like the host it is checked against', async () => {
+    // Written fully qualified, with a trailing dot and in capitals: the same name.
+    const e = new Egress({ allowPrivate: false, allowedHosts: ['Relay.Cluster.Local.', '[::1]', '[fd00:1::]/32'] }, zone({ 'relay.cluster.local': ['10.20.1.2'] }));
+    expect(await refusal(e, 'relay.cluster.local')).toBe('allowed');
+    expect(await refusal(e, 'relay.cluster.local.')).toBe('allowed');
+    expect(await refusal(e, '::1')).toBe('allowed');
+    expect(await refusal(e, 'fd00:1::5')).toBe('allowed');
+    expect(await refusal(e, 'fd00:2::5')).toBe('internal');
+    expect(await refusal(e, 'relay.cluster.locals')).toBe('unresolvable');
+  });
 });
 
 describe('SSRF guard in the worker and the admin API', () => {
