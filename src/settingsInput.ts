@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { oneLine } from './text';
-import { PROVIDERS, type ProviderName } from './types';
+import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName } from './types';
 import { EgressRefused, destinationHost, type Egress } from './net/egress';
 
 /**
@@ -149,17 +149,16 @@ async function checkDestinations(value: SettingsInput, egress: Egress, opts: { a
   const accounts: Array<[string, ProviderName, Record<string, unknown>]> = [['', value.provider, value.provider_settings]];
   if (value.fallback) accounts.push(['fallback.', value.fallback.provider, value.fallback.provider_settings]);
   for (const [prefix, provider, settings] of accounts) {
-    const keys = provider === 'smtp' ? ['host'] : opts.allowProviderEndpointOverride ? ['base_url', 'endpoint'] : [];
-    for (const k of keys) {
-      const raw = settings[k];
-      const host = typeof raw === 'string' ? destinationHost(raw) : undefined;
-      if (host === undefined) continue;
-      try {
-        await egress.check(host);
-      } catch (err) {
-        if (err instanceof EgressRefused && err.reason === 'internal') {
-          issues.push({ path: `${prefix}provider_settings.${k}`, message: 'resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)' });
-        }
+    // Where this account makes the worker connect, when the tenant chooses it.
+    const k = provider === 'smtp' ? 'host' : opts.allowProviderEndpointOverride ? ENDPOINT_OVERRIDE_SETTING[provider] : null;
+    const raw = k === null ? undefined : settings[k];
+    const host = typeof raw === 'string' ? destinationHost(raw) : undefined;
+    if (host === undefined) continue;
+    try {
+      await egress.check(host);
+    } catch (err) {
+      if (err instanceof EgressRefused && err.reason === 'internal') {
+        issues.push({ path: `${prefix}provider_settings.${k}`, message: 'resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)' });
       }
     }
   }
@@ -188,10 +187,9 @@ export function parseSettingsInput(
   const checkAccount = (prefix: string, provider: ProviderName, settings: Record<string, unknown>, apiKey: string | undefined) => {
     const ps = PROVIDER_SETTINGS[provider].safeParse(settings);
     if (!ps.success) issues.push(...toIssues(ps.error.issues, `${prefix}provider_settings.`));
-    for (const k of ['base_url', 'endpoint']) {
-      if (settings[k] !== undefined && !opts.allowProviderEndpointOverride) {
-        issues.push({ path: `${prefix}provider_settings.${k}`, message: 'endpoint overrides are disabled on this platform (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
-      }
+    const override = ENDPOINT_OVERRIDE_SETTING[provider];
+    if (override !== null && settings[override] !== undefined && !opts.allowProviderEndpointOverride) {
+      issues.push({ path: `${prefix}provider_settings.${override}`, message: 'endpoint overrides are disabled on this platform (ALLOW_PROVIDER_ENDPOINT_OVERRIDE)' });
     }
     if (apiKey !== undefined && !needsApiKey(provider, settings)) {
       issues.push({

@@ -21,6 +21,19 @@ export const TENANT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 export const PROVIDERS = ['sendgrid', 'ses', 'postmark', 'smtp', 'resend'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
 
+/**
+ * The setting in provider_settings that overrides an HTTP provider's API endpoint (DESIGN §6),
+ * allowed only with ALLOW_PROVIDER_ENDPOINT_OVERRIDE. SMTP has none: its `host` is always the
+ * tenant's. The SSRF guard checks this one setting when settings are saved and before each call.
+ */
+export const ENDPOINT_OVERRIDE_SETTING = {
+  sendgrid: 'base_url',
+  ses: 'endpoint',
+  postmark: 'base_url',
+  resend: 'base_url',
+  smtp: null,
+} as const satisfies Record<ProviderName, 'base_url' | 'endpoint' | null>;
+
 /** A custom sender domain's verification status, as its provider last reported it. */
 export const DOMAIN_STATUSES = ['pending', 'verified', 'failed'] as const;
 export type DomainStatus = (typeof DOMAIN_STATUSES)[number];

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { WorkerError } from '../errors';
 import { Egress, EgressRefused, destinationForbidden, destinationHost, type EgressPolicy } from '../net/egress';
 import type { ProviderAccount, ProviderName } from '../types';
-import { stringSetting } from './common';
+import { endpointOverride } from './common';
 import { createPostmarkProvider } from './postmark';
 import { createResendProvider } from './resend';
 import { createSendgridProvider } from './sendgrid';
@@ -73,8 +73,8 @@ export class ProviderClients {
  * policy's own lookup (smtp.ts), so the checked address is the one connected to.
  */
 function guardDestination(client: EmailProvider, account: ProviderAccount, opts: ProviderOptions): EmailProvider {
-  if (account.platformManaged || account.provider === 'smtp' || !opts.allowEndpointOverride) return client;
-  const override = stringSetting(account.settings, account.provider === 'ses' ? 'endpoint' : 'base_url');
+  if (account.platformManaged) return client;
+  const override = endpointOverride(account, opts.allowEndpointOverride);
   const host = override === undefined ? undefined : destinationHost(override);
   if (host === undefined) return client;
   const check = async () => {

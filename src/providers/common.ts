@@ -1,4 +1,5 @@
 import { WorkerError } from '../errors';
+import { ENDPOINT_OVERRIDE_SETTING, type ProviderAccount } from '../types';
 
 /**
  * The classification every HTTP provider shares, by status code alone (DESIGN §5): 401 auth,
@@ -39,9 +40,10 @@ export function stringSetting(settings: Readonly<Record<string, unknown>>, key: 
   return typeof v === 'string' && v !== '' ? v : undefined;
 }
 
-/** Endpoint overrides only count when the platform allows them (tests, proxies). */
-export function endpointOverride(settings: Readonly<Record<string, unknown>>, allow: boolean, key: 'base_url' | 'endpoint' = 'base_url'): string | undefined {
-  return allow ? stringSetting(settings, key) : undefined;
+/** The account's endpoint override (ENDPOINT_OVERRIDE_SETTING); it only counts when the platform allows overrides (tests, proxies). */
+export function endpointOverride(account: ProviderAccount, allow: boolean): string | undefined {
+  const key = ENDPOINT_OVERRIDE_SETTING[account.provider];
+  return allow && key !== null ? stringSetting(account.settings, key) : undefined;
 }
 
 /** Whether a failed request ran out its time budget (SDKs that abort without saying why). */

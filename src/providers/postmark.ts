@@ -13,7 +13,7 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
   if (!account.apiKey) throw new WorkerError('provider_auth_failed', 'Postmark needs a server token');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const postmark = require('postmark') as PostmarkModule;
-  const base = endpointOverride(account.settings, opts.allowEndpointOverride);
+  const base = endpointOverride(account, opts.allowEndpointOverride);
   const url = base ? new URL(base) : undefined;
   const clientOptions = {
     timeout: Math.max(1, Math.ceil(opts.timeoutMs / 1000)),

@@ -26,7 +26,7 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
   if (!account.apiKey) throw new WorkerError('provider_auth_failed', 'Resend needs an API key');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Resend } = require('resend') as ResendModule;
-  const baseUrl = endpointOverride(account.settings, opts.allowEndpointOverride);
+  const baseUrl = endpointOverride(account, opts.allowEndpointOverride);
   const client = new Resend(account.apiKey, baseUrl ? { baseUrl } : undefined);
 
   // Every request goes out with a deadline and without following redirects: the SDK spreads

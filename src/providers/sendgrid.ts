@@ -20,7 +20,7 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
 
   const client = new Client();
   client.setApiKey(account.apiKey);
-  const baseUrl = endpointOverride(account.settings, opts.allowEndpointOverride);
+  const baseUrl = endpointOverride(account, opts.allowEndpointOverride);
   if (baseUrl) client.setDefaultRequest('baseUrl', baseUrl);
   client.setDefaultRequest('timeout', opts.timeoutMs);
   // SendGrid's API does not redirect. Not following redirects means a 3xx is an error (mapped by

@@ -18,7 +18,7 @@ export function createSesProvider(account: ProviderAccount, opts: ProviderOption
   const region = stringSetting(account.settings, 'region');
   if (!region) throw new WorkerError('provider_rejected', 'SES settings need a region');
   const accessKeyId = stringSetting(account.settings, 'access_key_id');
-  const endpoint = endpointOverride(account.settings, opts.allowEndpointOverride, 'endpoint');
+  const endpoint = endpointOverride(account, opts.allowEndpointOverride);
   const client = new ses.SESv2Client({
     region,
     ...(accessKeyId && account.apiKey ? { credentials: { accessKeyId, secretAccessKey: account.apiKey } } : {}),

@@ -5,7 +5,7 @@ import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
 import { WorkerError } from '../../src/errors';
 import { ProviderClients } from '../../src/providers/clients';
 import { endpointOverride } from '../../src/providers/common';
-import type { ProviderAccount } from '../../src/types';
+import type { ProviderAccount, ProviderName } from '../../src/types';
 import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
 import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';
 
@@ -97,9 +97,14 @@ describe('provider clients: verify(), cache and lazy loading', () => {
   });
 
   it('ignores endpoint overrides at send unless the platform allows them', () => {
-    expect(endpointOverride({ base_url: 'http://127.0.0.1:1' }, false)).toBeUndefined();
-    expect(endpointOverride({ base_url: 'http://127.0.0.1:1' }, true)).toBe('http://127.0.0.1:1');
-    expect(endpointOverride({ endpoint: 'http://127.0.0.1:1' }, false, 'endpoint')).toBeUndefined();
+    const account = (provider: ProviderName, settings: Record<string, unknown>) => ({ provider, apiKey: null, settings });
+    expect(endpointOverride(account('sendgrid', { base_url: 'http://127.0.0.1:1' }), false)).toBeUndefined();
+    expect(endpointOverride(account('sendgrid', { base_url: 'http://127.0.0.1:1' }), true)).toBe('http://127.0.0.1:1');
+    expect(endpointOverride(account('ses', { endpoint: 'http://127.0.0.1:1' }), false)).toBeUndefined();
+    expect(endpointOverride(account('ses', { endpoint: 'http://127.0.0.1:1' }), true)).toBe('http://127.0.0.1:1');
+    // Each provider has one override setting: another provider's is not it.
+    expect(endpointOverride(account('ses', { base_url: 'http://127.0.0.1:1' }), true)).toBeUndefined();
+    expect(endpointOverride(account('smtp', { host: '127.0.0.1' }), true)).toBeUndefined();
   });
 
   it('loads no provider SDK, nor the modules only an event needs, at start-up', () => {
