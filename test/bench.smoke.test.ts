@@ -17,7 +17,7 @@ describe('npm run bench (small)', () => {
       [BENCH, '--events', '300', '--tenants', '5', '--cold-starts', '1', '--half-rate-seconds', '1', '--quota-limit', '20'],
       { timeout: 120_000, maxBuffer: 10 * 1024 * 1024 },
     );
-    expect(stdout).toMatch(/^machine: .*Node v\d+.*PostgreSQL \d+/m);
+    expect(stdout).toMatch(/^machine: .*Node v\d+.*PostgreSQL \d+.*\(embedded, fsync on, tables analyzed after each warm-up\)$/m);
     expect(stdout).toMatch(/^disk: 8 KiB write \+ fdatasync in PostgreSQL's data directory .*: p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms$/m);
     expect(stdout).toMatch(/^config: events=300 concurrency=32 tenants=5 pool-max=10/m);
     for (const run of ['worker, 5 tenants, concurrency 32', 'open loop at', '1 hot tenant', 'quota check', 'ceiling: bare express 202', 'ceiling: per-event SQL direct', 'floor: bare express 202, open loop at']) {

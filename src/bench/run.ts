@@ -346,10 +346,18 @@ async function main(): Promise<void> {
       NODE_ENV: 'production',
       ...Object.fromEntries(o.workerEnv.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
     };
+    // Steady state after each warm-up: on a live database autovacuum analyzes the tables within
+    // about a minute of their first rows, and every session replans the functions' statements
+    // then. A bench that outruns it measures plans made for empty tables: the delivery lookups
+    // then use the (tenant_id, created_at) index and read every row of the tenant, so one hot
+    // tenant slows as its rows grow (docs/PERFORMANCE.md, "The hot tenant").
+    const steadyState = async () => {
+      await su`ANALYZE`;
+    };
     const printableEnv = Object.fromEntries(Object.entries(workerEnv).filter(([k]) => !['PATH', 'DATABASE_URL', 'DB_ENCRYPTION_KEY'].includes(k)));
 
     if (o.soakSeconds > 0) {
-      await soak(o, { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, children });
+      await soak(o, { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, children, steadyState });
       return;
     }
 
@@ -396,6 +404,7 @@ async function main(): Promise<void> {
     };
     const directItems = (run: string, n: number, t: (i: number) => string) => Array.from({ length: n }, (_, i) => ({ tenantId: t(i), eventId: `${run}-${i}` }));
     await closedLoopFn(directItems('sql-warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency, sqlEvent);
+    await steadyState();
     const sqlCpu0 = cpuSnapshot({ fake: fake.proc.pid! }, path.join(dir, 'pg'));
     const sqlRun = await closedLoopFn(directItems('sql', o.events, (i) => tenant(i % o.tenants)), o.concurrency, sqlEvent);
     const sqlCpu = cpuDiff(sqlCpu0, cpuSnapshot({ fake: fake.proc.pid! }, path.join(dir, 'pg')));
@@ -408,6 +417,7 @@ async function main(): Promise<void> {
     children.push(worker);
     const origin = `http://127.0.0.1:${worker.port}`;
     await closedLoop(origin, makeEvents('warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
+    await steadyState();
 
     const counted = async <T>(fn: () => Promise<T>) => {
       await su`SELECT pg_stat_statements_reset()`;
@@ -492,7 +502,7 @@ async function main(): Promise<void> {
     const out = (s = '') => lines.push(s);
     out(`# tenant-email-worker benchmark — ${new Date().toISOString()}`);
     out();
-    out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on)`);
+    out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`);
     out(`disk: 8 KiB write + fdatasync in PostgreSQL's data directory (a commit's WAL flush), 500 samples before the runs: p50 ${f2(flush.p50)} ms, p99 ${f2(flush.p99)} ms, max ${f2(flush.max)} ms`);
     out(`config: events=${o.events} concurrency=${o.concurrency} tenants=${o.tenants} pool-max=${o.poolMax} cold-starts=${o.coldStarts} half-rate-seconds=${o.halfRateSeconds} quota-limit=${o.quotaLimit}`);
     for (const line of workerLines(o, printableEnv)) out(line);
@@ -569,12 +579,14 @@ async function soak(
     fakeUrl: string;
     pgVersion: string;
     children: Child[];
+    steadyState: () => Promise<void>;
   },
 ): Promise<void> {
   const worker = await spawnReady(CLI, ['serve'], ctx.workerEnv, { nodeArgs: workerNodeArgs(o) });
   ctx.children.push(worker);
   const origin = `http://127.0.0.1:${worker.port}`;
   await closedLoop(origin, makeEvents('soak-warm', 2000, (i) => ctx.tenant(i % o.tenants)), o.concurrency);
+  await ctx.steadyState();
   const peakEvents = Math.min(o.events, 10_000);
   log(`soak: finding the peak (${peakEvents} events at concurrency ${o.concurrency}) ...`);
   const peak = await closedLoop(origin, makeEvents('soak-peak', peakEvents, (i) => ctx.tenant(i % o.tenants)), o.concurrency);
@@ -607,7 +619,7 @@ async function soak(
   const cpu = os.cpus();
   out(`# tenant-email-worker soak — ${new Date().toISOString()}`);
   out();
-  out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${ctx.pgVersion} (embedded, fsync on)`);
+  out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${ctx.pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`);
   out(`config: soak-seconds=${o.soakSeconds} soak-window-seconds=${o.soakWindowSeconds} tenants=${o.tenants} concurrency=${o.concurrency} (peak finding) pool-max=${o.poolMax}`);
   for (const line of workerLines(o, ctx.printableEnv)) out(line);
   out(`peak (closed loop, ${peakEvents} events): ${f0(peak.rate)}/s → soak at ${rate}/s, open loop, latency from the scheduled send time`);
