@@ -1,5 +1,5 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';
 
 /**
@@ -112,6 +112,28 @@ export class Egress {
   nameAllowed(host: string): boolean {
     return this.names.has(normaliseHost(host));
   }
+
+  /**
+   * A `lookup` for sockets (node:net, http(s).Agent, undici's connector): the name is resolved
+   * through this policy, so the connection goes to an address that was checked, with no second
+   * resolution in between for a rebinding name to change its answer. A refusal fails the
+   * connection with the EgressRefused error.
+   */
+  readonly lookup: LookupFunction = (hostname, options, callback) => {
+    this.check(hostname).then(
+      (addresses) => {
+        const family = options.family === 4 || options.family === 'IPv4' ? 4 : options.family === 6 || options.family === 'IPv6' ? 6 : 0;
+        const all = addresses.map((address) => ({ address, family: isIP(address) })).filter((a) => family === 0 || a.family === family);
+        if (all.length === 0) {
+          callback(Object.assign(new Error(`${hostname} has no IPv${family} address`), { code: 'ENOTFOUND' }), '', 0);
+          return;
+        }
+        if (options.all) (callback as (err: null, addresses: typeof all) => void)(null, all);
+        else callback(null, all[0]!.address, all[0]!.family);
+      },
+      (err: Error) => callback(Object.assign(err, { code: 'EGRESS_REFUSED' }) as NodeJS.ErrnoException, '', 0),
+    );
+  };
 
   /**
    * Resolve `host` and refuse it if any address it resolves to is not allowed (one bad address

@@ -69,8 +69,10 @@ export class ProviderClients {
 
 /**
  * An endpoint override (base_url, endpoint) is checked against the egress policy before every
- * call, on freshly resolved addresses. SMTP needs no wrapper: its sockets are opened through the
- * policy's own lookup (smtp.ts), so the checked address is the one connected to.
+ * call, on freshly resolved addresses, so a refusal is `destination_forbidden`. The SDKs also
+ * connect through the policy's lookup (common.ts endpointFor), so the address connected to is
+ * one that was checked. SMTP needs no wrapper: its sockets are opened through that lookup
+ * (smtp.ts).
  */
 function guardDestination(client: EmailProvider, account: ProviderAccount, opts: ProviderOptions): EmailProvider {
   if (account.platformManaged) return client;

@@ -1,5 +1,9 @@
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';
 import { ENDPOINT_OVERRIDE_SETTING, type ProviderAccount } from '../types';
+import type { ProviderOptions } from './types';
 
 /**
  * The classification every HTTP provider shares, by status code alone (DESIGN §5): 401 auth,
@@ -44,6 +48,30 @@ export function stringSetting(settings: Readonly<Record<string, unknown>>, key: 
 export function endpointOverride(account: ProviderAccount, allow: boolean): string | undefined {
   const key = ENDPOINT_OVERRIDE_SETTING[account.provider];
   return allow && key !== null ? stringSetting(account.settings, key) : undefined;
+}
+
+/**
+ * Where an HTTP provider's client connects when the account overrides its endpoint. When the
+ * tenant chose it (not the platform's own global account), `lookup` pins every connection to an
+ * address the egress policy allowed: the check before each call (clients.ts) then cannot be
+ * undone by a name that answers differently when the SDK connects (DNS rebinding).
+ */
+export function endpointFor(account: ProviderAccount, opts: ProviderOptions): { url: string; lookup?: LookupFunction } | undefined {
+  const url = endpointOverride(account, opts.allowEndpointOverride);
+  if (url === undefined) return undefined;
+  return account.platformManaged ? { url } : { url, lookup: opts.egress.lookup };
+}
+
+/** Kept-alive http and https agents whose connections resolve through `lookup`. */
+export function pinnedAgents(lookup: LookupFunction): { http: HttpAgent; https: HttpsAgent } {
+  return { http: new HttpAgent({ keepAlive: true, lookup }), https: new HttpsAgent({ keepAlive: true, lookup }) };
+}
+
+/** An undici dispatcher (for fetch) whose connections resolve through `lookup`; undici is loaded on first use. */
+export function pinnedDispatcher(lookup: LookupFunction): import('undici').Agent {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { Agent } = require('undici') as typeof import('undici');
+  return new Agent({ connect: { lookup } });
 }
 
 /** Whether a failed request ran out its time budget (SDKs that abort without saying why). */

@@ -1,6 +1,6 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount } from '../types';
-import { endpointOverride, errorFromHttpStatus, formatFrom, ranOutOfTime, stringSetting } from './common';
+import { endpointFor, errorFromHttpStatus, formatFrom, pinnedDispatcher, ranOutOfTime, stringSetting } from './common';
 import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type PostmarkModule = typeof import('postmark');
@@ -13,20 +13,31 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
   if (!account.apiKey) throw new WorkerError('provider_auth_failed', 'Postmark needs a server token');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const postmark = require('postmark') as PostmarkModule;
-  const base = endpointOverride(account, opts.allowEndpointOverride);
-  const url = base ? new URL(base) : undefined;
+  const endpoint = endpointFor(account, opts);
+  const url = endpoint ? new URL(endpoint.url) : undefined;
+  // A tenant's endpoint: every connection goes to an address the egress policy checked. The
+  // dispatcher is undici's, so the fetch that takes it is undici's too.
+  const dispatcher = endpoint?.lookup ? pinnedDispatcher(endpoint.lookup) : undefined;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const pinnedFetch = dispatcher ? (require('undici') as typeof import('undici')).fetch : undefined;
   const clientOptions = {
     timeout: Math.max(1, Math.ceil(opts.timeoutMs / 1000)),
     ...(url ? { useHttps: url.protocol === 'https:', requestHost: url.host } : {}),
     // Redirects are not followed: a 3xx is an error by its status. Following one would reach a
     // host the egress check (src/net/egress.ts) never saw. The SDK takes a fetch of our own.
-    fetch: (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, redirect: 'manual' }),
+    fetch: (input: string | URL | Request, init?: RequestInit) =>
+      pinnedFetch && dispatcher
+        ? (pinnedFetch(input as string | URL, { ...(init as object), redirect: 'manual', dispatcher }) as unknown as Promise<Response>)
+        : fetch(input, { ...init, redirect: 'manual' }),
   };
   const client = new postmark.ServerClient(account.apiKey, clientOptions);
   const stream = stringSetting(account.settings, 'message_stream');
 
   return {
     name: 'postmark',
+    async close() {
+      await dispatcher?.close();
+    },
     async send(email: OutgoingEmail) {
       const started = Date.now();
       try {

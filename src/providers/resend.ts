@@ -1,6 +1,6 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount } from '../types';
-import { endpointOverride, errorFromHttpStatus, formatFrom, fqdn, parseRetryAfter, tagValue } from './common';
+import { endpointFor, errorFromHttpStatus, formatFrom, fqdn, parseRetryAfter, pinnedDispatcher, tagValue } from './common';
 import type { DomainRecord, DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type ResendModule = typeof import('resend');
@@ -9,6 +9,8 @@ type ResendModule = typeof import('resend');
 interface RequestOptions {
   signal: AbortSignal;
   redirect: 'manual';
+  /** undici's: fetch() connects through it (a tenant's endpoint, pinned to checked addresses). */
+  dispatcher?: import('undici').Agent;
 }
 
 interface ResendResult<T> {
@@ -26,8 +28,10 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
   if (!account.apiKey) throw new WorkerError('provider_auth_failed', 'Resend needs an API key');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Resend } = require('resend') as ResendModule;
-  const baseUrl = endpointOverride(account, opts.allowEndpointOverride);
-  const client = new Resend(account.apiKey, baseUrl ? { baseUrl } : undefined);
+  const endpoint = endpointFor(account, opts);
+  const client = new Resend(account.apiKey, endpoint ? { baseUrl: endpoint.url } : undefined);
+  // A tenant's endpoint: every connection goes to an address the egress policy checked.
+  const dispatcher = endpoint?.lookup ? pinnedDispatcher(endpoint.lookup) : undefined;
 
   // Every request goes out with a deadline and without following redirects: the SDK spreads
   // these request options into its fetch() call. A redirect is answered as an error carrying a
@@ -36,7 +40,7 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
     const signal = AbortSignal.timeout(opts.timeoutMs);
     let result: ResendResult<T>;
     try {
-      result = await fn({ signal, redirect: 'manual' });
+      result = await fn({ signal, redirect: 'manual', ...(dispatcher ? { dispatcher } : {}) });
     } catch {
       throw errorFromHttpStatus('Resend', null, { timedOut: signal.aborted });
     }
@@ -46,6 +50,9 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
 
   return {
     name: 'resend',
+    async close() {
+      await dispatcher?.close();
+    },
     async send(email: OutgoingEmail) {
       const data = await call<{ id: string }>((init) =>
         client.emails.send(

@@ -2,7 +2,7 @@ import type { ClientRequest } from '@sendgrid/client/src/request';
 import type { ClientResponse } from '@sendgrid/client/src/response';
 import type { MailDataRequired } from '@sendgrid/helpers/classes/mail';
 import { WorkerError } from '../errors';
-import { endpointOverride, errorFromHttpStatus } from './common';
+import { endpointFor, errorFromHttpStatus, pinnedAgents } from './common';
 import type { ProviderAccount } from '../types';
 import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
@@ -20,8 +20,14 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
 
   const client = new Client();
   client.setApiKey(account.apiKey);
-  const baseUrl = endpointOverride(account, opts.allowEndpointOverride);
-  if (baseUrl) client.setDefaultRequest('baseUrl', baseUrl);
+  const endpoint = endpointFor(account, opts);
+  if (endpoint) client.setDefaultRequest('baseUrl', endpoint.url);
+  // A tenant's endpoint: every connection goes to an address the egress policy checked.
+  const agents = endpoint?.lookup ? pinnedAgents(endpoint.lookup) : undefined;
+  if (agents) {
+    client.setDefaultRequest('httpAgent', agents.http);
+    client.setDefaultRequest('httpsAgent', agents.https);
+  }
   client.setDefaultRequest('timeout', opts.timeoutMs);
   // SendGrid's API does not redirect. Not following redirects means a 3xx is an error (mapped by
   // status like any other) rather than a request to wherever the answer points, which an
@@ -34,6 +40,10 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
 
   return {
     name: 'sendgrid',
+    async close() {
+      agents?.http.destroy();
+      agents?.https.destroy();
+    },
     async send(email: OutgoingEmail) {
       try {
         const [response] = await mail.send({

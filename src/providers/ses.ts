@@ -1,6 +1,6 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount } from '../types';
-import { endpointOverride, errorFromHttpStatus, formatFrom, ranOutOfTime, stringSetting, tagValue } from './common';
+import { endpointFor, errorFromHttpStatus, formatFrom, pinnedAgents, ranOutOfTime, stringSetting, tagValue } from './common';
 import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type SesModule = typeof import('@aws-sdk/client-sesv2');
@@ -18,13 +18,19 @@ export function createSesProvider(account: ProviderAccount, opts: ProviderOption
   const region = stringSetting(account.settings, 'region');
   if (!region) throw new WorkerError('provider_rejected', 'SES settings need a region');
   const accessKeyId = stringSetting(account.settings, 'access_key_id');
-  const endpoint = endpointOverride(account, opts.allowEndpointOverride);
+  const endpoint = endpointFor(account, opts);
+  const agents = endpoint?.lookup ? pinnedAgents(endpoint.lookup) : undefined;
   const client = new ses.SESv2Client({
     region,
     ...(accessKeyId && account.apiKey ? { credentials: { accessKeyId, secretAccessKey: account.apiKey } } : {}),
-    ...(endpoint ? { endpoint } : {}),
+    ...(endpoint ? { endpoint: endpoint.url } : {}),
     maxAttempts: 1,
-    requestHandler: { requestTimeout: opts.timeoutMs, connectionTimeout: opts.timeoutMs },
+    requestHandler: {
+      requestTimeout: opts.timeoutMs,
+      connectionTimeout: opts.timeoutMs,
+      // A tenant's endpoint: every connection goes to an address the egress policy checked.
+      ...(agents ? { httpAgent: agents.http, httpsAgent: agents.https } : {}),
+    },
   });
   const configurationSet = stringSetting(account.settings, 'configuration_set');
   const tenantName = stringSetting(account.settings, 'tenant_name');
