@@ -38,3 +38,20 @@ export function composeForTest(
     extraHeaders: opts.extraHeaders ?? {},
   });
 }
+
+/** A minimal email for provider-level tests, which need something to send and nothing more. */
+export function plainEmail(overrides: Partial<OutgoingEmail> = {}): OutgoingEmail {
+  return {
+    from: { email: 'noreply@example.com', name: null },
+    to: 'owner@customer.example',
+    replyTo: null,
+    subject: 'done',
+    text: 'done',
+    html: '<p>done</p>',
+    headers: { 'X-Tenant-ID': 'acme' },
+    reference: '<ref@example.com>',
+    tags: { tenantId: 'acme', eventId: 'e1' },
+    idempotencyKey: 'k1',
+    ...overrides,
+  };
+}

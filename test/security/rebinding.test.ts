@@ -1,8 +1,8 @@
 import { WorkerError } from '../../src/errors';
 import { Egress } from '../../src/net/egress';
 import { ProviderClients } from '../../src/providers/clients';
-import type { OutgoingEmail } from '../../src/providers/types';
 import type { ProviderAccount } from '../../src/types';
+import { plainEmail } from '../helpers/compose';
 import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
 
 /**
@@ -18,18 +18,7 @@ import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi'
  */
 describe('HTTP providers connect to the address the egress policy checked', () => {
   let api: FakeApi;
-  const email: OutgoingEmail = {
-    from: { email: 'noreply@example.com', name: null },
-    to: 'owner@customer.example',
-    replyTo: null,
-    subject: 'done',
-    text: 'done',
-    html: '<p>done</p>',
-    headers: { 'X-Tenant-ID': 'acme' },
-    reference: '<ref@example.com>',
-    tags: { tenantId: 'acme', eventId: 'e1' },
-    idempotencyKey: 'k1',
-  };
+  const email = plainEmail();
   beforeAll(async () => {
     api = await startFakeApi({
       ...PROVIDER_ROUTES.ses,

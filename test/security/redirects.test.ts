@@ -1,8 +1,8 @@
 import { Egress } from '../../src/net/egress';
 import { WorkerError } from '../../src/errors';
 import { ProviderClients } from '../../src/providers/clients';
-import type { OutgoingEmail } from '../../src/providers/types';
 import type { ProviderAccount } from '../../src/types';
+import { plainEmail } from '../helpers/compose';
 import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
 
 /**
@@ -15,18 +15,7 @@ describe('HTTP providers do not follow redirects', () => {
   let redirector: FakeApi;
   let target: FakeApi;
   const opts = { timeoutMs: 2000, allowEndpointOverride: true, egress: new Egress({ allowPrivate: true, allowedHosts: [] }) };
-  const email: OutgoingEmail = {
-    from: { email: 'noreply@example.com', name: null },
-    to: 'owner@customer.example',
-    replyTo: null,
-    subject: 'done',
-    text: 'done',
-    html: '<p>done</p>',
-    headers: { 'X-Tenant-ID': 'acme' },
-    reference: '<ref@example.com>',
-    tags: { tenantId: 'acme', eventId: 'e1' },
-    idempotencyKey: 'k1',
-  };
+  const email = plainEmail();
   beforeAll(async () => {
     target = await startFakeApi({ ...PROVIDER_ROUTES.ses, ...PROVIDER_ROUTES.postmark, ...PROVIDER_ROUTES.resend });
     redirector = await startFakeApi({});
