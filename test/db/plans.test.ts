@@ -64,6 +64,7 @@ describe("the hot path's delivery lookups", () => {
     await events(50, 150);
     const b = await tenantIndexReads();
     // Before statistics: each of the three lookups per event reads the tenant's rows (~50-150).
+    // This is PostgreSQL 18's choice (the embedded server); it shows the check below can fail.
     expect(b - a).toBeGreaterThan(100 * 50);
 
     // What autovacuum does within about a minute of a live table's first rows.
