@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';
 import { Egress, EgressRefused, destinationForbidden, destinationHost, type EgressPolicy } from '../net/egress';
 import type { ProviderAccount, ProviderName } from '../types';
@@ -49,7 +50,9 @@ export class ProviderClients {
       this.cache.set(key, hit);
       return hit;
     }
-    const client = guardDestination(this.factories[account.provider](account, this.opts), account, this.opts);
+    const refusals = new ConnectRefusals(this.opts.egress);
+    const built = this.factories[account.provider](account, { ...this.opts, connectLookup: refusals.lookup });
+    const client = guardDestination(built, account, this.opts, refusals);
     this.cache.set(key, client);
     const max = this.opts.maxClients ?? 1000;
     while (this.cache.size > max) {
@@ -68,13 +71,36 @@ export class ProviderClients {
 }
 
 /**
+ * The lookup one client's connections use (common.ts endpointFor): the egress policy's, counting
+ * what it refuses. An SDK reports a refused connection as a network failure, or (Resend) not at
+ * all; the count lets the guard below tell that a call failed because its connection was
+ * refused.
+ */
+class ConnectRefusals {
+  count = 0;
+  last: EgressRefused | undefined;
+  constructor(private readonly egress: Egress) {}
+
+  readonly lookup: LookupFunction = (hostname, options, callback) => {
+    this.egress.lookup(hostname, options, ((err: NodeJS.ErrnoException | null, ...rest: unknown[]) => {
+      if (err instanceof EgressRefused) {
+        this.count++;
+        this.last = err;
+      }
+      (callback as (err: NodeJS.ErrnoException | null, ...rest: unknown[]) => void)(err, ...rest);
+    }) as Parameters<LookupFunction>[2]);
+  };
+}
+
+/**
  * An endpoint override (base_url, endpoint) is checked against the egress policy before every
  * call, on freshly resolved addresses, so a refusal is `destination_forbidden`. The SDKs also
  * connect through the policy's lookup (common.ts endpointFor), so the address connected to is
- * one that was checked. SMTP needs no wrapper: its sockets are opened through that lookup
- * (smtp.ts).
+ * one that was checked; a call whose connection was refused there (a name that answered
+ * differently for the connection: DNS rebinding) is `destination_forbidden` too. SMTP needs no
+ * wrapper: its sockets are opened through the policy's lookup (smtp.ts).
  */
-function guardDestination(client: EmailProvider, account: ProviderAccount, opts: ProviderOptions): EmailProvider {
+function guardDestination(client: EmailProvider, account: ProviderAccount, opts: ProviderOptions, refusals: ConnectRefusals): EmailProvider {
   if (account.platformManaged) return client;
   const override = endpointOverride(account, opts.allowEndpointOverride);
   const host = override === undefined ? undefined : destinationHost(override);
@@ -87,16 +113,23 @@ function guardDestination(client: EmailProvider, account: ProviderAccount, opts:
       throw new WorkerError('provider_network', `the provider endpoint ${host} could not be resolved`);
     }
   };
+  // Check, call, and if a connection of this client was refused while the call ran (the same
+  // host, so the same answer for any call in flight), say so rather than the SDK's network error.
+  const guard = async <T>(call: () => Promise<T>): Promise<T> => {
+    await check();
+    const before = refusals.count;
+    try {
+      return await call();
+    } catch (err) {
+      const refused = refusals.count > before ? refusals.last : undefined;
+      if (refused?.reason === 'internal') throw destinationForbidden(refused);
+      throw err;
+    }
+  };
   const guarded: EmailProvider = {
     name: client.name,
-    send: async (email) => {
-      await check();
-      return client.send(email);
-    },
-    verify: async () => {
-      await check();
-      return client.verify();
-    },
+    send: (email) => guard(() => client.send(email)),
+    verify: () => guard(() => client.verify()),
     ...(client.close ? { close: () => client.close!() } : {}),
   };
   const domains = client.domains?.bind(client);
@@ -104,8 +137,8 @@ function guardDestination(client: EmailProvider, account: ProviderAccount, opts:
     guarded.domains = (o) => {
       const api = domains(o);
       return {
-        register: async (d) => (await check(), api.register(d)),
-        check: async (d, id) => (await check(), api.check(d, id)),
+        register: (d) => guard(() => api.register(d)),
+        check: (d, id) => guard(() => api.check(d, id)),
       };
     };
   }

@@ -59,7 +59,7 @@ export function endpointOverride(account: ProviderAccount, allow: boolean): stri
 export function endpointFor(account: ProviderAccount, opts: ProviderOptions): { url: string; lookup?: LookupFunction } | undefined {
   const url = endpointOverride(account, opts.allowEndpointOverride);
   if (url === undefined) return undefined;
-  return account.platformManaged ? { url } : { url, lookup: opts.egress.lookup };
+  return account.platformManaged ? { url } : { url, lookup: opts.connectLookup ?? opts.egress.lookup };
 }
 
 /** Kept-alive http and https agents whose connections resolve through `lookup`. */

@@ -1,3 +1,4 @@
+import type { LookupFunction } from 'node:net';
 import type { Egress } from '../net/egress';
 import type { DomainStatus, ProviderAccount, ProviderName } from '../types';
 
@@ -71,6 +72,11 @@ export interface ProviderOptions {
   allowEndpointOverride: boolean;
   /** Where tenant-chosen hosts may point; checked on the resolved addresses at connect time. */
   egress: Egress;
+  /**
+   * The lookup a client's connections to a tenant's endpoint use; ProviderClients sets one per
+   * client that notes refusals. Without it, the policy's own (`egress.lookup`).
+   */
+  connectLookup?: LookupFunction;
 }
 
 export type ProviderFactory = (account: ProviderAccount, opts: ProviderOptions) => EmailProvider;

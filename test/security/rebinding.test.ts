@@ -72,6 +72,8 @@ describe('HTTP providers connect to the address the egress policy checked', () =
       .catch((e: unknown) => e)
       .finally(() => clients.closeAll());
     expect(err).toBeInstanceOf(WorkerError);
+    // The same answer as a name that resolves inward at the check: not retried, dead-lettered.
+    expect((err as WorkerError).code).toBe('destination_forbidden');
     expect(answers).toBeGreaterThanOrEqual(2); // the connection asked the policy again
     expect(api.requests.length).toBe(before); // and nothing reached the internal address
   });
