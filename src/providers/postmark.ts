@@ -15,20 +15,15 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
   const postmark = require('postmark') as PostmarkModule;
   const endpoint = endpointFor(account, opts);
   const url = endpoint ? new URL(endpoint.url) : undefined;
-  // A tenant's endpoint: every connection goes to an address the egress policy checked. The
-  // dispatcher is undici's, so the fetch that takes it is undici's too.
+  // A tenant's endpoint: every connection goes to an address the egress policy checked.
   const dispatcher = endpoint?.lookup ? pinnedDispatcher(endpoint.lookup) : undefined;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const pinnedFetch = dispatcher ? (require('undici') as typeof import('undici')).fetch : undefined;
   const clientOptions = {
     timeout: Math.max(1, Math.ceil(opts.timeoutMs / 1000)),
     ...(url ? { useHttps: url.protocol === 'https:', requestHost: url.host } : {}),
     // Redirects are not followed: a 3xx is an error by its status. Following one would reach a
-    // host the egress check (src/net/egress.ts) never saw. The SDK takes a fetch of our own.
-    fetch: (input: string | URL | Request, init?: RequestInit) =>
-      pinnedFetch && dispatcher
-        ? (pinnedFetch(input as string | URL, { ...(init as object), redirect: 'manual', dispatcher }) as unknown as Promise<Response>)
-        : fetch(input, { ...init, redirect: 'manual' }),
+    // host the egress check (src/net/egress.ts) never saw. The SDK takes a fetch of our own; the
+    // dispatcher goes to fetch() as Resend's does (resend.ts).
+    fetch: (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, redirect: 'manual', ...(dispatcher ? { dispatcher } : {}) } as RequestInit),
   };
   const client = new postmark.ServerClient(account.apiKey, clientOptions);
   const stream = stringSetting(account.settings, 'message_stream');
