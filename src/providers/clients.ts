@@ -3,7 +3,7 @@ import type { LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';
 import { Egress, EgressRefused, destinationForbidden, destinationHost, type EgressPolicy } from '../net/egress';
 import type { ProviderAccount, ProviderName } from '../types';
-import { endpointOverride } from './common';
+import { endpointFor } from './common';
 import { createPostmarkProvider } from './postmark';
 import { createResendProvider } from './resend';
 import { createSendgridProvider } from './sendgrid';
@@ -101,9 +101,9 @@ class ConnectRefusals {
  * wrapper: its sockets are opened through the policy's lookup (smtp.ts).
  */
 function guardDestination(client: EmailProvider, account: ProviderAccount, opts: ProviderOptions, refusals: ConnectRefusals): EmailProvider {
-  if (account.platformManaged) return client;
-  const override = endpointOverride(account, opts.allowEndpointOverride);
-  const host = override === undefined ? undefined : destinationHost(override);
+  // The endpoints to guard are the tenant-chosen ones: those endpointFor pins to the policy.
+  const endpoint = endpointFor(account, opts);
+  const host = endpoint?.lookup ? destinationHost(endpoint.url) : undefined;
   if (host === undefined) return client;
   const check = async () => {
     try {
