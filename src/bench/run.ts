@@ -122,6 +122,12 @@ const workerLines = (o: Options, printableEnv: Record<string, string | undefined
   `worker env: ${Object.entries(printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`,
 ];
 
+/** The report's line on where it ran: the machine, Node, and how PostgreSQL was set up. */
+function machineLine(pgVersion: string): string {
+  const cpu = os.cpus();
+  return `machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`;
+}
+
 /** The bare express app's environment, for its ceiling, its cold starts and its latency floor. */
 const BARE_ENV: NodeJS.ProcessEnv = { PATH: process.env.PATH, NODE_ENV: 'production' };
 
@@ -502,7 +508,7 @@ async function main(): Promise<void> {
     const out = (s = '') => lines.push(s);
     out(`# tenant-email-worker benchmark — ${new Date().toISOString()}`);
     out();
-    out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`);
+    out(machineLine(pgVersion));
     out(`disk: 8 KiB write + fdatasync in PostgreSQL's data directory (a commit's WAL flush), 500 samples before the runs: p50 ${f2(flush.p50)} ms, p99 ${f2(flush.p99)} ms, max ${f2(flush.max)} ms`);
     out(`config: events=${o.events} concurrency=${o.concurrency} tenants=${o.tenants} pool-max=${o.poolMax} cold-starts=${o.coldStarts} half-rate-seconds=${o.halfRateSeconds} quota-limit=${o.quotaLimit}`);
     for (const line of workerLines(o, printableEnv)) out(line);
@@ -622,10 +628,9 @@ async function soak(
   const final = rows.at(-1)!;
   const lines: string[] = [];
   const out = (line = '') => lines.push(line);
-  const cpu = os.cpus();
   out(`# tenant-email-worker soak — ${new Date().toISOString()}`);
   out();
-  out(`machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB; Node ${process.version}; PostgreSQL ${ctx.pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`);
+  out(machineLine(ctx.pgVersion));
   out(`config: soak-seconds=${o.soakSeconds} soak-window-seconds=${o.soakWindowSeconds} tenants=${o.tenants} concurrency=${o.concurrency} (peak finding) pool-max=${o.poolMax}`);
   for (const line of workerLines(o, ctx.printableEnv)) out(line);
   out(`peak (closed loop, ${peakEvents} events): ${f0(peak.rate)}/s → soak at ${rate}/s, open loop, latency from the scheduled send time`);
