@@ -7,7 +7,7 @@ const UNAVAILABLE_SQLSTATES = new Set(['57014', '40001', '40P01', '55P03']);
 const UNAVAILABLE_CLIENT_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH',
   'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_DESTROYED', 'CONNECTION_ENDED',
-  // Our own per-call deadline (db/deliveries.ts withDeadline()).
+  // Our own per-call deadline (db/deadline.ts withDeadline()).
   'DEADLINE',
 ]);
 
