@@ -433,7 +433,6 @@ async function main(): Promise<void> {
       const m0 = machineCpu();
       const r = await fn();
       const cpu = cpuDiff(cpu0, cpuSnapshot(pids, path.join(dir, 'pg')));
-      const workerCpu = cpu.worker;
       const m1 = machineCpu();
       const machineBusy = (m1.busy - m0.busy) / (m1.total - m0.total);
       const [s] = await su`
@@ -442,23 +441,24 @@ async function main(): Promise<void> {
       const statements = await su`
         SELECT calls::bigint AS calls, left(regexp_replace(query, '\\s+', ' ', 'g'), 60) AS query
         FROM pg_stat_statements WHERE userid = (SELECT oid FROM pg_roles WHERE rolname = ${roles.workerRole}) ORDER BY calls DESC LIMIT 5`;
-      return { result: r, workerCpu, cpu, machineBusy, calls: Number(s!.calls), statements: statements.map((x) => ({ calls: Number(x.calls), query: String(x.query) })), fake: await fakeStats() };
+      return { result: r, cpu, machineBusy, calls: Number(s!.calls), statements: statements.map((x) => ({ calls: Number(x.calls), query: String(x.query) })), fake: await fakeStats() };
     };
 
     log(`the worker: ${o.events} events over ${o.tenants} tenants at concurrency ${o.concurrency} ...`);
     const main = await counted(() => closedLoop(origin, makeEvents('main', o.events, (i) => tenant(i % o.tenants)), o.concurrency));
     const rssAfterMain = peakRssMb(worker.proc.pid!);
 
-    const halfRate = Math.max(1, Math.floor(main.result.rate / 2));
-    const halfCount = Math.max(500, Math.floor(halfRate * o.halfRateSeconds));
-    log(`the worker: open loop at ${halfRate}/s (half the peak) for ${halfCount} events ...`);
-    const half = await counted(() => openLoop(origin, makeEvents('half', halfCount, (i) => tenant(i % o.tenants)), halfRate));
+    // An open loop at a fraction of the peak, for the latency figures.
+    const openLoopAt = async (divisor: number, run: string, label: string, minEvents: number) => {
+      const rate = Math.max(1, Math.floor(main.result.rate / divisor));
+      const count = Math.max(minEvents, Math.floor(rate * o.halfRateSeconds));
+      log(`the worker: open loop at ${rate}/s (${label}) for ${count} events ...`);
+      return { rate, count, ...(await counted(() => openLoop(origin, makeEvents(run, count, (i) => tenant(i % o.tenants)), rate))) };
+    };
+    const half = await openLoopAt(2, 'half', 'half the peak', 500);
     // The tail against load: the same open loop at half that rate again. If the p99 falls with the
     // load, the tail is waiting for a CPU on this shared machine, not a fixed cost per event.
-    const quarterRate = Math.max(1, Math.floor(main.result.rate / 4));
-    const quarterCount = Math.max(250, Math.floor(quarterRate * o.halfRateSeconds));
-    log(`the worker: open loop at ${quarterRate}/s (a quarter of the peak) for ${quarterCount} events ...`);
-    const quarter = await counted(() => openLoop(origin, makeEvents('quarter', quarterCount, (i) => tenant(i % o.tenants)), quarterRate));
+    const quarter = await openLoopAt(4, 'quarter', 'a quarter of the peak', 250);
 
     log(`the worker: one hot tenant, ${o.events} events ...`);
     const hot = await counted(() => closedLoop(origin, makeEvents('hot', o.events, () => tenant(0)), o.concurrency));
@@ -472,10 +472,10 @@ async function main(): Promise<void> {
 
     // The harness's own tail: the same open loop, same rate and count, against the bare app. What
     // it shows is the load generator and the machine, not the worker.
-    log(`floor: bare express, open loop at ${halfRate}/s ...`);
+    log(`floor: bare express, open loop at ${half.rate}/s ...`);
     const bareAgain = await spawnReady(BARE, [], BARE_ENV);
     children.push(bareAgain);
-    const bareHalf = await openLoop(`http://127.0.0.1:${bareAgain.port}`, makeEvents('bare-half', halfCount, (i) => tenant(i % o.tenants)), halfRate);
+    const bareHalf = await openLoop(`http://127.0.0.1:${bareAgain.port}`, makeEvents('bare-half', half.count, (i) => tenant(i % o.tenants)), half.rate);
     await bareAgain.stop();
 
     // ------------------------------------------------------------ report
@@ -487,7 +487,7 @@ async function main(): Promise<void> {
     const checks: Array<[string, boolean, string]> = [
       ['throughput ≥ 50% of the lower ceiling', main.result.rate >= 0.5 * ceiling, `${f0(main.result.rate)}/s vs ${f0(ceiling)}/s → ${pct(main.result.rate / ceiling)}`],
       ['≤ 2 database round trips per event', rtMain <= 2, f2(rtMain)],
-      ['p99 ≤ 20 ms at half the peak rate', half.result.p99 <= 20, `${f1(half.result.p99)} ms at ${halfRate}/s`],
+      ['p99 ≤ 20 ms at half the peak rate', half.result.p99 <= 20, `${f1(half.result.p99)} ms at ${half.rate}/s`],
       ['cold start ≤ 1.3× bare express', coldW <= 1.3 * coldB, `${f0(coldW)} ms vs ${f0(coldB)} ms → ${f2(coldW / coldB)}×`],
       ['peak RSS ≤ 150 MB', (peakRss ?? Infinity) <= 150, `${f1(peakRss ?? NaN)} MB`],
       ['one hot tenant ≥ 50% of the 200-tenant rate', hot.result.rate >= 0.5 * main.result.rate, `${f0(hot.result.rate)}/s → ${pct(hot.result.rate / main.result.rate)}`],
@@ -519,19 +519,19 @@ async function main(): Promise<void> {
     const row = (name: string, r: RunResult) =>
       out(`| ${name} | ${r.requests} | ${f0(r.rate)} | ${f1(r.p50)} | ${f1(r.p95)} | ${f1(r.p99)} | ${f1(r.max)} | ${Object.entries(r.statuses).map(([k, v]) => `${k}×${v}`).join(' ')} |`);
     row(`worker, ${o.tenants} tenants, concurrency ${o.concurrency}`, main.result);
-    row(`worker, ${o.tenants} tenants, open loop at ${halfRate}/s`, half.result);
-    row(`worker, ${o.tenants} tenants, open loop at ${quarterRate}/s`, quarter.result);
+    row(`worker, ${o.tenants} tenants, open loop at ${half.rate}/s`, half.result);
+    row(`worker, ${o.tenants} tenants, open loop at ${quarter.rate}/s`, quarter.result);
     row(`worker, 1 hot tenant, concurrency ${o.concurrency}`, hot.result);
     row(`worker, quota check (limit ${o.quotaLimit})`, quota.result);
     row(`ceiling: bare express 202, concurrency ${o.concurrency}`, bareRun);
-    row(`floor: bare express 202, open loop at ${halfRate}/s`, bareHalf);
+    row(`floor: bare express 202, open loop at ${half.rate}/s`, bareHalf);
     row(`ceiling: per-event SQL direct, ${o.tenants} tenants, pool ${o.poolMax}`, sqlRun);
     row(`ceiling: per-event SQL direct, 1 hot tenant, pool ${o.poolMax}`, sqlHotRun);
     out();
     out(`database round trips per event (pg_stat_statements, worker role): ${f2(rtMain)} (${main.calls} statements for ${o.events} events); hot tenant ${f2(hot.calls / o.events)}`);
     out(`  top statements: ${main.statements.map((s) => `${s.calls}× ${s.query}`).join(' | ')}`);
     out(`emails received vs 202 answers: main ${main.fake.received}/${accepted(main.result)}, half-rate ${half.fake.received}/${accepted(half.result)}, quarter-rate ${quarter.fake.received}/${accepted(quarter.result)}, hot ${hot.fake.received}/${accepted(hot.result)}, quota ${quota.fake.received}/${accepted(quota.result)}; duplicates ${main.fake.duplicates + half.fake.duplicates + quarter.fake.duplicates + hot.fake.duplicates + quota.fake.duplicates}`);
-    out(`worker CPU: ${f2((main.workerCpu * 1000) / o.events)} ms per event in the main run (${f1(main.workerCpu)} s of CPU in ${f1(main.result.seconds)} s); machine busy ${pct(main.machineBusy)} of ${cpu.length} cores; hot tenant ${f2((hot.workerCpu * 1000) / o.events)} ms per event, machine ${pct(hot.machineBusy)}`);
+    out(`worker CPU: ${f2((main.cpu.worker * 1000) / o.events)} ms per event in the main run (${f1(main.cpu.worker)} s of CPU in ${f1(main.result.seconds)} s); machine busy ${pct(main.machineBusy)} of ${cpu.length} cores; hot tenant ${f2((hot.cpu.worker * 1000) / o.events)} ms per event, machine ${pct(hot.machineBusy)}`);
     // Where the CPU of the whole chain goes, per event: everything runs on these cores, so the
     // sum bounds what the machine can carry, whatever the worker does.
     const perEvent = (c: CpuSnapshot, events = o.events) => ({ worker: (c.worker * 1000) / events, postgres: (c.postgres * 1000) / events, fake: (c.fake * 1000) / events, load: (c.load * 1000) / events });
@@ -539,8 +539,8 @@ async function main(): Promise<void> {
     // An open loop costs more CPU per event than the closed loop (each event wakes every process
     // on its own), so half the peak rate keeps the cores busier than half.
     out(
-      `p99 against load (open loops): ${f1(half.result.p99)} ms at ${halfRate}/s, machine busy ${pct(half.machineBusy)}, chain CPU ${f2(chainMs(half.cpu, halfCount))} ms per event; ` +
-        `${f1(quarter.result.p99)} ms at ${quarterRate}/s, machine busy ${pct(quarter.machineBusy)}, chain CPU ${f2(chainMs(quarter.cpu, quarterCount))} ms per event; the harness alone ${f1(bareHalf.p99)} ms at ${halfRate}/s`,
+      `p99 against load (open loops): ${f1(half.result.p99)} ms at ${half.rate}/s, machine busy ${pct(half.machineBusy)}, chain CPU ${f2(chainMs(half.cpu, half.count))} ms per event; ` +
+        `${f1(quarter.result.p99)} ms at ${quarter.rate}/s, machine busy ${pct(quarter.machineBusy)}, chain CPU ${f2(chainMs(quarter.cpu, quarter.count))} ms per event; the harness alone ${f1(bareHalf.p99)} ms at ${half.rate}/s`,
     );
     const chain = perEvent(main.cpu);
     const chainTotal = chainMs(main.cpu, o.events);
