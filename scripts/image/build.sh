@@ -7,10 +7,8 @@ set -euo pipefail
 src=$(cd "$1" && pwd)
 out=$2
 cd "$src"
-# `npm install` rather than `npm ci`: this npm writes only the current platform's optional
-# binaries (@swc/core-*) into the lockfile and `npm ci` then refuses it; the lockfile still pins
-# every version.
-npm install --no-audit --no-fund --loglevel=error
+# Exactly what the lockfile pins (it records every platform's optional binaries: test/lockfile.test.ts).
+npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
 npm prune --omit=dev --no-audit --no-fund --loglevel=error
 rm -rf "$out"
