@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { ROOT, chartRenderer, deepMerge, parseDocs, schemaCheck, validateObjects, type K8sObject } from './render';
+import { CHART, KUBE_VERSIONS, ROOT, chartRenderer, deepMerge, parseDocs, schemaCheck, tool, validateObjects, type K8sObject } from './render';
 
 const defaults = parse(readFileSync(path.join(ROOT, 'chart', 'values.yaml'), 'utf8'));
 const MINIMAL = { secrets: { existingSecret: 'tew-secrets' } };
@@ -32,8 +33,36 @@ describe('Helm chart', () => {
   const ksvcWorker = (objs: K8sObject[]) => find(objs, 'Service', (o) => o.apiVersion === 'serving.knative.dev/v1' && o.spec.template.metadata.labels['app.kubernetes.io/component'] === 'worker')[0]!;
   const isoSeconds = (d: string) => Number(/^PT(\d+)S$/.exec(d)![1]);
 
-  it(`renders with ${'the renderer'} named in README (${renderer.name})`, () => {
-    expect(renderer.name).toMatch(/helm|helm-render/);
+  afterAll(() => renderer.dispose());
+
+  it.each([
+    ['defaults (with an existing Secret)', MINIMAL],
+    ['non-default values', NON_DEFAULT],
+  ])('helm lint --strict passes with %s', (_n, values) => {
+    const f = path.join(mkdtempSync(path.join(tmpdir(), 'tew-lint-')), 'values.json');
+    writeFileSync(f, JSON.stringify(values));
+    try {
+      const r = spawnSync(tool('helm'), ['lint', '--strict', CHART, '-f', f], { encoding: 'utf8' });
+      expect({ status: r.status, out: r.stdout + r.stderr }).toMatchObject({ status: 0 });
+      expect(r.stdout + r.stderr).not.toMatch(/\[(WARNING|ERROR)\]/);
+    } finally {
+      rmSync(path.dirname(f), { recursive: true, force: true });
+    }
+  });
+
+  it.each(KUBE_VERSIONS.flatMap((v) => [[v, 'defaults', MINIMAL], [v, 'non-default values', NON_DEFAULT]] as const))(
+    'Kubernetes %s, %s: renders and every object validates',
+    (kubeVersion, _n, values) => {
+      const r = renderer.render(values, { kubeVersion });
+      if (!r.ok) throw new Error(r.error);
+      expect(validateObjects(r.yaml).filter((x) => !x.ok)).toEqual([]);
+    },
+  );
+
+  it('refuses a Kubernetes older than Chart.yaml\'s kubeVersion', () => {
+    const r = renderer.render(MINIMAL, { kubeVersion: '1.27.9' });
+    expect(r.ok).toBe(false);
+    expect((r as { error: string }).error).toMatch(/kubeVersion|incompatible/i);
   });
 
   it.each([
@@ -159,6 +188,23 @@ describe('Helm chart', () => {
     expect(uncommented).toEqual([]);
   });
 
+  it('chart/README.md has the values table generated from values.yaml (npm run docs:chart), and helm show readme prints it', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tew-readme-'));
+    try {
+      const readme = path.join(dir, 'README.md');
+      copyFileSync(path.join(CHART, 'README.md'), readme);
+      const gen = spawnSync(process.execPath, [require.resolve('@bitnami/readme-generator-for-helm/bin/index.js'), '--values', path.join(CHART, 'values.yaml'), '--readme', readme], { encoding: 'utf8' });
+      expect({ status: gen.status, out: gen.stdout + gen.stderr }).toMatchObject({ status: 0 });
+      const committed = readFileSync(path.join(CHART, 'README.md'), 'utf8');
+      if (readFileSync(readme, 'utf8') !== committed) throw new Error('chart/README.md is stale: run `npm run docs:chart` and commit it');
+      const shown = spawnSync(tool('helm'), ['show', 'readme', CHART], { encoding: 'utf8' });
+      expect(shown.stdout.trim()).toBe(committed.trim());
+      expect(committed).toMatch(/\| `config\.senderDomainPolicy` +\|/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('prints next steps in NOTES.txt', () => {
     const r = renderer.render(MINIMAL, { notes: true });
     expect(r.ok).toBe(true);
@@ -168,7 +214,7 @@ describe('Helm chart', () => {
 
 describe('k8s/ (kustomize)', () => {
   it('renders with kubectl kustomize and every object validates; same contract as the chart', () => {
-    const r = spawnSync('kubectl', ['kustomize', path.join(ROOT, 'k8s')], { encoding: 'utf8' });
+    const r = spawnSync(tool('kubectl'), ['kustomize', path.join(ROOT, 'k8s')], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     const objects = parseDocs(r.stdout);
     expect(validateObjects(r.stdout).filter((x) => !x.ok)).toEqual([]);

@@ -1,12 +1,12 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Ajv from 'ajv';
 import { parseAllDocuments } from 'yaml';
 
 export const ROOT = path.join(__dirname, '..', '..');
-const CHART = path.join(ROOT, 'chart');
+export const CHART = path.join(ROOT, 'chart');
 
 export interface K8sObject {
   apiVersion: string;
@@ -18,39 +18,39 @@ export interface K8sObject {
   [k: string]: any;
 }
 
-const onPath = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+/** The real helm and kubectl (scripts/k8s-tools.js; the suite's global setup names them). */
+export function tool(name: 'helm' | 'kubectl'): string {
+  const bin = process.env[name === 'helm' ? 'TEW_HELM' : 'TEW_KUBECTL'];
+  if (!bin) throw new Error(`no ${name}: run the suite with \`npm test\` (its global setup runs scripts/k8s-tools.js)`);
+  return bin;
+}
 
-/**
- * How the chart is rendered here: `helm template` when helm is on PATH, otherwise
- * tools/helm-render (Go text/template + Sprig, Helm's own functions), built from Debian's Go
- * packages (.ci/run installs them).
- */
-export function chartRenderer(): { name: string; render(values: object, opts?: { notes?: boolean }): { ok: true; yaml: string } | { ok: false; error: string } } {
+/** The oldest and newest Kubernetes the chart is rendered for (Chart.yaml's kubeVersion floor). */
+export const KUBE_VERSIONS = ['1.28.0', '1.35.0'] as const;
+
+export type Rendered = { ok: true; yaml: string } | { ok: false; error: string };
+
+/** `helm template` of the chart with the given values (written to a file, as a user's -f); with `notes`, what NOTES.txt prints. */
+export function chartRenderer(): { render(values: object, opts?: { notes?: boolean; kubeVersion?: string; release?: string }): Rendered; dispose(): void } {
   const dir = mkdtempSync(path.join(tmpdir(), 'tew-chart-'));
-  let run: (valuesFile: string, notes: boolean) => ReturnType<typeof spawnSync>;
-  let name: string;
-  if (onPath('helm')) {
-    name = 'helm template';
-    run = (f, notes) => spawnSync('helm', ['template', 'release-name', CHART, '-f', f, ...(notes ? ['--show-only', 'templates/NOTES.txt'] : [])], { encoding: 'utf8' });
-  } else {
-    if (!onPath('go')) throw new Error('neither helm nor go is on PATH: run `bash .ci/run` (it installs golang-go and Sprig from Debian) or install helm');
-    const bin = path.join(dir, 'helm-render');
-    execFileSync('go', ['build', '-o', bin, './tools/helm-render'], {
-      cwd: ROOT,
-      env: { ...process.env, GO111MODULE: 'off', GOPATH: '/usr/share/gocode', GOCACHE: path.join(tmpdir(), 'tew-gocache'), GOFLAGS: '' },
-      stdio: 'pipe',
-    });
-    name = 'tools/helm-render (Go text/template + Sprig)';
-    run = (f, notes) => spawnSync(bin, ['--chart', CHART, '--values', f, ...(notes ? ['--notes'] : [])], { encoding: 'utf8' });
-  }
+  const helm = tool('helm');
   let n = 0;
   return {
-    name,
     render(values, opts = {}) {
       const f = path.join(dir, `values-${n++}.json`);
       writeFileSync(f, JSON.stringify(values));
-      const r = run(f, Boolean(opts.notes));
-      return r.status === 0 ? { ok: true, yaml: String(r.stdout) } : { ok: false, error: String(r.stderr) };
+      // NOTES.txt is not a manifest: `helm template` never prints it, a client-side install does.
+      const args = [opts.notes ? 'install' : 'template', opts.release ?? 'release-name', CHART, '-f', f, ...(opts.notes ? ['--dry-run=client'] : [])];
+      if (opts.kubeVersion) args.push('--kube-version', opts.kubeVersion);
+      const r = spawnSync(helm, args, { encoding: 'utf8' });
+      if (r.status !== 0) return { ok: false, error: String(r.stderr) };
+      const out = String(r.stdout);
+      if (!opts.notes) return { ok: true, yaml: out };
+      const at = out.indexOf('\nNOTES:\n');
+      return at < 0 ? { ok: false, error: 'helm printed no NOTES' } : { ok: true, yaml: out.slice(at + 8) };
+    },
+    dispose() {
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
