@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { checkFromPattern } from './email/sender';
+import { SENDER_DOMAIN_POLICIES, checkFromPattern, type SenderDomainPolicy } from './email/sender';
 import { Egress, type EgressPolicy } from './net/egress';
 
 /**
@@ -95,7 +95,7 @@ const envSchema = z.object({
     .default('reply+{task_id}@{domain}')
     .refine((v) => v.includes('{domain}'), 'must contain {domain}, e.g. reply+{task_id}@{domain}'),
   EMAIL_TENANT_FROM_PATTERN: optionalString,
-  SENDER_DOMAIN_POLICY: z.enum(['verified', 'provider'], { message: 'must be verified or provider' }).default('verified'),
+  SENDER_DOMAIN_POLICY: z.enum(SENDER_DOMAIN_POLICIES, { message: `must be one of ${SENDER_DOMAIN_POLICIES.join(', ')}` }).default('platform-paid'),
   TEMPLATE_CACHE_SIZE: int(1000, 1, 1_000_000),
   METRICS_ENABLED: bool(true),
   METRICS_TENANT_LABELS: z
@@ -170,7 +170,7 @@ export interface Config {
   /** The platform sender tier, e.g. noreply@{tenant}.mail.example.com; undefined when there is none. */
   readonly tenantFromPattern: string | undefined;
   /** verified: custom domains must be verified through …/email-domains; provider: trust the provider account. */
-  readonly senderDomainPolicy: 'verified' | 'provider';
+  readonly senderDomainPolicy: SenderDomainPolicy;
   readonly templateCacheSize: number;
   /** GET /metrics on the worker's port. */
   readonly metricsEnabled: boolean;

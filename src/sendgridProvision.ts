@@ -114,7 +114,7 @@ export async function provisionSendgridSubuser(sql: Sql, keys: KeyRing, o: Provi
       provider_settings: o.baseUrl ? { base_url: o.baseUrl } : {},
       enabled: true,
       daily_limit: o.dailyLimit ?? existing?.daily_limit ?? 1000,
-    });
+    }, { platformPaid: true });
     report.api_key = 'created';
   }
 

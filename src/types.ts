@@ -34,6 +34,13 @@ export const ENDPOINT_OVERRIDE_SETTING = {
   smtp: null,
 } as const satisfies Record<ProviderName, 'base_url' | 'endpoint' | null>;
 
+/**
+ * The mark in provider_settings of an account the platform provisioned and pays for. Only the
+ * provisioning command sets it: the settings schemas refuse it from a tenant, and an update that
+ * replaces the API key removes it (the account is then the tenant's own).
+ */
+export const PLATFORM_PAID_SETTING = 'platform_paid';
+
 /** A custom sender domain's verification status, as its provider last reported it. */
 export const DOMAIN_STATUSES = ['pending', 'verified', 'failed'] as const;
 export type DomainStatus = (typeof DOMAIN_STATUSES)[number];
@@ -45,6 +52,12 @@ export interface ProviderAccount {
   readonly settings: Readonly<Record<string, unknown>>;
   /** Set by the platform's own configuration (the global account): its endpoint is not a tenant's choice. */
   readonly platformManaged?: boolean;
+  /**
+   * The platform pays for this account (the global account, or a SendGrid subuser the platform
+   * provisioned for the tenant): with the default sender policy a tenant's own domain is sent
+   * from through it only once verified (email/sender.ts).
+   */
+  readonly platformPaid?: boolean;
 }
 
 /** What the worker needs to send one tenant's email, as loaded by the claim. */

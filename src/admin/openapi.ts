@@ -24,6 +24,7 @@ const maskedAccount = z.object({
 });
 const maskedSettings = maskedAccount.extend({
   tenant_id: z.string(),
+  platform_paid: z.boolean().describe('the platform provisioned and pays for this account (tenant-email sendgrid provision): the from_email domain must be verified before it is sent from'),
   from_email: z.string().nullable().describe('null: the platform tier (EMAIL_TENANT_FROM_PATTERN) is the sender'),
   from_name: z.string().nullable(),
   reply_to_domain: z.string().nullable(),

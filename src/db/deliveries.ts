@@ -3,7 +3,7 @@ import type { TemplateUse } from '../email/templates';
 import type { ProviderName, SenderSettings } from '../types';
 import type { Sql } from './connect';
 import { bounded, callDeadline } from './deadline';
-import type { KeyRing } from './settings';
+import { storedAccount, type KeyRing } from './settings';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
 
@@ -78,10 +78,8 @@ export function createDeliveryStore(
               r.settings_source === 'tenant'
                 ? {
                     source: 'tenant',
-                    primary: { provider: r.provider, apiKey: r.api_key, settings: r.provider_settings ?? {} },
-                    fallback: r.fallback_provider
-                      ? { provider: r.fallback_provider, apiKey: r.fallback_api_key, settings: r.fallback_provider_settings ?? {} }
-                      : null,
+                    primary: storedAccount(r.provider, r.api_key, r.provider_settings),
+                    fallback: r.fallback_provider ? storedAccount(r.fallback_provider, r.fallback_api_key, r.fallback_provider_settings) : null,
                     fromEmail: r.from_email,
                     fromName: r.from_name,
                     replyToDomain: r.reply_to_domain,

@@ -1,6 +1,6 @@
 import type { EncryptionKey, KeyRing } from '../config';
 import { keyHint, needsApiKey, type SettingsInput } from '../settingsInput';
-import type { SenderSettings } from '../types';
+import { PLATFORM_PAID_SETTING, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
 import type { Sql } from './connect';
 import { beginWithin, callDeadline } from './deadline';
 
@@ -26,6 +26,8 @@ export interface MaskedAccount {
 
 export interface MaskedSettings extends MaskedAccount {
   tenant_id: string;
+  /** The platform provisioned and pays for the primary account (PLATFORM_PAID_SETTING). */
+  platform_paid: boolean;
   from_email: string | null;
   from_name: string | null;
   reply_to_domain: string | null;
@@ -41,6 +43,15 @@ export interface MaskedSettings extends MaskedAccount {
 }
 
 export type { KeyRing };
+
+/**
+ * A stored account as the sender sees it: the platform's mark (PLATFORM_PAID_SETTING) becomes
+ * `platformPaid` and leaves the provider settings the SDK is given.
+ */
+export function storedAccount(provider: ProviderName, apiKey: string | null, stored: Record<string, unknown> | null): ProviderAccount {
+  const { [PLATFORM_PAID_SETTING]: paid, ...settings } = stored ?? {};
+  return paid === true ? { provider, apiKey, settings, platformPaid: true } : { provider, apiKey, settings };
+}
 
 /** The key of the ring that a row's key_id names, or undefined when this process holds none. */
 export function keyFor(keys: KeyRing, keyId: string): EncryptionKey | undefined {
@@ -66,7 +77,18 @@ export async function withTenant<T>(sql: Sql, tenantId: string, fn: (tx: Sql) =>
  * key (always a bind parameter). A secret left out of an update is kept, re-encrypted under the
  * current key, so one row never mixes keys.
  */
-export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, input: SettingsInput): Promise<{ created: boolean }> {
+/**
+ * Create or replace a tenant's settings. `platformPaid` marks the primary account as one the
+ * platform provisioned and pays for (the SendGrid subuser command); the mark stays while an
+ * update keeps the stored key and goes when a new key is given.
+ */
+export async function putSettings(
+  sql: Sql,
+  keys: KeyRing,
+  tenantId: string,
+  input: SettingsInput,
+  opts: { platformPaid?: boolean } = {},
+): Promise<{ created: boolean }> {
   return withTenant(sql, tenantId, async (tx) => {
     const [existing] = await tx`
       SELECT provider, fallback_provider, key_id,
@@ -111,7 +133,8 @@ export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, inp
           ${tenantId}, ${input.provider},
           CASE WHEN ${apiKey}::text IS NULL THEN NULL ELSE pgp_sym_encrypt(${apiKey}::text, ${cur}::text, ${PGP_OPTIONS}) END,
           ${apiKey === null ? null : keyHint(apiKey)}, ${input.from_email ?? null}, ${input.from_name ?? null}, ${input.reply_to_domain ?? null},
-          ${tx.json(input.provider_settings as never)}, ${input.enabled}, ${input.daily_limit}, ${fb?.provider ?? null},
+          ${tx.json((opts.platformPaid ? { ...input.provider_settings, [PLATFORM_PAID_SETTING]: true } : input.provider_settings) as never)},
+          ${input.enabled}, ${input.daily_limit}, ${fb?.provider ?? null},
           CASE WHEN ${fbKey}::text IS NULL THEN NULL ELSE pgp_sym_encrypt(${fbKey}::text, ${cur}::text, ${PGP_OPTIONS}) END,
           ${fbKey === null ? null : keyHint(fbKey)}, ${tx.json((fb?.provider_settings ?? {}) as never)}, ${keys.current.id},
           ${input.list_unsubscribe ?? null}, ${tx.json((input.extra_headers ?? {}) as never)})
@@ -124,7 +147,10 @@ export async function putSettings(sql: Sql, keys: KeyRing, tenantId: string, inp
           from_email = EXCLUDED.from_email,
           from_name = EXCLUDED.from_name,
           reply_to_domain = EXCLUDED.reply_to_domain,
-          provider_settings = EXCLUDED.provider_settings,
+          provider_settings = CASE
+            WHEN ${keepKey} AND s.provider_settings ? ${PLATFORM_PAID_SETTING}::text
+            THEN EXCLUDED.provider_settings || jsonb_build_object(${PLATFORM_PAID_SETTING}::text, true)
+            ELSE EXCLUDED.provider_settings END,
           enabled = EXCLUDED.enabled,
           daily_limit = EXCLUDED.daily_limit,
           fallback_provider = EXCLUDED.fallback_provider,
@@ -168,7 +194,8 @@ export async function getSettings(sql: Sql, tenantId: string): Promise<MaskedSet
       provider: r.provider,
       api_key_set: r.api_key_set,
       api_key_masked: r.api_key_set ? (r.api_key_hint ?? '…') : null,
-      provider_settings: r.provider_settings,
+      provider_settings: storedAccount(r.provider, null, r.provider_settings).settings,
+      platform_paid: r.provider_settings?.[PLATFORM_PAID_SETTING] === true,
       from_email: r.from_email,
       from_name: r.from_name,
       reply_to_domain: r.reply_to_domain,
@@ -220,8 +247,8 @@ export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: stri
     if (!r) return null;
     return {
       source: 'tenant',
-      primary: { provider: r.provider, apiKey: r.api_key, settings: r.provider_settings },
-      fallback: r.fallback_provider ? { provider: r.fallback_provider, apiKey: r.fallback_api_key, settings: r.fallback_provider_settings } : null,
+      primary: storedAccount(r.provider, r.api_key, r.provider_settings),
+      fallback: r.fallback_provider ? storedAccount(r.fallback_provider, r.fallback_api_key, r.fallback_provider_settings) : null,
       fromEmail: r.from_email,
       fromName: r.from_name,
       replyToDomain: r.reply_to_domain,

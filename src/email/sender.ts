@@ -8,15 +8,22 @@ import { GLOBAL_TENANT, type ProviderAccount, type SenderSettings } from '../typ
  * - platform tier: the address EMAIL_TENANT_FROM_PATTERN builds for the tenant (e.g.
  *   `noreply@{tenant}.mail.example.com`), or the global sender for tenant-less events. Used when
  *   the tenant has no from_email of its own, and instead of a custom domain that is not verified.
- * - custom tier: the tenant's from_email on its own domain, once that domain is verified at the
- *   provider that sends (POST …/email-domains, then …/verify). With SENDER_DOMAIN_POLICY=provider
- *   the worker does not check and leaves sender verification to the tenant's provider account.
- *   SMTP accounts are always treated that way: the relay is the tenant's, with no domain API.
+ * - custom tier: the tenant's from_email. Whether its domain must first be verified through
+ *   POST …/email-domains (then …/verify) depends on who pays for the account that sends
+ *   (SENDER_DOMAIN_POLICY):
+ *   - `platform-paid` (the default): only on an account the platform pays for (the global
+ *     account, a SendGrid subuser the platform provisioned), where a spoofed From would spend
+ *     the platform's reputation. A tenant's own account enforces its own verified senders, so its
+ *     from_email is used as given: the seed's flow (own key + from_email) sends at once.
+ *   - `verified`: on every account.
+ *   - `provider`: on none; every provider account enforces its verified senders.
+ *   SMTP accounts are never checked: the relay is the tenant's, with no domain API.
  */
 
 export type SenderTier = 'platform' | 'custom';
 export type SenderNote = 'domain_not_registered' | 'domain_pending' | 'domain_failed' | 'domain_other_provider';
-export type SenderDomainPolicy = 'verified' | 'provider';
+export const SENDER_DOMAIN_POLICIES = ['platform-paid', 'verified', 'provider'] as const;
+export type SenderDomainPolicy = (typeof SENDER_DOMAIN_POLICIES)[number];
 
 export interface SenderChoice {
   email: string;
@@ -61,6 +68,12 @@ export function checkFromPattern(pattern: string): string | null {
   return null;
 }
 
+/** Whether a tenant's own from_email domain must be verified before `account` sends from it. */
+export function mustVerifyDomain(policy: SenderDomainPolicy, account: ProviderAccount): boolean {
+  if (account.provider === 'smtp') return false;
+  return policy === 'verified' || (policy === 'platform-paid' && account.platformPaid === true);
+}
+
 export interface SenderContext {
   tenantId: string;
   settings: SenderSettings;
@@ -101,7 +114,7 @@ export function resolveSender(ctx: SenderContext): SenderChoice {
   }
   // An SMTP server is the tenant's own relay: it has no domain API here and decides itself which
   // From it accepts (and signs), so its from_email is used as given.
-  if (ctx.policy === 'provider' || ctx.account.provider === 'smtp') return { email: settings.fromEmail, name, tier: 'custom', note: null };
+  if (!mustVerifyDomain(ctx.policy, ctx.account)) return { email: settings.fromEmail, name, tier: 'custom', note: null };
 
   const d = settings.fromDomain;
   const note: SenderNote | null = !d
@@ -117,6 +130,6 @@ export function resolveSender(ctx: SenderContext): SenderChoice {
   if (platform) return { email: platform, name, tier: 'platform', note };
   throw new WorkerError(
     'sender_domain_unverified',
-    `the domain of from_email (${domainOf(settings.fromEmail)}) is not verified for ${ctx.account.provider} (${note}) and EMAIL_TENANT_FROM_PATTERN is not set; register and verify it through …/email-domains`,
+    `the domain of from_email (${domainOf(settings.fromEmail)}) is not verified for ${ctx.account.provider} (${note}), the account ${ctx.account.platformPaid ? 'is paid for by the platform' : 'is checked (SENDER_DOMAIN_POLICY=verified)'}, and EMAIL_TENANT_FROM_PATTERN is not set; register and verify it through …/email-domains`,
   );
 }

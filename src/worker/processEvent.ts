@@ -56,6 +56,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
           apiKey: config.global.apiKey,
           settings: config.global.baseUrl ? { base_url: config.global.baseUrl } : {},
           platformManaged: true,
+          platformPaid: true,
         },
         fallback: null,
         fromEmail: config.global.fromEmail,

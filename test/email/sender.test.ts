@@ -1,4 +1,4 @@
-import { checkFromPattern, platformAddress, resolveSender, tenantLabel, type SenderContext } from '../../src/email/sender';
+import { checkFromPattern, mustVerifyDomain, platformAddress, resolveSender, tenantLabel, type SenderContext } from '../../src/email/sender';
 import type { ProviderAccount, SenderSettings } from '../../src/types';
 
 const account = (provider: ProviderAccount['provider']): ProviderAccount => ({ provider, apiKey: 'k', settings: {} });
@@ -95,5 +95,29 @@ describe('resolveSender', () => {
     const s = settings({ source: 'global', fromEmail: 'platform@platform.example' });
     expect(resolveSender(ctx({ settings: s }))).toMatchObject({ email: 'noreply@acme-corp.mail.platform.example', tier: 'platform' });
     expect(resolveSender(ctx({ settings: s, fromPattern: undefined }))).toMatchObject({ email: 'platform@platform.example', tier: 'platform' });
+  });
+});
+
+describe('SENDER_DOMAIN_POLICY', () => {
+  const paid = (provider: ProviderAccount['provider']): ProviderAccount => ({ ...account(provider), platformPaid: true });
+
+  it('platform-paid (the default): a tenant-owned account sends from its from_email as given', () => {
+    expect(resolveSender(ctx({ policy: 'platform-paid', fromPattern: undefined }))).toEqual({ email: 'noreply@brand.example', name: 'Brand', tier: 'custom', note: null });
+  });
+
+  it('platform-paid: an account the platform pays for needs the domain verified, or uses the platform tier', () => {
+    expect(() => resolveSender(ctx({ policy: 'platform-paid', account: paid('sendgrid'), fromPattern: undefined }))).toThrow(expect.objectContaining({ code: 'sender_domain_unverified' }));
+    expect(resolveSender(ctx({ policy: 'platform-paid', account: paid('sendgrid') }))).toMatchObject({ email: 'noreply@acme-corp.mail.platform.example', tier: 'platform', note: 'domain_not_registered' });
+    const verified = settings({ fromDomain: { provider: 'sendgrid', status: 'verified' } });
+    expect(resolveSender(ctx({ policy: 'platform-paid', account: paid('sendgrid'), settings: verified, fromPattern: undefined }))).toMatchObject({ email: 'noreply@brand.example', tier: 'custom' });
+  });
+
+  it('mustVerifyDomain: verified checks every account but SMTP, provider none, platform-paid only the platform’s', () => {
+    const cases = (['platform-paid', 'verified', 'provider'] as const).map((p) => [p, mustVerifyDomain(p, account('sendgrid')), mustVerifyDomain(p, paid('sendgrid')), mustVerifyDomain(p, paid('smtp'))]);
+    expect(cases).toEqual([
+      ['platform-paid', false, true, false],
+      ['verified', true, true, false],
+      ['provider', false, false, false],
+    ]);
   });
 });

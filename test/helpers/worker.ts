@@ -14,9 +14,8 @@ export function testConfig(db: Pick<TestDatabase, 'workerUrl'>, env: Record<stri
     PROVIDER_TIMEOUT_MS: '2000',
     SHUTDOWN_GRACE_MS: '5000',
     LOG_LEVEL: 'debug',
-    // Suites that predate sender domains send from a custom from_email on fake providers that
-    // have no domain state; the sender-tier suite sets SENDER_DOMAIN_POLICY=verified itself.
-    SENDER_DOMAIN_POLICY: 'provider',
+    // SENDER_DOMAIN_POLICY is left at its default (platform-paid): tenants' own accounts send
+    // from their from_email as given. The sender-tier suite sets SENDER_DOMAIN_POLICY=verified.
     ...env,
   });
 }
