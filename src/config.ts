@@ -301,6 +301,18 @@ const MISSING_URL: Record<DatabaseUse, string> = {
   maintenance: 'MAINTENANCE_DATABASE_URL is not set: key rotation and backfill must see every tenant, so they need a role that bypasses RLS (a superuser, or the owner with BYPASSRLS)',
 };
 
+/** The variable a database URL was read from, for messages that tell the user what to fix. */
+export function databaseUrlSetting(config: Config, which: DatabaseUse = 'worker'): string {
+  if (which === 'worker') return 'DATABASE_URL';
+  if (which === 'maintenance') return 'MAINTENANCE_DATABASE_URL';
+  return config.migrationDatabaseUrl === config.databaseUrl ? 'DATABASE_URL' : 'MIGRATION_DATABASE_URL';
+}
+
+/** How long start-up waits for the first answer from the database: one connect attempt, then a little. */
+export function startupProbeMs(config: Config): number {
+  return config.dbConnectTimeoutSeconds * 1000 + 2000;
+}
+
 export function requireDatabaseUrl(config: Config, which: DatabaseUse = 'worker'): string {
   const url = { worker: config.databaseUrl, migration: config.migrationDatabaseUrl, maintenance: config.maintenanceDatabaseUrl }[which];
   if (!url) throw new ConfigError(MISSING_URL[which]);

@@ -2,10 +2,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
-import { requireDatabaseUrl, requireKeyRing, type Config } from './config';
+import { requireDatabaseUrl, requireKeyRing, startupProbeMs, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
 import { bounded, callDeadline, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
+import { assertReachable } from './db/probe';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
@@ -41,6 +42,7 @@ export async function startWorker(
     applicationName: 'tenant-email-worker',
   });
   try {
+    await assertReachable(sql, url, 'DATABASE_URL', startupProbeMs(config));
     await assertSafeWorkerRole(sql);
   } catch (err) {
     await sql.end({ timeout: 1 });

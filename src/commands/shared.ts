@@ -1,6 +1,7 @@
 import type { Readable, Writable } from 'node:stream';
-import { requireDatabaseUrl, type Config, type DatabaseUse } from '../config';
+import { databaseUrlSetting, requireDatabaseUrl, startupProbeMs, type Config, type DatabaseUse } from '../config';
 import { createSql, type Sql } from '../db/connect';
+import { assertReachable } from '../db/probe';
 import { TENANT_ID_PATTERN } from '../types';
 
 export interface CliIO {
@@ -33,13 +34,15 @@ export async function readAll(stream: Readable): Promise<string> {
 }
 
 export async function withSql<T>(config: Config, which: DatabaseUse, fn: (sql: Sql) => Promise<T>): Promise<T> {
-  const sql = createSql(requireDatabaseUrl(config, which), {
+  const url = requireDatabaseUrl(config, which);
+  const sql = createSql(url, {
     max: 2,
     connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
     statementTimeoutMs: 60_000,
     applicationName: `tenant-email-cli`,
   });
   try {
+    await assertReachable(sql, url, databaseUrlSetting(config, which), startupProbeMs(config));
     return await fn(sql);
   } finally {
     await sql.end({ timeout: 5 });
