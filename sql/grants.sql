@@ -51,3 +51,6 @@ $$;
 -- Admin API keys: lookup and last-use only, through SECURITY DEFINER functions (sql/003).
 GRANT EXECUTE ON FUNCTION admin_api_key_lookup(text) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO {{worker_role}};
+
+-- Which encryption keys the stored settings need (sql/006): key ids and counts only.
+GRANT EXECUTE ON FUNCTION email_encryption_key_census() TO {{worker_role}};

@@ -50,10 +50,18 @@ const postgresUrl = optionalString.refine(
   'must be a postgres:// or postgresql:// URL, e.g. postgres://email_worker:PASSWORD@db:5432/app',
 );
 
-const encryptionKey = optionalString.refine(
-  (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= MIN_KEY_BYTES,
-  `must be at least ${MIN_KEY_BYTES} bytes of random data; generate one with \`tenant-email keys generate\` or \`openssl rand -base64 48\``,
-);
+// Random keys in any encoding use many symbols: 32 hex digits have 8 or more distinct ones with
+// overwhelming probability. Fewer means a placeholder (`aaaa…`, `changeme…`), not a key.
+const MIN_KEY_SYMBOLS = 8;
+const encryptionKey = optionalString
+  .refine(
+    (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= MIN_KEY_BYTES,
+    `must be at least ${MIN_KEY_BYTES} bytes of random data; generate one with \`tenant-email keys generate\` or \`openssl rand -base64 48\``,
+  )
+  .refine(
+    (v) => v === undefined || Buffer.byteLength(v, 'utf8') < MIN_KEY_BYTES || new Set(v).size >= MIN_KEY_SYMBOLS,
+    `uses fewer than ${MIN_KEY_SYMBOLS} distinct characters, so it is not random data; generate one with \`tenant-email keys generate\` or \`openssl rand -base64 48\``,
+  );
 
 const envSchema = z.object({
   PORT: int(8080, 1, 65535),

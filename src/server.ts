@@ -7,6 +7,7 @@ import { createSql, type Sql } from './db/connect';
 import { bounded, callDeadline, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
 import { assertReachable } from './db/probe';
+import { assertKeysOpenSettings } from './db/keyCheck';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
@@ -44,6 +45,7 @@ export async function startWorker(
   try {
     await assertReachable(sql, url, 'DATABASE_URL', startupProbeMs(config));
     await assertSafeWorkerRole(sql);
+    await assertKeysOpenSettings(sql, keys, startupProbeMs(config));
   } catch (err) {
     await sql.end({ timeout: 1 });
     throw err;
