@@ -53,23 +53,72 @@ export async function migrate(sql: Sql, opts: { workerRole: string }): Promise<M
     if (role.rolsuper || role.rolbypassrls) {
       throw new Error(`the worker role "${opts.workerRole}" is a superuser or has BYPASSRLS; row-level security would not apply to it. Use an ordinary role.`);
     }
+    const [{ fresh, me }] = (await tx`SELECT to_regclass('email_worker_migrations') IS NULL AS fresh, current_user AS me`) as unknown as [{ fresh: boolean; me: string }];
+    if (fresh) await assertCanMigrate(tx as unknown as Sql);
     await tx`CREATE TABLE IF NOT EXISTS email_worker_migrations (
       id integer PRIMARY KEY,
       name text NOT NULL,
       applied_at timestamptz NOT NULL DEFAULT now()
     )`;
     const done = new Set((await tx`SELECT id FROM email_worker_migrations`).map((r) => Number(r.id)));
-    for (const m of migrations) {
-      if (done.has(m.id)) continue;
+    const pending = migrations.filter((m) => !done.has(m.id));
+    if (pending.length > 0 && !fresh) await assertCanMigrate(tx as unknown as Sql);
+    for (const m of pending) {
       // Insert first: a concurrent migrator without the lock would fail on the primary key.
       await tx`INSERT INTO email_worker_migrations (id, name) VALUES (${m.id}, ${m.name})`;
-      await tx.unsafe(m.sql);
+      try {
+        await tx.unsafe(m.sql);
+      } catch (err) {
+        throw explainMigrationError(err, m.name, me);
+      }
       applied.push(m.name);
     }
     await tx.unsafe(grantsSql(opts.workerRole));
   });
 
   return { applied, superuserSql: await protectRoleLogs(sql, opts.workerRole) };
+}
+
+/**
+ * What the migrating role needs, checked before the first migration so that a missing grant is
+ * named with the SQL that gives it, instead of a bare `permission denied for schema public`.
+ * The schema owner has all of it; PostgreSQL 15 and later no longer let every role create in
+ * `public`, and pgcrypto is created once per database by a role with CREATE on the database.
+ */
+async function assertCanMigrate(sql: Sql): Promise<void> {
+  const [p] = await sql`
+    SELECT current_user AS role, current_database() AS db,
+           has_schema_privilege('public', 'CREATE') AS schema_create,
+           EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS has_pgcrypto,
+           has_database_privilege(current_database(), 'CREATE') AS db_create`;
+  const q = (id: string) => `"${String(id).replace(/"/g, '""')}"`;
+  const missing: string[] = [];
+  if (!p!.schema_create) {
+    missing.push(`the role may not create objects in schema public. As the database owner or a superuser, run:\n  GRANT USAGE, CREATE ON SCHEMA public TO ${q(p!.role)};`);
+  }
+  if (!p!.has_pgcrypto && !p!.db_create) {
+    missing.push(`the pgcrypto extension is not installed and the role may not create it. As a superuser (or the database owner), run:\n  CREATE EXTENSION IF NOT EXISTS pgcrypto;\nor give the role the right to: GRANT CREATE ON DATABASE ${q(p!.db)} TO ${q(p!.role)};`);
+  }
+  if (missing.length > 0) {
+    throw new Error(`cannot migrate as role "${p!.role}" on database "${p!.db}": ${missing.join('\n')}\n(README "Production" lists the grants.)`);
+  }
+}
+
+/** A migration's failure with its file name, and for a privilege error, what the role lacks. */
+function explainMigrationError(err: unknown, file: string, role: string): Error {
+  const e = err as { code?: string; message?: string };
+  if (e.code !== '42501') return err as Error;
+  const tenants = /\btable tenants\b/.test(e.message ?? '')
+    ? ` The platform's tenants table is referenced by a foreign key: as its owner, run GRANT REFERENCES (id) ON tenants TO "${role.replace(/"/g, '""')}";`
+    : '';
+  return Object.assign(
+    new Error(
+      `${file}: ${e.message} (42501).${tenants} Migrations must run as the role that owns the schema's objects ` +
+        '(MIGRATION_DATABASE_URL): the role that ran the first migration, or one they were handed to with ' +
+        '`ALTER TABLE … OWNER TO`. README "Production" lists the grants.',
+    ),
+    { code: e.code },
+  );
 }
 
 /**
