@@ -21,6 +21,8 @@ export interface DeliveryPolicy {
 export interface Attempt {
   status: number | null;
   code: string | null;
+  /** When the attempt started (epoch ms) and how long it took to its answer. */
+  at: number;
   ms: number;
   /** 'timeout' or the network error's code, when there was no answer. */
   error?: string;
@@ -53,10 +55,10 @@ export async function deliver(url: string, ev: { id: string; headers: Record<str
       }
       const ra = Number(res.headers.get('retry-after'));
       if (Number.isFinite(ra) && ra > 0) retryAfterMs = ra * 1000;
-      attempt = { status: res.status, code, ms: Date.now() - started };
+      attempt = { status: res.status, code, at: started, ms: Date.now() - started };
     } catch (err) {
       const e = err as { name?: string; cause?: { code?: string } };
-      attempt = { status: null, code: null, ms: Date.now() - started, error: e.name === 'TimeoutError' ? 'timeout' : (e.cause?.code ?? 'network') };
+      attempt = { status: null, code: null, at: started, ms: Date.now() - started, error: e.name === 'TimeoutError' ? 'timeout' : (e.cause?.code ?? 'network') };
     }
     attempts.push(attempt);
     if (attempt.status !== null && attempt.status >= 200 && attempt.status < 300) return { id: ev.id, result: 'delivered', code: null, attempts };
@@ -104,5 +106,23 @@ export function summarize(deliveries: Delivery[]): { events: number; delivered: 
     attempts,
     byAnswer,
     maxAttemptMs,
+  };
+}
+
+/**
+ * Emails beyond one per event, split by whether the design allows them. The one duplicate it
+ * allows (SECURITY.md, "Duplicates"): the provider accepted a send but the worker's
+ * PROVIDER_TIMEOUT_MS ran out first (on a starved machine an answer can be read late), so the
+ * worker answered 503 provider_timeout and the broker's retry sent again. Each extra copy must be
+ * matched by such an answer; any other is a bug.
+ */
+export function classifyCopies(deliveries: Delivery[], copies: (id: string) => number): { doubled: string[]; allowed: string[]; unexplained: string[]; extraCopies: number } {
+  const doubled = deliveries.filter((d) => copies(d.id) > 1);
+  const allowed = doubled.filter((d) => copies(d.id) - 1 <= d.attempts.filter((a) => a.code === 'provider_timeout').length);
+  return {
+    doubled: doubled.map((d) => d.id),
+    allowed: allowed.map((d) => d.id),
+    unexplained: doubled.filter((d) => !allowed.includes(d)).map((d) => d.id),
+    extraCopies: allowed.reduce((n, d) => n + copies(d.id) - 1, 0),
   };
 }
