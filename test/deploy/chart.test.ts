@@ -210,6 +210,30 @@ describe('Helm chart', () => {
     expect(r.ok).toBe(true);
     expect((r as { yaml: string }).yaml).toContain('kubectl -n default get ksvc release-name-tenant-email-worker');
   });
+
+  it("NOTES fills in k8s/REPLAY.md's variables with the names this release's objects really have", () => {
+    const notes = renderer.render(MINIMAL, { notes: true, release: 'tew' });
+    if (!notes.ok) throw new Error(notes.error);
+    const vars = Object.fromEntries([...notes.yaml.matchAll(/^ +([A-Z_]+)=(.+)$/gm)].map((m) => [m[1], m[2]]));
+    const { objects } = render(MINIMAL);
+    const renderedAs = renderer.render(MINIMAL, { release: 'tew' });
+    if (!renderedAs.ok) throw new Error(renderedAs.error);
+    const objs = parseDocs(renderedAs.yaml);
+    const ksvc = ksvcWorker(objs);
+    expect(objects.length).toBe(objs.length);
+    expect(vars).toEqual({
+      NS: 'default',
+      WORKER: ksvc.metadata.name,
+      DEAD_LETTERS: find(objs, 'Service', (o) => o.metadata.name.endsWith('-dead-letters'))[0]!.metadata.name,
+      IMAGE: ksvc.spec.template.spec.containers[0].image,
+      BROKER: "$(kubectl -n default get broker default -o jsonpath='{.status.address.url}')",
+    });
+    expect(vars.WORKER).toBe('tew-tenant-email-worker');
+    expect(notes.yaml).toContain(`logs -l serving.knative.dev/service=${vars.WORKER} -c ${ksvc.spec.template.spec.containers[0].name}`);
+    // A sink of the platform's own: no event_display, so no DEAD_LETTERS line.
+    const own = renderer.render({ ...MINIMAL, eventing: { deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local' } } }, { notes: true });
+    expect(own.ok && own.yaml).not.toMatch(/DEAD_LETTERS=/);
+  });
 });
 
 describe('k8s/ (kustomize)', () => {
@@ -225,6 +249,11 @@ describe('k8s/ (kustomize)', () => {
     expect(trigger.spec.delivery.deadLetterSink.ref.name).toBe('tenant-email-worker-dead-letters');
     const c = ksvc.spec.template.spec.containers[0];
     expect(c.image).toBe('ghcr.io/codetether/tenant-email-worker:0.1.0');
+    // k8s/REPLAY.md's variables name these very objects.
+    const replay = readFileSync(path.join(ROOT, 'k8s', 'REPLAY.md'), 'utf8');
+    const vars = Object.fromEntries([...replay.matchAll(/^([A-Z_]+)=(\S+)/gm)].map((m) => [m[1], m[2]]));
+    expect(vars).toMatchObject({ NS: ksvc.metadata.namespace, WORKER: ksvc.metadata.name, DEAD_LETTERS: trigger.spec.delivery.deadLetterSink.ref.name, IMAGE: c.image });
+    expect(replay).not.toMatch(/kubectl -n tenant-email|service=tenant-email-worker/);
     expect(c.env.find((e: any) => e.name === 'DB_ENCRYPTION_KEY').valueFrom.secretKeyRef.name).toBe('tenant-email-worker-secrets');
     expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
     for (const f of ['task-created.json', 'no-recipient.json']) {
