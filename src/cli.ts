@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError, loadConfig } from './config';
 import { MaintenanceError } from './db/maintenance';
 import { DatabaseUnreachable } from './db/probe';
+import { PortInUse } from './net/listen';
 import { migrate } from './db/migrate';
 import { UnsafeRoleError } from './db/roleCheck';
 import { SettingsError } from './db/settings';
@@ -76,7 +77,7 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError || err instanceof MaintenanceError || err instanceof ProvisionError || err instanceof DatabaseUnreachable) {
+    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError || err instanceof MaintenanceError || err instanceof ProvisionError || err instanceof DatabaseUnreachable || err instanceof PortInUse) {
       print(io.stderr, `error: ${err.message}`);
       return 1;
     }

@@ -7,6 +7,7 @@ import { createSql, type Sql } from './db/connect';
 import { bounded, callDeadline, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
 import { assertReachable } from './db/probe';
+import { listen } from './net/listen';
 import { assertKeysOpenSettings } from './db/keyCheck';
 import { assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
@@ -88,10 +89,16 @@ export async function startWorker(
     },
   });
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(opts.port ?? config.port, () => resolve(s));
-    s.once('error', reject);
-  });
+  const wanted = opts.port ?? config.port;
+  let server: Server;
+  try {
+    server = await listen((done) => app.listen(wanted, done), wanted, 'the worker', 'PORT (serve --port)');
+  } catch (err) {
+    await providers.closeAll();
+    await sql.end({ timeout: 1 });
+    await tracing?.shutdown();
+    throw err;
+  }
   // Longer than any load balancer's idle timeout, so it is never the one to drop a kept-alive socket.
   server.keepAliveTimeout = 65_000;
   const port = (server.address() as AddressInfo).port;

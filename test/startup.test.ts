@@ -1,5 +1,7 @@
 import { ConfigError, loadConfig } from '../src/config';
 import { UnsafeRoleError } from '../src/db/roleCheck';
+import { createServer, type AddressInfo } from 'node:net';
+import { PortInUse } from '../src/net/listen';
 import { startWorker } from '../src/server';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { captureLogs } from './helpers/logCapture';
@@ -31,6 +33,18 @@ describe('start-up safety', () => {
       expect((err as Error).message).toMatch(/not enabled and forced on email_deliveries/);
     } finally {
       await owner`ALTER TABLE email_deliveries FORCE ROW LEVEL SECURITY`;
+    }
+  });
+
+  it('a port already in use: refuses to start, naming the port and PORT, and leaves nothing open', async () => {
+    const busy = createServer();
+    const port = await new Promise<number>((resolve) => busy.listen(0, () => resolve((busy.address() as AddressInfo).port)));
+    try {
+      const err = await startWorker(cfg(db.workerUrl), captureLogs().logger, { port }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PortInUse);
+      expect((err as Error).message).toBe(`the worker: port ${port} is already in use (EADDRINUSE); stop what listens there, or choose another port with PORT (serve --port)`);
+    } finally {
+      busy.close();
     }
   });
 

