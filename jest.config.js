@@ -15,6 +15,7 @@ module.exports = {
   setupFilesAfterEnv: ['<rootDir>/test/helpers/canarySetup.ts'],
   // Two cores: one worker per core; each test file gets its own database cloned from a template.
   maxWorkers: 2,
-  testTimeout: 30000,
+  // A guard against hangs, not a measure of speed: a starved machine may take many times longer.
+  testTimeout: 300_000,
   reporters: ['default', '<rootDir>/test/helpers/summaryReporter.js'],
 };

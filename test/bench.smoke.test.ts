@@ -34,7 +34,7 @@ describe('npm run bench (small)', () => {
     expect(stdout).toMatch(/^p99 against load \(open loops\): [\d.]+ ms at \d+\/s, machine busy \d+%, chain CPU [\d.]+ ms per event; [\d.]+ ms at \d+\/s, machine busy \d+%, chain CPU [\d.]+ ms per event; the harness alone [\d.]+ ms at \d+\/s$/m);
     expect(stdout).toMatch(/\| worker, 5 tenants, open loop at \d+\/s \|[^\n]*\n\| worker, 5 tenants, open loop at \d+\/s \|/);
     expect(stdout).toMatch(/peak RSS ≤ 150 MB \| (met|\*\*missed\*\*) \| \d+\.\d MB/);
-  }, 180_000);
+  }, 600_000);
 
   it('soak mode prints one row per window and its verdicts, with nothing lost or doubled', async () => {
     const { stdout } = await promisify(execFile)(
@@ -48,5 +48,5 @@ describe('npm run bench (small)', () => {
     expect(stdout).toMatch(/\| RSS flat .* \| (met|\*\*missed\*\*) \| [\d.]+ → [\d.]+ MB/);
     expect(stdout).toMatch(/\| error rate flat \(no error answers in any window\) \| met \| 0 error answers of \d+ \|/);
     expect(stdout).toMatch(/\| every 202 is one email, none doubled \| met \| \d+ emails, 0 duplicates \|/);
-  }, 180_000);
+  }, 600_000);
 });

@@ -20,7 +20,7 @@ function run(args: string[], env: Record<string, string>): Promise<{ code: numbe
     const backstop = setTimeout(() => {
       killed = true;
       child.kill('SIGKILL');
-    }, 60_000);
+    }, 600_000);
     child.on('exit', (code) => {
       clearTimeout(backstop);
       noteOutput(`tenant-email ${args.join(' ')}`, stderr);

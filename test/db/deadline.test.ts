@@ -79,7 +79,7 @@ describe('database call deadlines outside the hot path', () => {
     await putSettings(sql, { current: KEY }, 'late-tenant', settings);
     const [now] = await su`SELECT count(*)::int AS n FROM tenant_email_settings WHERE tenant_id = 'late-tenant'`;
     expect(now!.n).toBe(1);
-  }, 20_000);
+  }, 600_000);
 
   it('a transaction that started in time runs to its end, past the deadline: the answer never contradicts the write', async () => {
     const sql = pool(db.workerUrl);
@@ -91,7 +91,7 @@ describe('database call deadlines outside the hot path', () => {
     );
     expect(run).toMatchObject({ value: 'done' });
     expect(run.ms).toBeGreaterThan(DEADLINE_MS);
-  }, 20_000);
+  }, 600_000);
 
   describe('when a connection never comes (a partitioned server: the TCP connect neither completes nor fails)', () => {
     // postgres.js waits for its socket before it starts its connect timer, so a socket factory
@@ -118,12 +118,12 @@ describe('database call deadlines outside the hot path', () => {
       const r = await timed(authenticateApiKey(deadlined(), `tew_${'a'.repeat(12)}_${'b'.repeat(43)}`));
       expect((r as { error?: { code?: string } }).error?.code).toBe('DEADLINE');
       expect(r.ms).toBeGreaterThanOrEqual(DEADLINE_MS - 50); // never early; the call alone would never end
-    }, 20_000);
+    }, 600_000);
 
     it('a settings read answers DEADLINE at the deadline', async () => {
       const r = await timed(getSettings(deadlined(), 'acme'));
       expect((r as { error?: { code?: string } }).error?.code).toBe('DEADLINE');
       expect(r.ms).toBeGreaterThanOrEqual(DEADLINE_MS - 50); // never early; the call alone would never end
-    }, 20_000);
+    }, 600_000);
   });
 });

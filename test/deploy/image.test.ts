@@ -31,7 +31,7 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
       .filter((f) => f && !ignored(f) && existsSync(path.join(ROOT, f)));
     execFileSync('mkdir', ['-p', ctx]);
     execFileSync('cp', ['--parents', '-t', ctx, ...files], { cwd: ROOT, stdio: 'pipe' });
-  }, 30_000);
+  }, 600_000);
   afterAll(async () => {
     rmSync(work, { recursive: true, force: true });
     await db.drop();
@@ -69,5 +69,5 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     // The same image runs the ops commands: migrate finds the shipped SQL and has nothing to do.
     const migrate = spawnSync(argv[0]!, [...argv.slice(1, -3), 'migrate'], { cwd: '/', env: { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole }, encoding: 'utf8' });
     expect({ status: migrate.status, stderr: migrate.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
-  }, 240_000);
+  }, 600_000);
 });

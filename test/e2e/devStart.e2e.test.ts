@@ -65,7 +65,7 @@ describe('npm start (dist/dev/start.js)', () => {
       child.kill('SIGINT');
       expect(await exited).toBe(0);
     }
-  }, 60_000);
+  }, 600_000);
 
   it('npm run cli without a dev stack says to run npm start first', () => {
     const r = spawnSync(process.execPath, [DEV_CLI, 'settings', 'get', '--tenant', 'demo'], { env: { PATH: process.env.PATH, DEV_DATA_DIR: path.join(dir, 'nothing-here') }, encoding: 'utf8' });
@@ -88,5 +88,5 @@ describe('npm start (dist/dev/start.js)', () => {
     } finally {
       busy.close();
     }
-  }, 60_000);
+  }, 600_000);
 });

@@ -38,7 +38,7 @@ describe('database faults', () => {
       } as never);
     }
     await sql.end({ timeout: 5 });
-  }, 120_000);
+  }, 600_000);
   afterAll(async () => {
     await superuser?.end({ timeout: 5 });
     await provider?.close();
@@ -101,7 +101,7 @@ describe('database faults', () => {
       await w.shutdown();
     }
     expect(logs.text()).not.toContain('CANARY');
-  }, 120_000);
+  }, 600_000);
 
   it('pool exhaustion: bounded in-flight work, retryable answers, then every email exactly once', async () => {
     const logs = captureLogs('info');
@@ -136,5 +136,5 @@ describe('database faults', () => {
       clearInterval(sampler);
       await w.shutdown();
     }
-  }, 120_000);
+  }, 600_000);
 });
