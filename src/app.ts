@@ -65,8 +65,14 @@ export function makeApp(deps: AppDeps): express.Express {
     });
   }
 
-  app.post('/', express.raw({ type: () => true, limit: config.bodyLimitBytes }), async (req: Request, res: Response) => {
-    const started = process.hrtime.bigint();
+  // The clock starts before the body is read, so an event refused while reading it (too large,
+  // a bad encoding) is timed, logged and counted like every other (the error handler below).
+  const markStart = (_req: Request, res: Response, next: NextFunction) => {
+    res.locals.eventStarted = process.hrtime.bigint();
+    next();
+  };
+  app.post('/', markStart, express.raw({ type: () => true, limit: config.bodyLimitBytes }), async (req: Request, res: Response) => {
+    const started = res.locals.eventStarted as bigint;
     const headerId = req.header('ce-id');
     let log = logger.child({ event_id: headerId?.slice(0, 200) });
     if (state.draining) {
@@ -159,7 +165,7 @@ export function makeApp(deps: AppDeps): express.Express {
   app.use((_req, res) => send(res, new WorkerError('not_found')));
 
   // Body-parser errors (size, encoding, aborted) and anything else that escaped a handler.
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const kind = bodyErrorKind(err);
     let we: WorkerError;
     if (kind === 'too_large') we = new WorkerError('body_too_large', `the body exceeds ${config.bodyLimitBytes} bytes`);
@@ -171,6 +177,15 @@ export function makeApp(deps: AppDeps): express.Express {
       logger.error({ err: describeError(err) }, 'unhandled error');
     }
     send(res, we);
+    // An event refused before its body was read still leaves one log line and one metric.
+    const started = res.locals.eventStarted as bigint | undefined;
+    if (started !== undefined && kind !== null) {
+      metrics?.event({ result: 'rejected', errorCode: we.code, seconds: secondsSince(started) });
+      logger.info(
+        { event_id: req.header('ce-id')?.slice(0, 200), outcome: 'rejected', status: we.status, error_code: we.code, retryable: we.retryable, reason: we.message, ms: elapsedMs(started) },
+        'event rejected',
+      );
+    }
   });
 
   return app;

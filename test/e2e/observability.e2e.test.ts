@@ -179,6 +179,21 @@ describe('observability: traces, /metrics and reply events', () => {
       expect(values.get('tew_fallbacks_total{provider="sendgrid",fallback_provider="sendgrid",result="ok"}')).toBe(1);
     });
 
+    it('counts and logs an event refused before its body was read (413 body_too_large, 415 encoding)', async () => {
+      const big = binaryEvent({ tenant: 'obs', id: 'too-big-1', data: taskData({ prompt: 'x'.repeat(worker.config.bodyLimitBytes + 1) }) });
+      expect((await send(big)).status).toBe(413);
+      const gz = binaryEvent({ tenant: 'obs', id: 'gzip-1', headers: { 'content-encoding': 'br-unknown' } });
+      expect((await send(gz)).status).toBe(415);
+      const { values } = await metrics();
+      expect(values.get('tew_events_total{result="rejected",event_type="other",provider="",error_code="body_too_large"}')).toBe(1);
+      expect(values.get('tew_events_total{result="rejected",event_type="other",provider="",error_code="unsupported_media_type"}')).toBe(1);
+      const lines = logs.text().split('\n').filter((l) => l.includes('"event_id":"too-big-1"') || l.includes('"event_id":"gzip-1"')).map((l) => JSON.parse(l));
+      expect(lines).toEqual([
+        expect.objectContaining({ msg: 'event rejected', event_id: 'too-big-1', status: 413, error_code: 'body_too_large', ms: expect.any(Number) }),
+        expect.objectContaining({ msg: 'event rejected', event_id: 'gzip-1', status: 415, error_code: 'unsupported_media_type' }),
+      ]);
+    });
+
     it('adds a tenant label only for tenants on METRICS_TENANT_LABELS; everyone else shares tenant=""', async () => {
       const other = await startTestWorker(db, captureLogs().logger, { METRICS_TENANT_LABELS: 'obs' });
       try {
