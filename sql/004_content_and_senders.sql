@@ -1,4 +1,4 @@
--- 004: email content and sender identity (issue 5).
+-- 004: email content and sender identity (templates, sender domains, the ledger's sender tier).
 --   * tenant_email_templates: per-tenant, per-event-type Handlebars overrides (subject/html/text).
 --   * tenant_email_domains: custom sender domains registered at the tenant's provider, with the
 --     DNS records to publish and the verification status the provider last reported.

@@ -1,4 +1,4 @@
--- 005: the daily quota without a convoy (issue 7).
+-- 005: the daily quota without a convoy: eight slots per tenant and day.
 --
 -- Until now a tenant's daily usage was one row per (tenant, day), incremented by a conditional
 -- upsert inside the claim. The row lock is held until the claim commits (including the WAL

@@ -3,7 +3,7 @@ import pino, { type DestinationStream, type Logger } from 'pino';
 /**
  * Paths redacted from every log line. Secrets should never be handed to the logger at all; this
  * list is the second line of defence for the shapes they would arrive in (a settings body, a
- * request's headers, a provider account, a config object). test/logger.test.ts feeds a canary
+ * request's headers, a provider account, a config object). test/secrets.test.ts feeds a canary
  * through each path.
  */
 export const REDACT_PATHS: readonly string[] = [

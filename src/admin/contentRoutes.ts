@@ -15,7 +15,7 @@ type Handler = (req: Request, res: Response, tenantId: string) => Promise<void>;
 type Route = (handler: Handler) => express.RequestHandler;
 
 /**
- * Templates, preview and sender domains under /tenants/{tenant_id} (issue 5). Mounted by
+ * Templates, preview and sender domains under /tenants/{tenant_id} (README "Email content"). Mounted by
  * makeAdminRouter with its `route` wrapper: authentication, tenant authorization, error answers.
  */
 export function addContentRoutes(router: express.Router, route: Route, deps: AdminDeps): void {

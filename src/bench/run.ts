@@ -14,7 +14,7 @@ import { closedLoop, closedLoopFn, openLoop, quantile, type BenchRequest, type R
 import { WORKER_NODE_FLAGS } from '../runtimeFlags';
 
 /**
- * `npm run bench`: the figures issue 7 asks for, from one command on a clean clone. Everything
+ * `npm run bench`: throughput, latency, round trips, memory and cold start, from one command on a clean clone. Everything
  * runs on this machine: an embedded PostgreSQL (with pg_stat_statements), a fake SendGrid process,
  * the built worker as its own process, and the load generator in this process. See
  * docs/PERFORMANCE.md for a recorded run and how to read it.
@@ -51,7 +51,7 @@ const program = new Command()
   .option('--half-rate-seconds <n>', 'length of each open-loop run (at half and at a quarter of the peak rate)', (v) => Number(v), 10)
   .option('--quota-limit <n>', 'daily limit of the overshoot check tenant', (v) => Number(v), 500)
   .option('--write <file>', 'also write the report as Markdown to this file')
-  .option('--soak-seconds <n>', 'soak mode instead of the full bench: this long at half the peak rate, RSS and errors per window (issue 8: 600)', (v) => Number(v), 0)
+  .option('--soak-seconds <n>', 'soak mode instead of the full bench: this long at half the peak rate, RSS and errors per window (600 for the recorded soak)', (v) => Number(v), 0)
   .option('--soak-window-seconds <n>', 'length of one soak window (one row of the soak table)', (v) => Number(v), 60)
   .option('--worker-env <KEY=value...>', 'extra worker environment, e.g. LOG_LEVEL=warn DB_POOL_MAX=16', [])
   .option('--worker-node-args <args>', 'extra node flags for the long-running worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', '');
@@ -576,7 +576,7 @@ function rssMb(pid: number): number {
 }
 
 /**
- * Soak (issue 8 §10): find the peak with a closed loop, then hold half of it in an open loop for
+ * Soak: find the peak with a closed loop, then hold half of it in an open loop for
  * --soak-seconds, window by window, recording RSS, error answers, p99 and duplicates per window.
  * Flat means: the highest RSS sample of the run's second half at most 10% above the first
  * half's, and no window with an error answer or a duplicate email.

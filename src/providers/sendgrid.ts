@@ -142,6 +142,6 @@ export function mapSendgridError(err: unknown, now: () => number = Date.now): Wo
   }
   // axios reports a timeout as ECONNABORTED/ETIMEDOUT with no response.
   const timedOut = status === undefined && (e.code === 'ECONNABORTED' || e.code === 'ETIMEDOUT');
-  // 400 and 413 are the message's fault, 401/403 the account's; see httpErrors.ts.
+  // 400 and 413 are the message's fault, 401/403 the account's; see errorFromHttpStatus in common.ts.
   return errorFromHttpStatus('SendGrid', status, { timedOut });
 }

@@ -19,7 +19,7 @@ const SECRET = 'admin-jwt-secret-for-content-tests-0123456789';
 const PATTERN = 'noreply@{tenant}.mail.platform.example';
 
 /**
- * Issue 5 end to end: templates, preview, sender tiers and domains through the admin API, and
+ * Email content end to end: templates, preview, sender tiers and domains through the admin API, and
  * what the worker then sends, against the real SDKs and local fakes of each provider.
  */
 describe('email content and sender identity, end to end', () => {

@@ -1,5 +1,5 @@
 /**
- * The suite-wide secret canary (issue 8 §8). Test credentials and DB_ENCRYPTION_KEY carry the
+ * The suite-wide secret canary. Test credentials and DB_ENCRYPTION_KEY carry the
  * word CANARY (helpers/worker.ts CANARY_DB_KEY, the provider keys of every suite); everything a
  * test file sees come out of the system is noted here: every log line of in-process workers
  * (captureLogs), every HTTP answer, its headers included (a wrapped fetch: metrics, readiness,

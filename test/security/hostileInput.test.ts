@@ -8,7 +8,7 @@ import { captureLogs } from '../helpers/logCapture';
 import { startTestWorker } from '../helpers/worker';
 
 /**
- * Property-based hostile input (issue 8 §5): whatever a client sends to the worker or the admin
+ * Property-based hostile input: whatever a client sends to the worker or the admin
  * API, the answer is a 4xx with a code from the registry (never a 5xx, never a crash, never a
  * hang), and not one row anywhere in the database changes.
  */
