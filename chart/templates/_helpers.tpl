@@ -131,10 +131,25 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* Database connections at full scale: every worker pod's pool, the admin API's, the migration Job's one. */}}
+{{- define "tew.connectionBudget" -}}
+{{- $pool := int .Values.config.dbPoolMax -}}
+{{- $admin := ternary (mul (int .Values.admin.replicas) $pool) 0 .Values.admin.enabled -}}
+{{- add (mul (int .Values.worker.autoscaling.maxScale) $pool) $admin (ternary 1 0 .Values.migrations.enabled) -}}
+{{- end -}}
+
 {{/* Settings that contradict each other fail the render with the reason. */}}
 {{- define "tew.validate" -}}
 {{- $w := .Values.worker -}}
 {{- $d := .Values.eventing.delivery -}}
+{{- $max := int .Values.database.maxConnections -}}
+{{- if gt $max 0 -}}
+{{- $budget := int (include "tew.connectionBudget" .) -}}
+{{- $room := sub $max (int .Values.database.reservedConnections) -}}
+{{- if gt $budget $room -}}
+{{- fail (printf "connection budget: worker.autoscaling.maxScale (%d) × config.dbPoolMax (%d)%s%s = %d connections, more than database.maxConnections (%d) − database.reservedConnections (%d) = %d. Lower maxScale or dbPoolMax, raise max_connections, or put a pooler in front and set database.maxConnections to its max_client_conn (0 skips this check)" (int $w.autoscaling.maxScale) (int .Values.config.dbPoolMax) (ternary (printf " + admin.replicas (%d) × %d" (int .Values.admin.replicas) (int .Values.config.dbPoolMax)) "" .Values.admin.enabled) (ternary " + 1 (migration Job)" "" .Values.migrations.enabled) $budget $max (int .Values.database.reservedConnections) $room) -}}
+{{- end -}}
+{{- end -}}
 {{- if .Values.config.replyEvents -}}
 {{- range .Values.eventing.eventTypes -}}
 {{- if hasPrefix "codetether.email." . -}}

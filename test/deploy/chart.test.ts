@@ -114,6 +114,9 @@ describe('Helm chart', () => {
     expect(find(objects, 'Secret')).toEqual([]);
     const job = find(objects, 'Job')[0]!;
     expect(job.metadata.annotations!['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    // Kept after it ran (its logs readable) until the next hook run or its TTL.
+    expect(job.metadata.annotations!['helm.sh/hook-delete-policy']).toBe('before-hook-creation');
+    expect(job.spec.ttlSecondsAfterFinished).toBe(86400);
     expect(job.spec.template.spec.containers[0].args).toEqual(['migrate']);
     expect(job.spec.template.spec.containers[0].env[0]).toEqual({ name: 'MIGRATION_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'tew-secrets', key: 'MIGRATION_DATABASE_URL' } } });
     expect(find(objects, 'Deployment')).toEqual([]);
@@ -165,6 +168,7 @@ describe('Helm chart', () => {
     ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
     ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
     ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { display: { enabled: false } } } }, /without a dead letter sink/],
+    ['more connections at full scale than the database allows', { ...MINIMAL, config: { dbPoolMax: 10 } }, /connection budget: worker\.autoscaling\.maxScale \(20\) × config\.dbPoolMax \(10\) \+ 1 \(migration Job\) = 201 connections, more than database\.maxConnections \(100\) − database\.reservedConnections \(3\) = 97/],
     ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
   ])('fails on %s, saying why', (_n, values, message) => {
     const r = renderer.render(values);
@@ -209,6 +213,20 @@ describe('Helm chart', () => {
     const r = renderer.render(MINIMAL, { notes: true });
     expect(r.ok).toBe(true);
     expect((r as { yaml: string }).yaml).toContain('kubectl -n default get ksvc release-name-tenant-email-worker');
+    expect((r as { yaml: string }).yaml).toContain('kubectl -n default logs job/release-name-tenant-email-worker-migrate');
+  });
+
+  it("states the connection budget, counts the admin API's pools, and skips the check at database.maxConnections=0", () => {
+    const notes = (v: object) => {
+      const r = renderer.render(v, { notes: true });
+      if (!r.ok) throw new Error(r.error);
+      return /Database connections at full scale: .*/.exec(r.yaml)![0];
+    };
+    expect(notes(MINIMAL)).toBe('Database connections at full scale: 81 of database.maxConnections 100 (3 reserved).');
+    expect(notes(NON_DEFAULT)).toBe('Database connections at full scale: 33 of database.maxConnections 100 (3 reserved).'); // 5 × 4 + 3 × 4 + 1
+    const big = { ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 0 } };
+    expect(notes(big)).toBe('Database connections at full scale: 201 (database.maxConnections=0: not checked).');
+    expect(renderer.render({ ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 500 } }).ok).toBe(true);
   });
 
   it("NOTES fills in k8s/REPLAY.md's variables with the names this release's objects really have", () => {
