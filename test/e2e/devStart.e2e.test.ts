@@ -82,7 +82,7 @@ describe('npm start (dist/dev/start.js)', () => {
     const taken = await new Promise<number>((resolve) => busy.listen(0, '127.0.0.1', () => resolve((busy.address() as AddressInfo).port)));
     try {
       const ports: Record<string, string> = { PORT: String(await freePort()), DEV_MAILBOX_PORT: String(await freePort()), DEV_PG_PORT: String(await freePort()), [setting]: String(taken) };
-      const r = spawnSync(process.execPath, [START], { env: { PATH: process.env.PATH, HOME: process.env.HOME, DEV_DATA_DIR: mkdtempSync(path.join(tmpdir(), 'tew-dev-busy-')), ...ports }, encoding: 'utf8', timeout: 60_000 });
+      const r = spawnSync(process.execPath, [START], { env: { PATH: process.env.PATH, HOME: process.env.HOME, DEV_DATA_DIR: path.join(dir, `busy-${setting}`), ...ports }, encoding: 'utf8', timeout: 60_000 });
       expect(r.status).toBe(1);
       expect(r.stderr).toContain(`npm start failed: ${what}: port ${taken} is already in use (EADDRINUSE); stop what listens there, or choose another port with ${setting}`);
     } finally {
