@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { trace } from '@opentelemetry/api';
-import { takeHits } from './helpers/canary';
+import { canaryReport, takeHits } from './helpers/canary';
 import { captureLogs } from './helpers/logCapture';
 
 // The suite-wide canary check must be able to fail: each channel it watches is fed a canary
@@ -22,7 +22,8 @@ describe('the secret canary check', () => {
     server.close();
 
     trace.getTracer('canary-test').startSpan('leaky', { attributes: { 'some.attr': 'CANARY-in-a-span' } }).end();
-    await new Promise((r) => setTimeout(r, 30));
+    // The HTTP and span channels report asynchronously: wait until all four are in (polling).
+    while (new Set(canaryReport().hits.map((h) => h.source)).size < 4) await new Promise((r) => setTimeout(r, 10));
 
     const sources = takeHits().map((h) => h.source).sort();
     expect(sources).toEqual(['http 200 body', 'http 200 headers', 'log', 'span']);

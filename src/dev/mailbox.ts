@@ -35,13 +35,19 @@ export type FakeResponse =
   | { status: number; headers?: Record<string, string>; body?: unknown }
   | { hang: true }
   | { reset: true }
-  | { delayMs: number; then?: FakeResponse };
+  | { delayMs: number; then?: FakeResponse }
+  /** Wait until `until` settles (a test's gate), then answer as `then` says. */
+  | { until: Promise<unknown>; then?: FakeResponse };
 
 /** Carry out a FakeResponse; `ok` is the fake's normal answer. Shared by every fake provider. */
 export function applyFakeResponse(req: Request, res: express.Response, ok: () => void, decision: FakeResponse | undefined): void {
   if (!decision) return ok();
   if ('delayMs' in decision) {
     setTimeout(() => applyFakeResponse(req, res, ok, decision.then), decision.delayMs);
+    return;
+  }
+  if ('until' in decision) {
+    void decision.until.finally(() => applyFakeResponse(req, res, ok, decision.then));
     return;
   }
   if ('hang' in decision) return; // never answer: the client's timeout must fire

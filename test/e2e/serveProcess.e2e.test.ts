@@ -13,9 +13,18 @@ const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
 describe('tenant-email serve (the built CLI, as its own process)', () => {
   let db: TestDatabase;
   let mailbox: Mailbox;
+  // Sends wait at the provider until the test opens the gate, so SIGTERM lands with all three in flight.
+  let held = 0;
+  let open!: () => void;
+  const gate = new Promise<void>((r) => (open = r));
   beforeAll(async () => {
     db = await createTestDatabase();
-    mailbox = await startMailbox({ respond: () => ({ delayMs: 300 }) });
+    mailbox = await startMailbox({
+      respond: () => {
+        held++;
+        return { until: gate };
+      },
+    });
     await putSettings(db.worker(1), { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, 'proc', {
       provider: 'sendgrid', api_key: 'SG.CANARY-APIKEY-process-000', from_email: 'a@proc.example', provider_settings: { base_url: mailbox.url },
       enabled: true, daily_limit: 10,
@@ -28,14 +37,17 @@ describe('tenant-email serve (the built CLI, as its own process)', () => {
 
   it('serves events, drains on SIGTERM and exits 0, logging JSON without secrets', async () => {
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
-      env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true', SENDER_DOMAIN_POLICY: 'provider', LOG_LEVEL: 'debug' },
+      env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true', SENDER_DOMAIN_POLICY: 'provider', LOG_LEVEL: 'debug', PROVIDER_TIMEOUT_MS: '120000' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const { port, lines, stderr } = await serveOutput(child);
     const url = `http://127.0.0.1:${port}/`;
     const pending = Array.from({ length: 3 }, () => post(url, binaryEvent({ tenant: 'proc' })));
-    await new Promise((r) => setTimeout(r, 100));
+    while (held < 3) await new Promise((r) => setTimeout(r, 10)); // a busy machine only waits longer
     child.kill('SIGTERM');
+    // Draining starts with all three held at the provider; then the provider answers.
+    while (!lines.some((l) => l.includes('"msg":"draining"'))) await new Promise((r) => setTimeout(r, 10));
+    open();
     const codes = (await Promise.all(pending)).map((r) => r.status);
     const exit = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
     expect(codes).toEqual([202, 202, 202]);

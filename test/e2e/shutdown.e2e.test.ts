@@ -9,9 +9,15 @@ import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
 describe('graceful shutdown', () => {
   let db: TestDatabase;
   let mailbox: Mailbox;
+  let gate: { opened: Promise<void>; open(): void } | undefined;
+  const until = async (what: () => boolean) => {
+    // Polls; a busy machine only makes the wait longer (jest's timeout guards a hang).
+    while (!what()) await new Promise((r) => setTimeout(r, 10));
+  };
   beforeAll(async () => {
     db = await createTestDatabase();
-    mailbox = await startMailbox({ respond: () => ({ delayMs: 400 }) });
+    // Each send waits at the provider until the test opens the gate (400 ms when none is set).
+    mailbox = await startMailbox({ respond: () => (gate ? { until: gate.opened } : { delayMs: 400 }) });
     await putSettings(db.worker(1), { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, 'slow', {
       provider: 'sendgrid', api_key: 'SG.slow-provider-key-000000', from_email: 'a@slow.example',
       provider_settings: { base_url: mailbox.url }, enabled: true, daily_limit: 100,
@@ -23,10 +29,19 @@ describe('graceful shutdown', () => {
   });
 
   it('answers 503 overloaded with Retry-After beyond MAX_IN_FLIGHT_EVENTS, and loses nothing', async () => {
-    const w = await startTestWorker(db, captureLogs().logger, { MAX_IN_FLIGHT_EVENTS: '2' });
+    let open!: () => void;
+    gate = { opened: new Promise<void>((r) => (open = r)), open: () => open() };
+    const w = await startTestWorker(db, captureLogs().logger, { MAX_IN_FLIGHT_EVENTS: '2', PROVIDER_TIMEOUT_MS: '120000' });
     try {
       const before = mailbox.emails.length;
-      const answers = await Promise.all(Array.from({ length: 5 }, (_, i) => post(w.url, binaryEvent({ tenant: 'slow', id: `burst-${i}` }))));
+      // Two sends held at the provider keep the worker full while the other three arrive.
+      const pending = Array.from({ length: 5 }, (_, i) => post(w.url, binaryEvent({ tenant: 'slow', id: `burst-${i}` })));
+      let answered = 0;
+      for (const p of pending) void p.then(() => answered++);
+      await until(() => answered === 3);
+      gate.open();
+      gate = undefined;
+      const answers = await Promise.all(pending);
       const ok = answers.filter((a) => a.status === 202);
       const busy = answers.filter((a) => a.status === 503);
       expect([ok.length, busy.length]).toEqual([2, 3]);
@@ -41,13 +56,17 @@ describe('graceful shutdown', () => {
   });
 
   it('stops taking events, finishes the in-flight ones, then closes', async () => {
-    const w = await startTestWorker(db, captureLogs().logger);
+    let open!: () => void;
+    gate = { opened: new Promise<void>((r) => (open = r)), open: () => open() };
+    // The provider holds every send until the gate opens: no provider timeout may end one first.
+    const w = await startTestWorker(db, captureLogs().logger, { PROVIDER_TIMEOUT_MS: '120000' });
     const inFlight = Array.from({ length: 5 }, (_, i) => post(w.url, binaryEvent({ tenant: 'slow', data: taskData({ task_id: `drain-${i}` }) })));
-    await new Promise((r) => setTimeout(r, 150));
-    expect(w.state.inFlight).toBe(5);
+    await until(() => w.state.inFlight === 5);
     const closing = w.shutdown();
     expect(w.state.draining).toBe(true);
+    gate.open();
     const answers = await Promise.all(inFlight);
+    gate = undefined;
     expect(answers.map((a) => a.status)).toEqual([202, 202, 202, 202, 202]);
     await closing;
     expect(mailbox.emails.filter((e) => /drain-/.test(JSON.stringify(e.body)))).toHaveLength(5);

@@ -63,14 +63,14 @@ describe('database faults', () => {
     const readiness: number[] = [];
     try {
       const run = deliverAll(w.url, events('outage', N), { retry: 120, backoffMs: 50, maxBackoffMs: 500, timeoutMs: 30_000 }, 16);
-      await until(() => provider.accepted.size >= 100, 30_000);
+      await until(() => provider.accepted.size >= 100, 300_000);
       await pg.stop();
-      await until(async () => (await readyz(w.url)) === 503, 10_000);
+      await until(async () => (await readyz(w.url)) === 503, 300_000);
       readiness.push(503);
       await new Promise((r) => setTimeout(r, 1500));
       readiness.push(await readyz(w.url));
       await pg.start();
-      await until(async () => (await readyz(w.url)) === 200, 30_000);
+      await until(async () => (await readyz(w.url)) === 200, 300_000);
       readiness.push(200);
       const deliveries = await run;
       const summary = summarize(deliveries);
@@ -81,7 +81,7 @@ describe('database faults', () => {
       const lost = deliveries.filter((d) => d.result === 'delivered' && !provider.accepted.get(d.id)).map((d) => d.id);
       // Outcomes that could not be written during the outage are written in the background once it is back.
       const ledgerNow = () => superuser`SELECT count(*) FILTER (WHERE status = 'claimed')::int AS n FROM email_deliveries WHERE event_id LIKE 'outage-%'`.then(([r]) => r!.n as number);
-      await until(async () => (await ledgerNow()) === 0, 20_000).catch(() => {});
+      await until(async () => (await ledgerNow()) === 0, 300_000).catch(() => {});
       const [ledger] = await superuser`SELECT count(*) FILTER (WHERE status = 'sent')::int AS sent, count(*) FILTER (WHERE status = 'claimed')::int AS unrecorded, count(*)::int AS rows FROM email_deliveries WHERE event_id LIKE 'outage-%'`;
       console.log(
         `database outage: ${summary.events} events, ${summary.delivered} delivered, ${summary.deadLettered} dead-lettered, ${emails} emails, ${doubled.length} doubled, ${lost.length} lost; ` +
