@@ -81,7 +81,7 @@ describe('database faults', () => {
       const lost = deliveries.filter((d) => d.result === 'delivered' && !provider.accepted.get(d.id)).map((d) => d.id);
       // Outcomes that could not be written during the outage are written in the background once it is back.
       const ledgerNow = () => superuser`SELECT count(*) FILTER (WHERE status = 'claimed')::int AS n FROM email_deliveries WHERE event_id LIKE 'outage-%'`.then(([r]) => r!.n as number);
-      await until(async () => (await ledgerNow()) === 0, 300_000).catch(() => {});
+      await until(async () => (await ledgerNow()) === 0, 20_000).catch(() => {});
       const [ledger] = await superuser`SELECT count(*) FILTER (WHERE status = 'sent')::int AS sent, count(*) FILTER (WHERE status = 'claimed')::int AS unrecorded, count(*)::int AS rows FROM email_deliveries WHERE event_id LIKE 'outage-%'`;
       console.log(
         `database outage: ${summary.events} events, ${summary.delivered} delivered, ${summary.deadLettered} dead-lettered, ${emails} emails, ${doubled.length} doubled, ${lost.length} lost; ` +
