@@ -241,7 +241,7 @@ export interface RenderedContent {
 /** One header line: no control characters (so no CR/LF injection), whitespace collapsed, bounded. */
 export function headerSafe(v: string, max = 200): string {
   // eslint-disable-next-line no-control-regex
-  const flat = v.replace(/[\u0000-\u001f\u007f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const flat = v.replace(/[\p{Cc}\u2028\u2029]+/gu, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
