@@ -21,27 +21,59 @@ const PRIVATE = new BlockList();
 /** Link-local (cloud metadata lives here), unspecified, multicast, reserved: only by SMTP_ALLOWED_HOSTS. */
 const NEVER = new BlockList();
 for (const [net, bits] of [['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['172.16.0.0', 12], ['192.168.0.0', 16], ['192.0.0.0', 24], ['198.18.0.0', 15]] as const) PRIVATE.addSubnet(net, bits, 'ipv4');
-for (const [net, bits] of [['::1', 128], ['fc00::', 7]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
+// fc00::/7 unique local; 64:ff9b:1::/48 local-use NAT64 (RFC 8215: the IPv4 address may sit anywhere in it).
+for (const [net, bits] of [['::1', 128], ['fc00::', 7], ['64:ff9b:1::', 48]] as const) PRIVATE.addSubnet(net, bits, 'ipv6');
 for (const [net, bits] of [['0.0.0.0', 8], ['169.254.0.0', 16], ['224.0.0.0', 4], ['240.0.0.0', 4]] as const) NEVER.addSubnet(net, bits, 'ipv4');
 for (const [net, bits] of [['::', 128], ['fe80::', 10], ['ff00::', 8], ['fd00:ec2::254', 128]] as const) NEVER.addSubnet(net, bits, 'ipv6');
 
 export type AddressClass = 'public' | 'private' | 'forbidden';
 
-/** The class of one IP address. An IPv4-mapped or NAT64 IPv6 address is judged by the IPv4 address inside. */
+/** The eight 16-bit groups of an IPv6 address, in any notation (the URL parser canonicalises it). */
+function ipv6Groups(ip: string): number[] | null {
+  let host: string;
+  try {
+    host = new URL(`http://[${ip}]/`).hostname.slice(1, -1); // dotted tails become hex: ::ffff:7f00:1
+  } catch {
+    return null;
+  }
+  const [head, tail] = host.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.length === 8 ? groups.map((g) => parseInt(g, 16)) : null;
+}
+
+/**
+ * The IPv4 address an IPv6 address carries, in every form a connection can reach it through:
+ * IPv4-mapped (::ffff:a.b.c.d), IPv4-translated (::ffff:0:a.b.c.d), IPv4-compatible
+ * (::a.b.c.d, deprecated but still routed by some stacks), NAT64's well-known prefix
+ * (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::). Any notation: dotted or hex, compressed or not.
+ */
+export function embeddedIpv4(ip: string): string | null {
+  const g = ipv6Groups(ip);
+  if (!g) return null;
+  const zero = (from: number, to: number) => g.slice(from, to).every((x) => x === 0);
+  const v4 = (hi: number, lo: number) => `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  if (zero(0, 5) && g[5] === 0xffff) return v4(g[6]!, g[7]!);
+  if (zero(0, 4) && g[4] === 0xffff && g[5] === 0) return v4(g[6]!, g[7]!);
+  if (zero(0, 6) && !(g[6] === 0 && g[7]! <= 1)) return v4(g[6]!, g[7]!); // :: and ::1 stay IPv6
+  if (g[0] === 0x64 && g[1] === 0xff9b && zero(2, 6)) return v4(g[6]!, g[7]!);
+  if (g[0] === 0x2002) return v4(g[1]!, g[2]!);
+  return null;
+}
+
+/** The class of one IP address. An IPv6 address that carries an IPv4 one is judged by the IPv4 address. */
 export function classifyAddress(address: string): AddressClass {
   let ip = address.replace(/^\[|\]$/g, '').toLowerCase();
   const zone = ip.indexOf('%');
   if (zone >= 0) ip = ip.slice(0, zone);
-  const embedded = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(ip);
-  if (embedded) ip = embedded[1] as string;
   const family = isIP(ip);
   if (family === 0) return 'forbidden';
-  const type = family === 4 ? 'ipv4' : 'ipv6';
-  // An IPv4-mapped address written in hex (::ffff:7f00:1): judge the IPv4 address it carries.
-  if (family === 6 && /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/.test(ip)) {
-    const [hi, lo] = ip.slice(7).split(':').map((h) => parseInt(h, 16)) as [number, number];
-    return classifyAddress(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`);
+  if (family === 6) {
+    const v4 = embeddedIpv4(ip);
+    if (v4) return classifyAddress(v4);
   }
+  const type = family === 4 ? 'ipv4' : 'ipv6';
   if (NEVER.check(ip, type)) return 'forbidden';
   if (PRIVATE.check(ip, type)) return 'private';
   return 'public';

@@ -25,7 +25,12 @@ const zone = (table: Record<string, string[] | (() => string[])>) => async (host
 describe('classifyAddress', () => {
   it.each([
     ['127.0.0.1', 'private'], ['10.1.2.3', 'private'], ['172.20.0.1', 'private'], ['192.168.1.1', 'private'], ['100.64.0.1', 'private'],
-    ['::1', 'private'], ['[::1]', 'private'], ['fd00::1', 'private'], ['::ffff:127.0.0.1', 'private'], ['::ffff:7f00:1', 'private'], ['64:ff9b::a00:1', 'public'],
+    ['::1', 'private'], ['[::1]', 'private'], ['fd00::1', 'private'], ['::ffff:127.0.0.1', 'private'], ['::ffff:7f00:1', 'private'],
+    // Every IPv6 form that carries an IPv4 address, dotted or hex (64:ff9b::a00:1 is 10.0.0.1).
+    ['64:ff9b::a00:1', 'private'], ['64:ff9b::7f00:1', 'private'], ['64:ff9b::127.0.0.1', 'private'], ['::127.0.0.1', 'private'], ['::7f00:1', 'private'],
+    ['::ffff:0:7f00:1', 'private'], ['::ffff:0:127.0.0.1', 'private'], ['0:0:0:0:0:ffff:7f00:1', 'private'], ['::FFFF:127.0.0.1', 'private'],
+    ['2002:7f00:1::', 'private'], ['2002:a9fe:a9fe::1', 'forbidden'], ['64:ff9b::a9fe:a9fe', 'forbidden'], ['::169.254.169.254', 'forbidden'], ['64:ff9b:1::a00:1', 'private'],
+    ['2002:808:808::1', 'public'],
     ['169.254.169.254', 'forbidden'], ['fd00:ec2::254', 'forbidden'], ['fe80::1%eth0', 'forbidden'], ['0.0.0.0', 'forbidden'], ['::', 'forbidden'],
     ['224.0.0.1', 'forbidden'], ['255.255.255.255', 'forbidden'], ['::ffff:169.254.169.254', 'forbidden'], ['not-an-ip', 'forbidden'],
     ['8.8.8.8', 'public'], ['172.32.0.1', 'public'], ['2001:4860:4860::8888', 'public'], ['64:ff9b::808:808', 'public'],
@@ -108,7 +113,7 @@ describe('SSRF guard in the worker and the admin API', () => {
     fetch(new URL(`/api/v1/admin/tenants/${tenant}/email-settings`, url), { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as { code: string; issues?: Array<{ path: string; message: string }> } }));
   const smtpSettings = (host: string) => ({ provider: 'smtp', api_key: SMTP_PASS, from_email: 'a@ssrf.example', provider_settings: { host, port: smtp.port, username: 'mailer', require_tls: false } });
 
-  it.each(['127.0.0.1', 'localhost', '169.254.169.254', '[::ffff:127.0.0.1]', '::1', '10.0.0.1', 'metadata.localhost'])('refuses SMTP host %s at save and writes nothing', async (host) => {
+  it.each(['127.0.0.1', 'localhost', '169.254.169.254', '[::ffff:127.0.0.1]', '::1', '10.0.0.1', 'metadata.localhost', '64:ff9b::7f00:1', '::127.0.0.1', '::ffff:0:7f00:1', '[2002:7f00:1::]'])('refuses SMTP host %s at save and writes nothing', async (host) => {
     const w = await startTestWorker(db, logs.logger, locked);
     try {
       const r = await put(w.url, 'ssrf-save', smtpSettings(host));
