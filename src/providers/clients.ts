@@ -52,7 +52,7 @@ export class ProviderClients {
     }
     const refusals = new ConnectRefusals(this.opts.egress);
     const built = this.factories[account.provider](account, { ...this.opts, connectLookup: refusals.lookup });
-    const client = guardDestination(built, account, this.opts, refusals);
+    const client = withDeadline(guardDestination(built, account, this.opts, refusals), this.opts.timeoutMs);
     this.cache.set(key, client);
     const max = this.opts.maxClients ?? 1000;
     while (this.cache.size > max) {
@@ -143,6 +143,38 @@ function guardDestination(client: EmailProvider, account: ProviderAccount, opts:
     };
   }
   return guarded;
+}
+
+/**
+ * PROVIDER_TIMEOUT_MS, enforced the same way for every provider: past it a call is answered
+ * `provider_timeout`, whatever its SDK does. Each SDK is also given the timeout (and closes its
+ * socket when it fires), but their timers differ — one only logs unless told to throw, one counts
+ * whole seconds, one counts per SMTP phase — so this is the one deadline a caller can rely on.
+ */
+function withDeadline(client: EmailProvider, ms: number): EmailProvider {
+  const within = <T>(call: () => Promise<T>): Promise<T> => {
+    let timer: NodeJS.Timeout | undefined;
+    const work = call();
+    work.catch(() => {}); // a late failure after the deadline is not unhandled
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new WorkerError('provider_timeout', `${client.name} did not answer within ${ms} ms`)), ms);
+    });
+    return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+  };
+  const bounded: EmailProvider = {
+    name: client.name,
+    send: (email) => within(() => client.send(email)),
+    verify: () => within(() => client.verify()),
+    ...(client.close ? { close: () => client.close!() } : {}),
+  };
+  const domains = client.domains?.bind(client);
+  if (domains) {
+    bounded.domains = (o) => {
+      const api = domains(o);
+      return { register: (d) => within(() => api.register(d)), check: (d, id) => within(() => api.check(d, id)) };
+    };
+  }
+  return bounded;
 }
 
 /** The provider options a process builds from its configuration. */

@@ -28,6 +28,8 @@ export function createSesProvider(account: ProviderAccount, opts: ProviderOption
     requestHandler: {
       requestTimeout: opts.timeoutMs,
       connectionTimeout: opts.timeoutMs,
+      // Without it the handler only logs a warning when requestTimeout passes and keeps waiting.
+      throwOnRequestTimeout: true,
       // A tenant's endpoint: every connection goes to an address the egress policy checked.
       ...(agents ? { httpAgent: agents.http, httpsAgent: agents.https } : {}),
     },

@@ -1,5 +1,7 @@
 import { Egress } from '../../src/net/egress';
 import { execFileSync } from 'node:child_process';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import path from 'node:path';
 import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
 import { WorkerError } from '../../src/errors';
@@ -115,5 +117,62 @@ describe('provider clients: verify(), cache and lazy loading', () => {
       console.log(JSON.stringify(['@aws-sdk', 'postmark', 'nodemailer', 'resend', '@sendgrid', 'handlebars', 'markdown-it', 'cloudevents', 'jose'].filter((m) => mods.some((k) => k.includes('/node_modules/' + m)))));
     `], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(loaded)).toEqual([]);
+  });
+});
+
+/**
+ * PROVIDER_TIMEOUT_MS holds for every provider the same way. Each fake holds the request (or, for
+ * SMTP, the greeting) until the test opens its gate, and answers success then: a call that waited
+ * for the answer would succeed, so only a deadline gives provider_timeout. The gate opens by
+ * itself after a minute, a hang guard far past the 300 ms deadline; the outcome, not the time,
+ * is asserted.
+ */
+describe('provider deadline (PROVIDER_TIMEOUT_MS)', () => {
+  const TIMEOUT_MS = 300;
+  const email = { from: { email: 'a@x.example', name: null }, to: 'b@y.example', replyTo: null, subject: 's', text: 't', html: '<p>t</p>', headers: {}, reference: '<ref-d@x.example>', tags: { tenantId: 't', eventId: 'e' }, idempotencyKey: 'k' };
+  let open!: () => void;
+  let gate: Promise<void>;
+  let http: Server;
+  let smtp: NetServer;
+  const held: Socket[] = [];
+  const OK_BODY: Record<string, unknown> = { '/v3/mail/send': {}, '/email': { MessageID: 'pm-1', ErrorCode: 0 }, '/emails': { id: 're-1' }, '/v2/email/outbound-emails': { MessageId: 'ses-1' } };
+  beforeAll(async () => {
+    gate = new Promise<void>((r) => (open = r));
+    const guard = setTimeout(() => open(), 60_000);
+    guard.unref();
+    http = createHttpServer((req, res) => {
+      req.resume();
+      void gate.then(() => res.writeHead(req.url === '/v3/mail/send' ? 202 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(OK_BODY[req.url ?? ''] ?? {})));
+    });
+    smtp = createNetServer((socket) => {
+      held.push(socket);
+      void gate.then(() => socket.destroy());
+    });
+    await Promise.all([new Promise<void>((r) => http.listen(0, '127.0.0.1', r)), new Promise<void>((r) => smtp.listen(0, '127.0.0.1', r))]);
+  });
+  afterAll(async () => {
+    open();
+    http.closeAllConnections();
+    for (const s of held) s.destroy();
+    await Promise.all([new Promise((r) => http.close(r)), new Promise((r) => smtp.close(r))]);
+  });
+
+  it.each(['sendgrid', 'ses', 'postmark', 'resend', 'smtp'] as const)('%s: a provider that does not answer in time is provider_timeout', async (provider) => {
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
+    const account: ProviderAccount = {
+      sendgrid: { provider: 'sendgrid', apiKey: 'SG.deadline', settings: { base_url: url } },
+      ses: { provider: 'ses', apiKey: 'secret', settings: { region: 'us-east-1', access_key_id: 'AKIDDEADLINE0000', endpoint: url } },
+      postmark: { provider: 'postmark', apiKey: 'token', settings: { base_url: url } },
+      resend: { provider: 'resend', apiKey: 're_deadline', settings: { base_url: url } },
+      smtp: { provider: 'smtp', apiKey: 'pw', settings: { host: '127.0.0.1', port: (smtp.address() as AddressInfo).port, username: 'u', require_tls: false } },
+    }[provider] as ProviderAccount;
+    const clients = new ProviderClients({ ...opts, timeoutMs: TIMEOUT_MS });
+    try {
+      const err = await clients.get('t', account).send(email).then(() => 'sent', (e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkerError);
+      expect((err as WorkerError).code).toBe('provider_timeout');
+    } finally {
+      await clients.closeAll();
+    }
   });
 });
