@@ -83,6 +83,24 @@ export function buildTemplateView(event: IntakeEvent, tenantId: string, maxOutpu
  */
 export const RESERVED_HEADERS = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id', 'list-unsubscribe', 'list-unsubscribe-post'];
 
+/**
+ * The key that names one delivery to a provider (Resend's Idempotency-Key; hashed, the
+ * X-Entity-Ref-ID and SMTP Message-ID), derived from (tenant, source, id) without ambiguity.
+ *
+ * The first form, `tenant/source/id`, is kept wherever it is unambiguous, so an event sent
+ * before this derivation existed keeps its key on a redelivery: a tenant id never holds `/`, so
+ * when the id holds none either, the first and last `/` split the three apart. (Before, source
+ * `/svc` with id `a/b` and source `/svc/a` with id `b` shared a key, and Resend refused the
+ * second event as a reused key.) An id with a `/`, or a key past Resend's 256 characters,
+ * gets `tew2:` and a SHA-256 of the length-delimited triple instead: no `/` in it, so it never
+ * equals a first-form key.
+ */
+export function deliveryKey(tenantId: string, source: string, id: string): string {
+  const plain = `${tenantId}/${source}/${id}`;
+  if (!id.includes('/') && plain.length <= 256) return plain;
+  return `tew2:${createHash('sha256').update(JSON.stringify([tenantId, source, id])).digest('hex')}`;
+}
+
 export function eventReference(idempotencyKey: string, fromEmail: string): string {
   return `<${createHash('sha256').update(idempotencyKey).digest('hex').slice(0, 32)}@${domainOf(fromEmail)}>`;
 }
@@ -101,7 +119,7 @@ export interface ComposeInput {
 
 /** The email as every provider receives it, for one sender choice. */
 export function composeEmail(c: ComposeInput): OutgoingEmail {
-  const idempotencyKey = `${c.tenantId}/${c.event.source}/${c.event.id}`;
+  const idempotencyKey = deliveryKey(c.tenantId, c.event.source, c.event.id);
   const reference = eventReference(idempotencyKey, c.sender.email);
   const headers: Record<string, string> = {};
   // Tenant headers first, so ours cannot be overridden even if validation were bypassed.

@@ -69,7 +69,7 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
               { name: 'event_id', value: tagValue(email.tags.eventId) },
             ],
           },
-          { idempotencyKey: email.idempotencyKey.slice(0, 256), ...init } as never,
+          { idempotencyKey: email.idempotencyKey, ...init } as never,
         ) as Promise<ResendResult<{ id: string }>>,
       );
       return { messageId: data?.id ?? null };

@@ -113,6 +113,18 @@ describe('every provider, end to end through the worker', () => {
     expect(m.parsed.headers.get('x-event-id')).toBe('smtp-1');
   });
 
+  it('two events whose (source, id) joined with "/" look alike get two keys: two Resend Idempotency-Keys, two SMTP Message-IDs', async () => {
+    const pair = [{ source: '/svc', id: 'a/b' }, { source: '/svc/a', id: 'b' }];
+    for (const tenant of ['on-resend', 'on-smtp']) {
+      for (const p of pair) expect((await post(worker.url, binaryEvent({ tenant, id: p.id, source: p.source, data: taskData({ task_id: `task-${tenant}-${p.source}` }) }))).status).toBe(202);
+    }
+    const keys = resend.accepted.slice(-2).map((r) => r.headers['idempotency-key']);
+    expect(new Set(keys).size).toBe(2);
+    const ids = smtp.received.slice(-2).map((m) => m.parsed.messageId);
+    expect(ids.every(Boolean)).toBe(true);
+    expect(new Set(ids).size).toBe(2);
+  });
+
   it('SendGrid keeps working', async () => {
     expect((await send('on-sendgrid', 'sg-1')).status).toBe(202);
     expect(sendgrid.emails.at(-1)!.body.custom_args).toEqual({ tenant_id: 'on-sendgrid', event_id: 'sg-1' });
