@@ -81,6 +81,11 @@ describe('tenant-email CLI', () => {
     expect(unknown.code).toBe(2);
   });
 
+  it('refuses a settings body nested 60,000 deep with a message, not a stack overflow', async () => {
+    const r = await cli(['settings', 'put', '--tenant', 'cli-deep'], env, `{"provider":"sendgrid","provider_settings":${'{"a":'.repeat(60_000)}1${'}'.repeat(60_000)}}`);
+    expect([r.code, r.stderr.trim()]).toEqual([1, 'error: the settings body (see README: "Tenant settings") nests deeper than 64 levels']);
+  });
+
   it('generates a fresh key that the configuration accepts', async () => {
     const a = await cli(['keys', 'generate'], {});
     const b = await cli(['keys', 'generate'], {});

@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../jsonDepth';
 import { packageVersion } from '../version';
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
@@ -72,6 +73,12 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   );
   // Templates may be up to 100,000 characters per part, escaped in JSON.
   router.use(express.json({ limit: ADMIN_BODY_LIMIT, type: () => true }));
+  // A body nested past MAX_JSON_DEPTH would overflow the stack of the validation that follows.
+  router.use((req, res, next) => {
+    if (!nestedDeeperThan(req.body)) return next();
+    const we = new WorkerError('invalid_request', `the JSON body nests deeper than ${MAX_JSON_DEPTH} levels`);
+    res.status(we.status).json(errorBody(we));
+  });
 
   // Documentation, not data: served without a token.
   const openapi = JSON.stringify(buildOpenApi(packageVersion()));

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { tenantStats } from '../db/stats';
 import { sendEvent, type ReplayEvent } from '../replay';
-import { CliError, positiveInt, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { CliError, parseJsonInput, positiveInt, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 /** Debugging: stats of a tenant, and sending or replaying an event. */
 export function registerEvents(program: Command, { io, config }: CliContext): void {
@@ -33,11 +33,7 @@ export function registerEvents(program: Command, { io, config }: CliContext): vo
       let ev: ReplayEvent;
       if (opts.file) {
         const raw = opts.file === '-' ? await readAll(io.stdin) : readFileSync(opts.file, 'utf8');
-        try {
-          ev = JSON.parse(raw) as ReplayEvent;
-        } catch {
-          throw new CliError(`${opts.file} is not valid JSON`);
-        }
+        ev = parseJsonInput(raw, opts.file) as ReplayEvent;
         if (opts.id) ev.id = opts.id;
         if (opts.tenant) ev.tenant = opts.tenant;
       } else {

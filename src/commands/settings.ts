@@ -6,7 +6,7 @@ import { ProviderClients, providerOptions } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
 import { Egress } from '../net/egress';
 import { validateSettingsInput } from '../settingsInput';
-import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 /** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */
 export function registerSettings(program: Command, { io, config }: CliContext): void {
@@ -21,12 +21,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       const cfg = config();
       const keys = requireKeyRing(cfg);
       const raw = opts.file ? readFileSync(opts.file, 'utf8') : await readAll(io.stdin);
-      let body: unknown;
-      try {
-        body = JSON.parse(raw);
-      } catch {
-        throw new CliError('the settings body is not valid JSON (see README: "Tenant settings")');
-      }
+      const body = parseJsonInput(raw, 'the settings body (see README: "Tenant settings")');
       const parsed = await validateSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride, platformTier: cfg.tenantFromPattern !== undefined, egress: new Egress(cfg.egress) });
       if (!parsed.ok) {
         throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);

@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../jsonDepth';
 import type { Readable, Writable } from 'node:stream';
 import { databaseUrlSetting, requireDatabaseUrl, startupProbeMs, type Config, type DatabaseUse } from '../config';
 import { createSql, type Sql } from '../db/connect';
@@ -25,6 +26,18 @@ export function positiveInt(v: string, name: string, max = 1_000_000): number {
 export function tenantOption(v: string): string {
   if (!TENANT_ID_PATTERN.test(v)) throw new CliError('--tenant must be 1-128 characters of [A-Za-z0-9._:-]');
   return v;
+}
+
+/** JSON a command reads (a file or stdin): a CliError when it does not parse or nests too deep. */
+export function parseJsonInput(raw: string, what: string): unknown {
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    throw new CliError(`${what} is not valid JSON`);
+  }
+  if (nestedDeeperThan(value)) throw new CliError(`${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return value;
 }
 
 export async function readAll(stream: Readable): Promise<string> {

@@ -5,18 +5,12 @@ import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/t
 import { renderPreview } from '../email/preview';
 import { checkTemplate, type TemplateSource } from '../email/templates';
 import { toIssues, type FieldIssue } from '../settingsInput';
-import { CliError, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 const where = (i: FieldIssue) => `${i.path}${i.line ? ` line ${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : ''}`;
 const issuesText = (title: string, issues: FieldIssue[]) => `${title}:\n${issues.map((i) => `  ${where(i)}: ${i.message}`).join('\n')}`;
 
-function readJson(raw: string, what: string): unknown {
-  try {
-    return JSON.parse(raw);
-  } catch {
-    throw new CliError(`${what} is not valid JSON`);
-  }
-}
+const readJson = parseJsonInput;
 
 /** A template body {subject?, html?, text?} as the admin API takes it; compiling is checked later. */
 function parseTemplate(raw: string, what: string): TemplateSource {

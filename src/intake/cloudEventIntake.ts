@@ -1,3 +1,4 @@
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../jsonDepth';
 import { parse as parseContentType } from 'content-type';
 import type { CloudEvent } from 'cloudevents';
 import { z } from 'zod';
@@ -162,11 +163,14 @@ function resolveRecipient(v: string | null | undefined): string | null {
 }
 
 function parseJson(body: Buffer): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(body.length === 0 ? 'null' : body.toString('utf8'));
+    value = JSON.parse(body.length === 0 ? 'null' : body.toString('utf8'));
   } catch {
     throw new WorkerError('invalid_json', 'the body is not valid JSON');
   }
+  if (nestedDeeperThan(value)) throw new WorkerError('invalid_data', `the JSON nests deeper than ${MAX_JSON_DEPTH} levels`);
+  return value;
 }
 
 function mediaTypeOf(value: string | undefined): string {

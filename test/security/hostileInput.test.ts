@@ -221,6 +221,22 @@ describe('hostile input (fast-check)', () => {
     );
   });
 
+  it('deep JSON (data.metadata.output 100,000 arrays deep, a settings body and a preview 60,000 deep) is a 400, in both modes', async () => {
+    const nested = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    const data = `{"task_id":"t","notify_email":"owner@customer.example","metadata":{"output":${nested(100_000)}}}`;
+    const ce = { 'ce-specversion': '1.0', 'ce-type': 'codetether.task.created', 'ce-source': '/fuzz', 'ce-tenant': 'fuzz-tenant' };
+    const binary = await send('/', { method: 'POST', headers: { ...ce, 'ce-id': 'deep-1', 'content-type': 'application/json' }, body: data });
+    const structured = await send('/', {
+      method: 'POST',
+      headers: { 'content-type': 'application/cloudevents+json' },
+      body: `{"specversion":"1.0","id":"deep-2","source":"/fuzz","type":"codetether.task.created","tenant":"fuzz-tenant","datacontenttype":"application/json","data":${data}}`,
+    });
+    for (const r of [binary, structured]) expect(r && [r.status, JSON.parse(r.text).code, JSON.parse(r.text).message]).toEqual([400, 'invalid_data', 'the JSON nests deeper than 64 levels']);
+    const settings = await admin('PUT', 'fuzz-tenant/email-settings', `{"provider":"sendgrid","provider_settings":${'{"a":'.repeat(60_000)}1${'}'.repeat(60_000)}}`);
+    const preview = await admin('POST', 'fuzz-tenant/email-templates/codetether.task.created/preview', `{"data":${nested(60_000)}}`);
+    for (const r of [settings, preview]) expect(r && [r.status, JSON.parse(r.text).code]).toEqual([400, 'invalid_request']);
+  });
+
   it('admin API: hostile tenant ids, event types, domains, queries and raw bodies get a stable 4xx', async () => {
     const segment = fc.oneof(sqlish, weirdText.filter((s) => s.length > 0), fc.constantFrom('..', '%2e%2e', 'a/b', 'a%2Fb', 'x'.repeat(200), '%00', 'acme%0d%0aSet-Cookie:x'));
     await fc.assert(
