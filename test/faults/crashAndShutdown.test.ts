@@ -187,7 +187,7 @@ describe('SIGTERM under load', () => {
     });
     // The broker keeps delivering to whatever answers at `target` (the Service: old pod, then new).
     let target = url;
-    const policy = { retry: 30, backoffMs: 50, maxBackoffMs: 500, timeoutMs: 15_000 };
+    const policy = { retry: 30, backoffMs: 50, maxBackoffMs: 500, timeoutMs: 30_000 }; // the chart's attempt timeout
     const run = Promise.all(events.map(async (ev, i) => {
       await new Promise((r) => setTimeout(r, i * 3));
       let last;
@@ -215,7 +215,7 @@ describe('SIGTERM under load', () => {
 
     // The replacement instance.
     const next = spawnWorker(db);
-    const { port: port2 } = await next.ready;
+    const { port: port2, lines: nextLines } = await next.ready;
     target = `http://127.0.0.1:${port2}/`;
     const deliveries = await run;
     next.child.kill('SIGTERM');
@@ -254,7 +254,10 @@ describe('SIGTERM under load', () => {
     expect(openSmtpAfter).toBe(0);
     expect(summary.delivered).toBe(N);
     // Duplicates only inside the documented window (a send that ended in provider_timeout).
-    const { unexplained, extraCopies } = classifyCopies(deliveries, (id) => copies.get(id) ?? 0);
+    const workerLog = [...lines, ...nextLines].join('\n');
+    const { unexplained, extraCopies } = classifyCopies(deliveries, (id) => copies.get(id) ?? 0, workerLog);
+    // What each worker logged for an unexplained copy, so a failing run says what happened.
+    for (const id of unexplained) console.log(`${id}:\n${workerLog.split('\n').filter((l) => l.includes(`"event_id":"${id}"`)).join('\n')}`);
     expect(unexplained).toEqual([]);
     expect(emails).toBe(N + extraCopies);
     expect((lines.join('\n') + stderr()).includes('CANARY')).toBe(false);

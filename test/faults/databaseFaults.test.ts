@@ -77,7 +77,7 @@ describe('database faults', () => {
       const ids = deliveries.map((d) => d.id);
       const emails = ids.reduce((a, id) => a + (provider.accepted.get(id) ?? 0), 0);
       // Duplicates only inside the documented window (a send that ended in provider_timeout).
-      const { doubled, unexplained, extraCopies } = classifyCopies(deliveries, (id) => provider.accepted.get(id) ?? 0);
+      const { doubled, unexplained, extraCopies } = classifyCopies(deliveries, (id) => provider.accepted.get(id) ?? 0, logs.text());
       const lost = deliveries.filter((d) => d.result === 'delivered' && !provider.accepted.get(d.id)).map((d) => d.id);
       // Outcomes that could not be written during the outage are written in the background once it is back.
       const ledgerNow = () => superuser`SELECT count(*) FILTER (WHERE status = 'claimed')::int AS n FROM email_deliveries WHERE event_id LIKE 'outage-%'`.then(([r]) => r!.n as number);
@@ -119,7 +119,7 @@ describe('database faults', () => {
       await blocker;
       const summary = summarize(deliveries);
       const ids = deliveries.map((d) => d.id);
-      const { doubled, unexplained, extraCopies } = classifyCopies(deliveries, (id) => provider.accepted.get(id) ?? 0);
+      const { doubled, unexplained, extraCopies } = classifyCopies(deliveries, (id) => provider.accepted.get(id) ?? 0, logs.text());
       const emails = ids.reduce((a, id) => a + (provider.accepted.get(id) ?? 0), 0);
       console.log(
         `pool exhaustion: ${summary.events} events at concurrency 48 on a pool of 1, ${summary.delivered} delivered, ${emails} emails, ${doubled.length} doubled; ` +

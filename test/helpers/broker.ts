@@ -110,19 +110,37 @@ export function summarize(deliveries: Delivery[]): { events: number; delivered: 
 }
 
 /**
- * Emails beyond one per event, split by whether the design allows them. The one duplicate it
- * allows (SECURITY.md, "Duplicates"): the provider accepted a send but the worker's
- * PROVIDER_TIMEOUT_MS ran out first (on a starved machine an answer can be read late), so the
- * worker answered 503 provider_timeout and the broker's retry sent again. Each extra copy must be
- * matched by such an answer; any other is a bug.
+ * Emails beyond what each event's result calls for (one when delivered, none when
+ * dead-lettered), split by whether the design allows them. The one duplicate it allows
+ * (SECURITY.md, "Duplicates"): the provider accepted a send but its answer never reached the
+ * worker in time — PROVIDER_TIMEOUT_MS ran out first (on a starved machine an answer can be read
+ * late) or the connection broke first — so the worker answered 503 provider_timeout or
+ * provider_network and the broker's retry sent again (or, once retries ran out, dead-lettered an
+ * event whose email had gone out). Each extra copy must be matched by such an outcome; any other
+ * is a bug. `extraCopies` counts the allowed ones, so emails = delivered + extraCopies.
  */
-export function classifyCopies(deliveries: Delivery[], copies: (id: string) => number): { doubled: string[]; allowed: string[]; unexplained: string[]; extraCopies: number } {
-  const doubled = deliveries.filter((d) => copies(d.id) > 1);
-  const allowed = doubled.filter((d) => copies(d.id) - 1 <= d.attempts.filter((a) => a.code === 'provider_timeout').length);
+export function classifyCopies(
+  deliveries: Delivery[],
+  copies: (id: string) => number,
+  workerLog = '',
+): { doubled: string[]; allowed: string[]; unexplained: string[]; extraCopies: number } {
+  // The broker may not see the worker's answer (its own attempt timeout can come first on a
+  // starved machine), so the worker's log counts too: one line per event it handled.
+  const LOST_ANSWER = /"error_code":"provider_(timeout|network)"/;
+  const logged = new Map<string, number>();
+  for (const line of workerLog.split('\n')) {
+    if (!LOST_ANSWER.test(line)) continue;
+    const id = /"event_id":"([^"]*)"/.exec(line)?.[1];
+    if (id) logged.set(id, (logged.get(id) ?? 0) + 1);
+  }
+  const lostAnswers = (d: Delivery) => Math.max(d.attempts.filter((a) => a.code === 'provider_timeout' || a.code === 'provider_network').length, logged.get(d.id) ?? 0);
+  const base = (d: Delivery) => (d.result === 'delivered' ? 1 : 0);
+  const extra = deliveries.filter((d) => copies(d.id) > base(d));
+  const allowed = extra.filter((d) => copies(d.id) - base(d) <= lostAnswers(d));
   return {
-    doubled: doubled.map((d) => d.id),
+    doubled: extra.map((d) => d.id),
     allowed: allowed.map((d) => d.id),
-    unexplained: doubled.filter((d) => !allowed.includes(d)).map((d) => d.id),
-    extraCopies: allowed.reduce((n, d) => n + copies(d.id) - 1, 0),
+    unexplained: extra.filter((d) => !allowed.includes(d)).map((d) => d.id),
+    extraCopies: allowed.reduce((n, d) => n + copies(d.id) - base(d), 0),
   };
 }
