@@ -15,7 +15,7 @@ describe('npm run bench (small)', () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       [BENCH, '--events', '300', '--tenants', '5', '--cold-starts', '1', '--half-rate-seconds', '1', '--quota-limit', '20'],
-      { timeout: 120_000, maxBuffer: 10 * 1024 * 1024 },
+      { timeout: 540_000, maxBuffer: 10 * 1024 * 1024 }, // a hang guard: a starved run took 191 s
     );
     expect(stdout).toMatch(/^machine: .*Node v\d+.*PostgreSQL \d+.*\(embedded, fsync on, tables analyzed after each warm-up\)$/m);
     expect(stdout).toMatch(/^disk: 8 KiB write \+ fdatasync in PostgreSQL's data directory .*: p50 [\d.]+ ms, p99 [\d.]+ ms, max [\d.]+ ms$/m);
@@ -40,7 +40,7 @@ describe('npm run bench (small)', () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       [BENCH, '--soak-seconds', '3', '--soak-window-seconds', '1', '--events', '300', '--tenants', '5'],
-      { timeout: 120_000, maxBuffer: 10 * 1024 * 1024 },
+      { timeout: 540_000, maxBuffer: 10 * 1024 * 1024 }, // a hang guard: a starved run took 191 s
     );
     expect(stdout).toMatch(/^config: soak-seconds=3 soak-window-seconds=1 tenants=5/m);
     expect(stdout).toMatch(/^peak \(closed loop, 300 events\): [\d,]+\/s → soak at \d+\/s/m);
