@@ -1,4 +1,5 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
@@ -56,5 +57,21 @@ describe('tenant-email serve (the built CLI, as its own process)', () => {
     const all = lines.join('\n') + stderr();
     expect(all).toContain('"msg":"stopped"');
     expect(all).not.toContain('CANARY');
+  });
+
+  it('exits 1 naming the port when it is already in use (not "Cannot read properties of null")', async () => {
+    const busy = createServer();
+    const port = await new Promise<number>((resolve) => busy.listen(0, () => resolve((busy.address() as AddressInfo).port)));
+    try {
+      const r = spawnSync(process.execPath, [CLI, 'serve', '--port', String(port)], {
+        env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, LOG_LEVEL: 'warn' },
+        encoding: 'utf8',
+        timeout: 120_000, // a hang guard
+      });
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain(`error: the worker: port ${port} is already in use (EADDRINUSE); stop what listens there, or choose another port with PORT (serve --port)`);
+    } finally {
+      busy.close();
+    }
   });
 });
