@@ -22,6 +22,12 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
     idle_timeout: 60,
     max_lifetime: 30 * 60,
     prepare: true,
+    // No array-type lookup when a connection starts. postgres.js runs it from its socket handler
+    // without handling its promise, so a database restart that kills a connection during that
+    // lookup (or refuses its reconnect) was an unhandled rejection, which exits Node
+    // (porsager/postgres#1223). Nothing here binds or reads SQL arrays: lists travel as text
+    // (string_to_array) or JSON.
+    fetch_types: false,
     // postgres.js waits up to 20 s between reconnect attempts by default; queued queries wait
     // with it. A short, capped backoff gets the worker back within a second of the database.
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),

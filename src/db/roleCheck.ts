@@ -25,7 +25,7 @@ export async function assertSafeWorkerRole(sql: Sql): Promise<void> {
   const tables = await sql`
     SELECT t.name, c.oid IS NOT NULL AS present, c.relrowsecurity, c.relforcerowsecurity,
            COALESCE(pg_has_role(current_user, c.relowner, 'MEMBER'), false) AS owns
-    FROM unnest(${TENANT_TABLES as unknown as string[]}::text[]) AS t(name)
+    FROM unnest(string_to_array(${TENANT_TABLES.join(',')}, ',')) AS t(name)
     LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)`;
   const missing = tables.filter((t) => !t.present).map((t) => t.name);
   if (missing.length > 0) {
