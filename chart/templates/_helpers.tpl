@@ -138,6 +138,29 @@ seccompProfile:
 {{- add (mul (int .Values.worker.autoscaling.maxScale) $pool) $admin (ternary 1 0 .Values.migrations.enabled) -}}
 {{- end -}}
 
+{{/*
+How long the broker keeps retrying an event, in seconds: the sum of the waits between attempts
+(Knative: exponential backoffDelay × 2^n, linear backoffDelay × (n+1)), attempts' own time left out.
+*/}}
+{{- define "tew.retryHorizonSeconds" -}}
+{{- $d := .Values.eventing.delivery -}}
+{{- $h := regexFind "[0-9.]+H" $d.backoffDelay | trimSuffix "H" | default "0" | float64 -}}
+{{- $m := regexFind "[0-9.]+M" $d.backoffDelay | trimSuffix "M" | default "0" | float64 -}}
+{{- $s := regexFind "[0-9.]+S" $d.backoffDelay | trimSuffix "S" | default "0" | float64 -}}
+{{- $delay := addf (mulf $h 3600) (mulf $m 60) $s -}}
+{{- $total := 0.0 -}}
+{{- $step := $delay -}}
+{{- range $n := until (int $d.retry) -}}
+{{- if eq $d.backoffPolicy "linear" -}}
+{{- $total = addf $total (mulf $delay (add1 $n)) -}}
+{{- else -}}
+{{- $total = addf $total $step -}}
+{{- $step = mulf $step 2 -}}
+{{- end -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
 {{/* Settings that contradict each other fail the render with the reason. */}}
 {{- define "tew.validate" -}}
 {{- $w := .Values.worker -}}
@@ -149,6 +172,10 @@ seccompProfile:
 {{- if gt $budget $room -}}
 {{- fail (printf "connection budget: worker.autoscaling.maxScale (%d) × config.dbPoolMax (%d)%s%s = %d connections, more than database.maxConnections (%d) − database.reservedConnections (%d) = %d. Lower maxScale or dbPoolMax, raise max_connections, or put a pooler in front and set database.maxConnections to its max_client_conn (0 skips this check)" (int $w.autoscaling.maxScale) (int .Values.config.dbPoolMax) (ternary (printf " + admin.replicas (%d) × %d" (int .Values.admin.replicas) (int .Values.config.dbPoolMax)) "" .Values.admin.enabled) (ternary " + 1 (migration Job)" "" .Values.migrations.enabled) $budget $max (int .Values.database.reservedConnections) $room) -}}
 {{- end -}}
+{{- end -}}
+{{- $horizon := include "tew.retryHorizonSeconds" . | float64 -}}
+{{- if and .Values.eventing.enabled (le $horizon (float64 .Values.config.claimLeaseSeconds)) -}}
+{{- fail (printf "eventing.delivery: the broker's retries span %v s (retry %d, %s from %s), which must outlast config.claimLeaseSeconds (%d): an event whose attempt crashed stays claimed for the lease, and only a retry after it sends the event; with fewer, the event is dead-lettered unsent. Raise retry or backoffDelay, or lower claimLeaseSeconds" $horizon (int $d.retry) $d.backoffPolicy $d.backoffDelay (int .Values.config.claimLeaseSeconds)) -}}
 {{- end -}}
 {{- if .Values.config.replyEvents -}}
 {{- range .Values.eventing.eventTypes -}}

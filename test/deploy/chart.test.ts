@@ -16,7 +16,7 @@ const NON_DEFAULT = {
     replyEvents: true, metricsTenantLabels: ['acme', 'globex'], smtpAllowedHosts: ['relay.mail.svc.cluster.local', '10.20.0.0/16'], otlpEndpoint: 'http://otel-collector.observability:4318',
   },
   worker: { networkPolicy: { enabled: true, allowNamespaces: ['knative-eventing', 'knative-serving', 'monitoring'] }, visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
-  eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 8, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
+  eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 9, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
   admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
 };
 
@@ -152,7 +152,7 @@ describe('Helm chart', () => {
     const triggers = find(objects, 'Trigger');
     expect(triggers).toHaveLength(2);
     expect(triggers[1]!.spec.filters).toEqual([{ exact: { type: 'codetether.task.failed' } }, { cesql: 'EXISTS tenant' }]);
-    expect(triggers[0]!.spec.delivery).toMatchObject({ retry: 8, timeout: 'PT45S', deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local' } });
+    expect(triggers[0]!.spec.delivery).toMatchObject({ retry: 9, timeout: 'PT45S', deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local' } });
     const env = Object.fromEntries(ksvc.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
     expect(env.EVENT_TYPES).toBe('codetether.task.created,codetether.task.failed');
     expect(env.EMAIL_TENANT_FROM_PATTERN).toBe('noreply@{tenant}.mail.example.com');
@@ -168,6 +168,9 @@ describe('Helm chart', () => {
     ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
     ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
     ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { display: { enabled: false } } } }, /without a dead letter sink/],
+    ['retries that end before a crashed attempt’s claim lease (5 from PT1S: 31 s < 120 s)', { ...MINIMAL, eventing: { delivery: { retry: 5 } } }, /the broker's retries span 31 s \(retry 5, exponential from PT1S\), which must outlast config\.claimLeaseSeconds \(120\)/],
+    ['linear retries that end before the lease (10+20+30+40 s < 120 s)', { ...MINIMAL, eventing: { delivery: { retry: 4, backoffPolicy: 'linear', backoffDelay: 'PT10S' } } }, /retries span 100 s \(retry 4, linear from PT10S\)/],
+    ['a lease longer than the retries (300 s against 255 s)', { ...MINIMAL, config: { claimLeaseSeconds: 300 } }, /retries span 255 s .*config\.claimLeaseSeconds \(300\)/],
     ['more connections at full scale than the database allows', { ...MINIMAL, config: { dbPoolMax: 10 } }, /connection budget: worker\.autoscaling\.maxScale \(20\) × config\.dbPoolMax \(10\) \+ 1 \(migration Job\) = 201 connections, more than database\.maxConnections \(100\) − database\.reservedConnections \(3\) = 97/],
     ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
   ])('fails on %s, saying why', (_n, values, message) => {
@@ -265,6 +268,10 @@ describe('k8s/ (kustomize)', () => {
     const trigger = objects.find((o) => o.kind === 'Trigger')!;
     expect(Number(/^PT(\d+)S$/.exec(trigger.spec.delivery.timeout)![1])).toBeLessThan(ksvc.spec.template.spec.timeoutSeconds);
     expect(trigger.spec.delivery.deadLetterSink.ref.name).toBe('tenant-email-worker-dead-letters');
+    // The retries outlast the worker's default claim lease (120 s): 1+2+…+2^(retry-1) seconds.
+    expect([trigger.spec.delivery.backoffPolicy, trigger.spec.delivery.backoffDelay]).toEqual(['exponential', 'PT1S']);
+    expect(2 ** trigger.spec.delivery.retry - 1).toBeGreaterThan(120);
+    expect(ksvc.spec.template.spec.containers[0].env.find((e: any) => e.name === 'CLAIM_LEASE_SECONDS')).toBeUndefined();
     const c = ksvc.spec.template.spec.containers[0];
     expect(c.image).toBe('ghcr.io/codetether/tenant-email-worker:0.1.0');
     // k8s/REPLAY.md's variables name these very objects.
