@@ -66,16 +66,48 @@ interface Loc {
 interface Node {
   type: string;
   loc?: Loc;
-  path?: { original?: unknown };
+  path?: { original?: unknown; parts?: unknown[]; data?: boolean; depth?: number; type?: string };
   escaped?: boolean;
-  program?: { body: Node[] } | null;
-  inverse?: { body: Node[] } | null;
+  params?: Node[];
+  hash?: { pairs?: Array<{ value: Node }> } | null;
+  program?: { body: Node[]; blockParams?: string[] | null } | null;
+  inverse?: { body: Node[]; blockParams?: string[] | null } | null;
 }
 
-/** Walk the parsed template for what the environment does not offer. */
-function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], eachDepth = 0): void {
+/** Built-in helpers Handlebars keeps for its own use: calling them directly does things no template needs. */
+const INTERNAL_HELPERS = new Set(['helperMissing', 'blockHelperMissing']);
+
+/** Every helper or path name a node calls or reads, params and sub-expressions included. */
+function namesIn(node: Node): string[] {
+  const out: string[] = [];
+  const visit = (n: Node | undefined) => {
+    if (!n) return;
+    if (typeof n.path?.original === 'string') out.push(n.path.original);
+    if (n.type === 'PathExpression' && typeof (n as unknown as { original?: unknown }).original === 'string') out.push((n as unknown as { original: string }).original);
+    for (const p of n.params ?? []) visit(p);
+    for (const pair of n.hash?.pairs ?? []) visit(pair.value);
+  };
+  visit(node);
+  return out;
+}
+
+/** `{{{output_html}}}` as it must be written: the view's own field, read at the top of the template. */
+const isRootOutputHtml = (node: Node) =>
+  node.path?.original === 'output_html' && node.path.parts?.length === 1 && !node.path.data && node.path.depth === 0 && (node.params ?? []).length === 0;
+
+/**
+ * Walk the parsed template for what the environment does not offer. `scoped`: inside a block
+ * that changes the context or names block params (anything but #if/#unless), where
+ * `output_html` may be another value than ours.
+ */
+function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], eachDepth = 0, scoped = false): void {
   for (const node of body) {
     const at = node.loc ? { line: node.loc.start.line, column: node.loc.start.column + 1 } : {};
+    const internal = namesIn(node).find((n) => INTERNAL_HELPERS.has(n));
+    if (internal && (node.type === 'MustacheStatement' || node.type === 'BlockStatement' || node.type === 'SubExpression')) {
+      issues.push({ path: part, message: `${internal} is internal to Handlebars and not available in tenant templates`, ...at });
+      continue;
+    }
     if (node.type === 'PartialStatement' || node.type === 'PartialBlockStatement') {
       issues.push({ path: part, message: 'partials ({{> name}}) are not available in tenant templates', ...at });
       continue;
@@ -84,9 +116,10 @@ function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], ea
       issues.push({ path: part, message: 'decorators ({{* name}}) are not available in tenant templates', ...at });
       continue;
     }
-    if (part === 'html' && node.type === 'MustacheStatement' && node.escaped === false && node.path?.original !== 'output_html') {
+    if (part === 'html' && node.type === 'MustacheStatement' && node.escaped === false && (scoped || !isRootOutputHtml(node))) {
       // Event data is not trusted HTML: only the sanitized rendering of the output may go in raw.
-      issues.push({ path: part, message: 'only {{{output_html}}} may be inserted unescaped; use {{field}} for everything else', ...at });
+      // (Rendering escapes every other value anyway: see compilePart.)
+      issues.push({ path: part, message: 'only {{{output_html}}} may be inserted unescaped (at the top level: not inside #each, #with or block params); use {{field}} for everything else', ...at });
       continue;
     }
     if (node.type === 'BlockStatement') {
@@ -96,8 +129,10 @@ function checkTree(body: Node[], part: TemplatePart, issues: TemplateIssue[], ea
         continue;
       }
       const depth = eachDepth + (isEach ? 1 : 0);
-      if (node.program) checkTree(node.program.body, part, issues, depth);
-      if (node.inverse) checkTree(node.inverse.body, part, issues, depth);
+      const keepsContext = node.path?.original === 'if' || node.path?.original === 'unless';
+      const inner = scoped || !keepsContext || Boolean(node.program?.blockParams?.length || node.inverse?.blockParams?.length);
+      if (node.program) checkTree(node.program.body, part, issues, depth, inner);
+      if (node.inverse) checkTree(node.inverse.body, part, issues, depth, inner);
     }
   }
 }
@@ -198,10 +233,42 @@ export class TemplateRenderError extends Error {
   }
 }
 
-function compilePart(part: TemplatePart, source: string): Render {
-  const fn = handlebars().compile(source, compileOptions(part));
-  return (view) => fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
+/** Turn every `{{{x}}}` and `{{& x}}` of a parsed template into an escaped `{{x}}`. */
+function escapeAll(node: unknown): void {
+  if (!node || typeof node !== 'object') return;
+  const n = node as Node & Record<string, unknown>;
+  if (n.type === 'MustacheStatement') n.escaped = true;
+  for (const v of Object.values(n)) {
+    if (Array.isArray(v)) v.forEach(escapeAll);
+    else if (v && typeof v === 'object' && v !== n.loc) escapeAll(v);
+  }
 }
+
+/**
+ * Compile one part. In HTML, what reaches the email unescaped is decided by the values, not by
+ * the template's names: every mustache is compiled escaped, and the one value that is HTML —
+ * our sanitized `output_html` — is handed over as a SafeString, which escaping leaves as it is.
+ * Event data is parsed JSON and can never be a SafeString, so no context change, block param or
+ * helper can put it into the HTML raw.
+ */
+function compilePart(part: TemplatePart, source: string): Render {
+  const hb = handlebars();
+  if (part !== 'html') {
+    const fn = hb.compile(source, compileOptions(part));
+    return (view) => fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
+  }
+  const ast = hb.parse(source);
+  escapeAll(ast);
+  const fn = hb.compile(ast, compileOptions(part));
+  return (view) => {
+    const v = view as Record<string, unknown>;
+    const safe = typeof v.output_html === 'string' ? { ...v, output_html: new hb.SafeString(v.output_html) } : v;
+    return fn(safe, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
+  };
+}
+
+/** For tests: a part compiled without the save-time checks, as a template stored before them would be. */
+export const compilePartUnchecked = compilePart;
 
 /** Compile a template; parts it does not set come from the built-in one. Throws on a bad template. */
 export function compileTemplate(src: TemplateSource): CompiledTemplate {

@@ -1,4 +1,4 @@
-import { TemplateCache, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, renderWithFallback } from '../../src/email/templates';
+import { compilePartUnchecked, TemplateCache, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, renderWithFallback } from '../../src/email/templates';
 import { composeForTest } from '../helpers/compose';
 import { taskData } from '../helpers/events';
 
@@ -84,6 +84,38 @@ describe('checking a template before it is saved', () => {
     expect(issues).toHaveLength(1);
     expect(issues[0]!.message).toMatch(message);
     expect(() => compileTemplate(src)).toThrow(/does not compile/);
+  });
+
+  // Templates that named output_html but put event data into the HTML raw (all were saved before).
+  const SHADOWS: Array<[string, string]> = [
+    ['a block param named output_html (#with)', '{{#with prompt as |output_html|}}{{{output_html}}}{{/with}}'],
+    ['a block param named output_html (#each)', '{{#each metadata as |output_html|}}{{{output_html}}}{{/each}}'],
+    ['output_html read in another context (#with)', '{{#with metadata}}{{{output_html}}}{{/with}}'],
+    ['output_html read in another context (#each)', '{{#each metadata}}{{{output_html}}}{{/each}}'],
+    ['output_html with {{& }} in #with', '{{#with metadata}}{{& output_html}}{{/with}}'],
+  ];
+  it.each(SHADOWS)('refuses %s at save', (_n, html) => {
+    expect(checkTemplate({ html }).map((i) => i.message)).toEqual([expect.stringMatching(/only \{\{\{output_html\}\}\} may be inserted unescaped \(at the top level/)]);
+  });
+
+  it.each([
+    ['helperMissing', '{{helperMissing "x"}}'],
+    ['blockHelperMissing', '{{#blockHelperMissing}}x{{/blockHelperMissing}}'],
+    ['helperMissing in a sub-expression', '{{eq (helperMissing "x") 1}}'],
+  ])('refuses %s at save', (_n, text) => {
+    expect(checkTemplate({ text }).map((i) => i.message)).toEqual([expect.stringMatching(/is internal to Handlebars/)]);
+  });
+
+  it.each(SHADOWS)('renders %s escaped even when it was stored before the check (what the compiled HTML does)', (_n, html) => {
+    const render = compilePartUnchecked('html', html);
+    const out = render({ prompt: '<script>alert(1)</script>', metadata: { output_html: '<a href="https://phish.example">x</a>', item: { output_html: '<b>y</b>' } }, output_html: '<p>ours</p>' });
+    expect(out).not.toMatch(/<script|<a |<b>/);
+    expect(out).toMatch(/&lt;script&gt;|&lt;a href|&lt;b&gt;/);
+  });
+
+  it('leaves our sanitized output_html as HTML, at the top level and inside #if', () => {
+    const render = compilePartUnchecked('html', '<div>{{{output_html}}}</div>{{#if output_html}}{{output_html}}{{/if}}');
+    expect(render({ output_html: '<p>ours</p>' })).toBe('<div><p>ours</p></div><p>ours</p>');
   });
 
   it('reports the line and column of a partial', () => {
