@@ -1,6 +1,7 @@
 import type HandlebarsModule from 'handlebars';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_TEMPLATE } from './defaultTemplate';
+import { renderBudget } from './renderBudget';
 
 /**
  * Tenant templates (Handlebars). A tenant may override the subject, HTML and text parts of an
@@ -253,14 +254,26 @@ function escapeAll(node: unknown): void {
  */
 function compilePart(part: TemplatePart, source: string): Render {
   const hb = handlebars();
-  if (part !== 'html') {
-    const fn = hb.compile(source, compileOptions(part));
-    return (view) => fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
-  }
   const ast = hb.parse(source);
+  // Refuse, before rendering, a render that could exceed the size limit (renderBudget.ts).
+  const budget = renderBudget(ast, part === 'html' ? 6 : 1);
+  const withinBudget = (view: unknown) => {
+    const bound = budget.bound(view);
+    if (bound > RENDERED_MAX_CHARS) {
+      throw new TemplateRenderError('too_large', `${part}: could render to ${bound} characters with this event's data, more than ${RENDERED_MAX_CHARS}; not rendered`);
+    }
+  };
+  if (part !== 'html') {
+    const fn = hb.compile(ast, compileOptions(part));
+    return (view) => {
+      withinBudget(view);
+      return fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
+    };
+  }
   escapeAll(ast);
   const fn = hb.compile(ast, compileOptions(part));
   return (view) => {
+    withinBudget(view);
     const v = view as Record<string, unknown>;
     const safe = typeof v.output_html === 'string' ? { ...v, output_html: new hb.SafeString(v.output_html) } : v;
     return fn(safe, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
@@ -320,6 +333,7 @@ export function renderTemplate(t: CompiledTemplate, view: unknown): RenderedCont
     try {
       s = t[part](view);
     } catch (err) {
+      if (err instanceof TemplateRenderError) throw err;
       throw new TemplateRenderError('render_failed', `${part}: ${err instanceof Error ? err.message.split('\n', 1)[0] : 'render failed'}`);
     }
     if (s.length > RENDERED_MAX_CHARS) throw new TemplateRenderError('too_large', `${part}: rendered to more than ${RENDERED_MAX_CHARS} characters`);

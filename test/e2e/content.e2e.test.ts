@@ -164,6 +164,16 @@ describe('email content and sender identity, end to end', () => {
     });
   });
 
+  it("one tenant's template that would render 900 MB is not rendered: that event goes out with the built-in template, and the worker stays responsive", async () => {
+    expect((await call('PUT', 'globex/email-templates/codetether.task.created', { html: '{{output}}'.repeat(9000) })).status).toBe(201);
+    const r = await send('globex', 'budget-1', taskData({ task_id: 'task-budget', metadata: { output: 'o'.repeat(100_000) } }));
+    expect(r.status).toBe(202);
+    expect(await ledger('budget-1')).toMatchObject({ status: 'sent', template_source: 'builtin_fallback' });
+    expect(logs.text()).toMatch(/html: could render to \d+ characters with this event's data/);
+    expect((await fetch(new URL('/healthz', worker.url))).status).toBe(200);
+    expect((await call('DELETE', 'globex/email-templates/codetether.task.created')).status).toBe(204);
+  });
+
   it('compiles a template once per version: the text is read on a cache miss only', async () => {
     const sql = db.worker(2);
     const config = testConfig(db, { EMAIL_TENANT_FROM_PATTERN: PATTERN });

@@ -127,6 +127,29 @@ describe('checking a template before it is saved', () => {
   });
 });
 
+describe('what a render may cost', () => {
+  const view = { output: 'o'.repeat(100_000), output_html: '<p>x</p>', prompt: 'p', task_id: 't', metadata: { items: Array.from({ length: 5000 }, (_, i) => `item ${i}`) } };
+
+  it.each([
+    ['text', { text: '{{output}}'.repeat(9000) }],
+    ['html', { html: '{{output}}'.repeat(9000) }],
+    ['subject', { subject: '{{output}}'.repeat(99) }],
+    ['an #each over a large collection', { text: `{{#each metadata.items}}${'{{../output}}'.repeat(10)}{{/each}}` }],
+  ])('refuses, without rendering, a %s part that could render past the limit; the built-in is sent', (_n, src) => {
+    const t = compileTemplate(src as never);
+    const r = renderWithFallback(t, view);
+    expect(r.use).toBe('builtin_fallback');
+    expect(r.fallbackReason).toMatch(/could render to \d+ characters with this event's data, more than 4194304; not rendered/);
+  });
+
+  it('renders a template that reads the large field a few times', () => {
+    const t = compileTemplate({ text: '{{output}}\n{{output}}\n{{#each metadata.items}}{{this}},{{/each}}', html: '<div>{{{output_html}}}</div><pre>{{output}}</pre>' });
+    const r = renderWithFallback(t, view);
+    expect(r.use).toBe('tenant');
+    expect(r.content.text.length).toBeGreaterThan(200_000);
+  });
+});
+
 describe('render failures fall back to the built-in template', () => {
   it.each([
     ['a subject that renders empty', { subject: '{{missing}}' }, /subject: rendered to an empty line/],
