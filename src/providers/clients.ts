@@ -126,23 +126,25 @@ function guardDestination(client: EmailProvider, account: ProviderAccount, opts:
       throw err;
     }
   };
-  const guarded: EmailProvider = {
+  return aroundEveryCall(client, guard);
+}
+
+/** The same client with every call to the provider (send, verify, domain calls) passed through `around`. */
+function aroundEveryCall(client: EmailProvider, around: <T>(call: () => Promise<T>) => Promise<T>): EmailProvider {
+  const wrapped: EmailProvider = {
     name: client.name,
-    send: (email) => guard(() => client.send(email)),
-    verify: () => guard(() => client.verify()),
+    send: (email) => around(() => client.send(email)),
+    verify: () => around(() => client.verify()),
     ...(client.close ? { close: () => client.close!() } : {}),
   };
   const domains = client.domains?.bind(client);
   if (domains) {
-    guarded.domains = (o) => {
+    wrapped.domains = (o) => {
       const api = domains(o);
-      return {
-        register: (d) => guard(() => api.register(d)),
-        check: (d, id) => guard(() => api.check(d, id)),
-      };
+      return { register: (d) => around(() => api.register(d)), check: (d, id) => around(() => api.check(d, id)) };
     };
   }
-  return guarded;
+  return wrapped;
 }
 
 /**
@@ -161,20 +163,7 @@ function withDeadline(client: EmailProvider, ms: number): EmailProvider {
     });
     return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
   };
-  const bounded: EmailProvider = {
-    name: client.name,
-    send: (email) => within(() => client.send(email)),
-    verify: () => within(() => client.verify()),
-    ...(client.close ? { close: () => client.close!() } : {}),
-  };
-  const domains = client.domains?.bind(client);
-  if (domains) {
-    bounded.domains = (o) => {
-      const api = domains(o);
-      return { register: (d) => within(() => api.register(d)), check: (d, id) => within(() => api.check(d, id)) };
-    };
-  }
-  return bounded;
+  return aroundEveryCall(client, within);
 }
 
 /** The provider options a process builds from its configuration. */
