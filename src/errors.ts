@@ -88,14 +88,17 @@ export class WorkerError extends Error {
   readonly status: number;
   readonly retryable: boolean;
   readonly retryAfterSeconds: number | undefined;
+  /** For the log only, never an answer: what the error this one stands for said (name, code, message). */
+  readonly detail: { name?: string; code?: string; message?: string } | undefined;
 
-  constructor(code: ErrorCode, message?: string, opts: { retryAfterSeconds?: number } = {}) {
+  constructor(code: ErrorCode, message?: string, opts: { retryAfterSeconds?: number; detail?: { name?: string; code?: string; message?: string } } = {}) {
     super(message ?? ERRORS[code].description);
     this.name = 'WorkerError';
     this.code = code;
     this.status = ERRORS[code].status;
     this.retryable = knativeRetries(this.status);
     this.retryAfterSeconds = opts.retryAfterSeconds;
+    this.detail = opts.detail;
   }
 }
 

@@ -26,12 +26,13 @@ export function mapDatabaseError(err: unknown): WorkerError {
   if (UNAVAILABLE_CLIENT_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || UNAVAILABLE_SQLSTATE_PREFIXES.some((p) => code.startsWith(p))) {
     return new WorkerError('database_unavailable', `database unavailable (${code})`);
   }
-  return new WorkerError('internal_error', code ? `database error ${code}` : undefined);
+  // Unexpected: the log must say what it was (the answer only says internal_error).
+  return new WorkerError('internal_error', code ? `database error ${code}` : undefined, { detail: describeError(err) });
 }
 
 /** A short, secret-free description of any error for a log line. */
-export function describeError(err: unknown): { name?: string; code?: string; message?: string } {
-  if (isWorkerError(err)) return { name: err.name, code: err.code, message: err.message };
+export function describeError(err: unknown): { name?: string; code?: string; message?: string; detail?: object } {
+  if (isWorkerError(err)) return { name: err.name, code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) };
   if (typeof err !== 'object' || err === null) return { message: String(err).slice(0, 200) };
   const e = err as { name?: unknown; code?: unknown; message?: unknown };
   return {

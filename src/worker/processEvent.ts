@@ -208,7 +208,8 @@ export function createEventProcessor(deps: ProcessorDeps) {
     try {
       return { ...(await sendVia(tenantId, settings.primary, build)), fallbackUsed: false };
     } catch (err) {
-      const e = isWorkerError(err) ? err : new WorkerError('internal_error');
+      // An SDK's message is not trusted (it may quote the request): the log gets its name and code.
+      const e = isWorkerError(err) ? err : new WorkerError('internal_error', undefined, { detail: { name: (err as Error)?.name, code: (err as { code?: string })?.code } });
       if (!settings.fallback || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
       log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, 'primary provider failed; trying the fallback');
       let ok = false;
