@@ -41,13 +41,25 @@ describe('migrations', () => {
     }
   });
 
-  it('on a database the migrating role does not own, names each missing grant with its SQL, then migrates once they are given', async () => {
-    const name = `not_owned_${Date.now()}`;
+  /** A fresh empty database (`ownedByMigrator`: owned by the migrating role), its superuser and the migrating role's pools. */
+  async function withEmptyDatabase(prefix: string, ownedByMigrator: boolean, fn: (name: string, dbSu: postgres.Sql, owner: ReturnType<typeof createSql>) => Promise<void>) {
+    const name = `${prefix}_${Date.now()}`;
     const su = postgres(db.superuserUrl, { max: 1, onnotice: () => {} });
-    await su.unsafe(`CREATE DATABASE ${quoteIdent(name)}`); // owned by the superuser, not by the migrating role
+    await su.unsafe(`CREATE DATABASE ${quoteIdent(name)}${ownedByMigrator ? ` OWNER ${quoteIdent(TEST_ROLES.ownerRole)}` : ''}`);
     const dbSu = postgres(roleUrl(db.superuserUrl, 'postgres', new URL(db.superuserUrl).password, name), { max: 1, onnotice: () => {} });
     const owner = createSql(roleUrl(db.superuserUrl, TEST_ROLES.ownerRole, TEST_ROLES.ownerPassword, name), { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'x' });
     try {
+      await fn(name, dbSu, owner);
+    } finally {
+      await owner.end();
+      await dbSu.end();
+      await su.unsafe(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+      await su.end();
+    }
+  }
+
+  it('on a database the migrating role does not own, names each missing grant with its SQL, then migrates once they are given', () =>
+    withEmptyDatabase('not_owned', false, async (name, dbSu, owner) => {
       await dbSu.unsafe('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
       const first = await migrate(owner, { workerRole: TEST_ROLES.workerRole }).catch((e: Error) => e);
       expect((first as Error).message).toContain(`may not create objects in schema public. As the database owner or a superuser, run:\n  GRANT USAGE, CREATE ON SCHEMA public TO "${TEST_ROLES.ownerRole}";`);
@@ -64,32 +76,15 @@ describe('migrations', () => {
       await dbSu.unsafe('CREATE EXTENSION IF NOT EXISTS pgcrypto');
       const done = await migrate(owner, { workerRole: TEST_ROLES.workerRole });
       expect(done.applied).toEqual(loadMigrations().map((m) => m.name));
-    } finally {
-      await owner.end();
-      await dbSu.end();
-      await su.unsafe(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
-      await su.end();
-    }
-  });
+    }));
 
-  it('names the migration and the ownership rule when a migration hits a privilege error', async () => {
-    const name = `foreign_owner_${Date.now()}`;
-    const su = postgres(db.superuserUrl, { max: 1, onnotice: () => {} });
-    await su.unsafe(`CREATE DATABASE ${quoteIdent(name)} OWNER ${quoteIdent(TEST_ROLES.ownerRole)}`);
-    const dbSu = postgres(roleUrl(db.superuserUrl, 'postgres', new URL(db.superuserUrl).password, name), { max: 1, onnotice: () => {} });
-    const owner = createSql(roleUrl(db.superuserUrl, TEST_ROLES.ownerRole, TEST_ROLES.ownerPassword, name), { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'x' });
-    try {
+  it('names the migration and the ownership rule when a migration hits a privilege error', () =>
+    withEmptyDatabase('foreign_owner', true, async (_name, dbSu, owner) => {
       // The platform's tenants table, which the migrating role may not reference.
       await dbSu.unsafe('CREATE EXTENSION pgcrypto; CREATE TABLE tenants (id text PRIMARY KEY)');
       const err = await migrate(owner, { workerRole: TEST_ROLES.workerRole }).catch((e: Error) => e);
       expect((err as Error).message).toMatch(/^001_schema\.sql: permission denied for table tenants \(42501\)\. .*GRANT REFERENCES \(id\) ON tenants TO "email_owner";.* Migrations must run as the role that owns the schema's objects/);
-    } finally {
-      await owner.end();
-      await dbSu.end();
-      await su.unsafe(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
-      await su.end();
-    }
-  });
+    }));
 
   it('reports the SQL a superuser must run when the owner may not set the log parameters', async () => {
     const owner = createSql(db.ownerUrl, { max: 1, connectTimeoutSeconds: 5, statementTimeoutMs: 30000, applicationName: 'x' });
