@@ -32,11 +32,13 @@ export type Rendered = { ok: true; yaml: string } | { ok: false; error: string }
 
 /** `helm template` of the chart with the given values (written to a file, as a user's -f); with `notes`, what NOTES.txt prints. */
 export function chartRenderer(): { render(values: object, opts?: { notes?: boolean; kubeVersion?: string; release?: string }): Rendered; dispose(): void } {
-  const dir = mkdtempSync(path.join(tmpdir(), 'tew-chart-'));
+  // Made on the first render: a run that skips every test of the file never runs afterAll either.
+  let dir: string | undefined;
   const helm = tool('helm');
   let n = 0;
   return {
     render(values, opts = {}) {
+      dir ??= mkdtempSync(path.join(tmpdir(), 'tew-chart-'));
       const f = path.join(dir, `values-${n++}.json`);
       writeFileSync(f, JSON.stringify(values));
       // NOTES.txt is not a manifest: `helm template` never prints it, a client-side install does.
@@ -50,7 +52,7 @@ export function chartRenderer(): { render(values: object, opts?: { notes?: boole
       return at < 0 ? { ok: false, error: 'helm printed no NOTES' } : { ok: true, yaml: out.slice(at + 8) };
     },
     dispose() {
-      rmSync(dir, { recursive: true, force: true });
+      if (dir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }
