@@ -83,15 +83,22 @@ export type ErrorCode = keyof typeof ERRORS;
  * from a provider SDK or the database is ever attached (SDK errors carry request headers, and
  * with them the tenant's API key), so `cause` is deliberately not supported.
  */
+/** What an error said, safe for a log line: its name, code and (when trusted) message. */
+export interface ErrorDetail {
+  name?: string;
+  code?: string;
+  message?: string;
+}
+
 export class WorkerError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly retryable: boolean;
   readonly retryAfterSeconds: number | undefined;
   /** For the log only, never an answer: what the error this one stands for said (name, code, message). */
-  readonly detail: { name?: string; code?: string; message?: string } | undefined;
+  readonly detail: ErrorDetail | undefined;
 
-  constructor(code: ErrorCode, message?: string, opts: { retryAfterSeconds?: number; detail?: { name?: string; code?: string; message?: string } } = {}) {
+  constructor(code: ErrorCode, message?: string, opts: { retryAfterSeconds?: number; detail?: ErrorDetail } = {}) {
     super(message ?? ERRORS[code].description);
     this.name = 'WorkerError';
     this.code = code;

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
-import { requireDatabaseUrl, requireKeyRing, startupProbeMs, type Config } from './config';
+import { databaseUrlSetting, requireDatabaseUrl, requireKeyRing, startupProbeMs, type Config } from './config';
 import { createSql, type Sql } from './db/connect';
 import { bounded, callDeadline, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
@@ -44,7 +44,7 @@ export async function startWorker(
     applicationName: 'tenant-email-worker',
   });
   try {
-    await assertReachable(sql, url, 'DATABASE_URL', startupProbeMs(config));
+    await assertReachable(sql, url, databaseUrlSetting(config), startupProbeMs(config));
     await assertSafeWorkerRole(sql);
     await assertKeysOpenSettings(sql, keys, startupProbeMs(config));
   } catch (err) {

@@ -10,11 +10,9 @@ import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type C
 const where = (i: FieldIssue) => `${i.path}${i.line ? ` line ${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : ''}`;
 const issuesText = (title: string, issues: FieldIssue[]) => `${title}:\n${issues.map((i) => `  ${where(i)}: ${i.message}`).join('\n')}`;
 
-const readJson = parseJsonInput;
-
 /** A template body {subject?, html?, text?} as the admin API takes it; compiling is checked later. */
 function parseTemplate(raw: string, what: string): TemplateSource {
-  const body = templateBody.safeParse(readJson(raw, what));
+  const body = templateBody.safeParse(parseJsonInput(raw, what));
   if (!body.success) throw new CliError(issuesText('invalid template', toIssues(body.error.issues)));
   return body.data;
 }
@@ -91,7 +89,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
     .action(async (opts: { tenant: string; type: string; template?: string; data?: string; out?: string }) => {
       knownType(opts.type);
       const template = opts.template ? parseTemplate(readFileSync(opts.template, 'utf8'), '--template') : undefined;
-      const data = opts.data ? readJson(readFileSync(opts.data, 'utf8'), '--data') : undefined;
+      const data = opts.data ? parseJsonInput(readFileSync(opts.data, 'utf8'), '--data') : undefined;
       const cfg = config();
       const result = await withSql(cfg, 'worker', (sql) => renderPreview(sql, { tenantId: opts.tenant, eventType: opts.type, template, data, outputMaxChars: cfg.outputMaxChars }));
       if (!result.ok) throw new CliError(issuesText('cannot preview', result.issues));

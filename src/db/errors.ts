@@ -1,4 +1,4 @@
-import { WorkerError, isWorkerError } from '../errors';
+import { WorkerError, isWorkerError, type ErrorDetail } from '../errors';
 
 // SQLSTATE classes and postgres.js client codes that mean "the database is not there right now";
 // a redelivery will do better, so they answer 503.
@@ -31,7 +31,7 @@ export function mapDatabaseError(err: unknown): WorkerError {
 }
 
 /** A short, secret-free description of any error for a log line. */
-export function describeError(err: unknown): { name?: string; code?: string; message?: string; detail?: object } {
+export function describeError(err: unknown): ErrorDetail & { detail?: ErrorDetail } {
   if (isWorkerError(err)) return { name: err.name, code: err.code, message: err.message, ...(err.detail ? { detail: err.detail } : {}) };
   if (typeof err !== 'object' || err === null) return { message: String(err).slice(0, 200) };
   const e = err as { name?: unknown; code?: unknown; message?: unknown };

@@ -75,10 +75,7 @@ export async function withTenant<T>(sql: Sql, tenantId: string, fn: (tx: Sql) =>
 /**
  * Create or replace a tenant's settings. Secrets are encrypted in the database with the current
  * key (always a bind parameter). A secret left out of an update is kept, re-encrypted under the
- * current key, so one row never mixes keys.
- */
-/**
- * Create or replace a tenant's settings. `platformPaid` marks the primary account as one the
+ * current key, so one row never mixes keys. `platformPaid` marks the primary account as one the
  * platform provisioned and pays for (the SendGrid subuser command); the mark stays while an
  * update keeps the stored key and goes when a new key is given.
  */
