@@ -1,3 +1,4 @@
+import { raceDeadline } from '../timeLimit';
 import type { Sql } from './connect';
 
 /**
@@ -33,21 +34,11 @@ export function bounded<T>(query: PromiseLike<T> & { cancel(): unknown }, ms: nu
  * be cancelled) the call itself finishes, or fails, on its own, so use that only for reads.
  * `ms` undefined: no deadline.
  */
-export async function withDeadline<T>(work: Promise<T>, ms: number | undefined, onTimeout?: () => void): Promise<T> {
-  if (ms === undefined) return work;
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      onTimeout?.();
-      reject(Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' }));
-    }, ms);
+export function withDeadline<T>(work: Promise<T>, ms: number | undefined, onTimeout?: () => void): Promise<T> {
+  return raceDeadline(work, ms, () => {
+    onTimeout?.();
+    return Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'DEADLINE' });
   });
-  work.catch(() => {}); // a late failure after the deadline is not unhandled
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /**

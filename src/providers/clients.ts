@@ -1,3 +1,4 @@
+import { raceDeadline } from '../timeLimit';
 import { createHash } from 'node:crypto';
 import type { LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';
@@ -154,16 +155,7 @@ function aroundEveryCall(client: EmailProvider, around: <T>(call: () => Promise<
  * whole seconds, one counts per SMTP phase — so this is the one deadline a caller can rely on.
  */
 function withDeadline(client: EmailProvider, ms: number): EmailProvider {
-  const within = <T>(call: () => Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout | undefined;
-    const work = call();
-    work.catch(() => {}); // a late failure after the deadline is not unhandled
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new WorkerError('provider_timeout', `${client.name} did not answer within ${ms} ms`)), ms);
-    });
-    return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
-  };
-  return aroundEveryCall(client, within);
+  return aroundEveryCall(client, (call) => raceDeadline(call(), ms, () => new WorkerError('provider_timeout', `${client.name} did not answer within ${ms} ms`)));
 }
 
 /** The provider options a process builds from its configuration. */
