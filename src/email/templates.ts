@@ -257,26 +257,17 @@ function compilePart(part: TemplatePart, source: string): Render {
   const ast = hb.parse(source);
   // Refuse, before rendering, a render that could exceed the size limit (renderBudget.ts).
   const budget = renderBudget(ast, part === 'html' ? 6 : 1);
-  const withinBudget = (view: unknown) => {
+  const html = part === 'html';
+  if (html) escapeAll(ast);
+  const fn = hb.compile(ast, compileOptions(part));
+  return (view) => {
     const bound = budget.bound(view);
     if (bound > RENDERED_MAX_CHARS) {
       throw new TemplateRenderError('too_large', `${part}: could render to ${bound} characters with this event's data, more than ${RENDERED_MAX_CHARS}; not rendered`);
     }
-  };
-  if (part !== 'html') {
-    const fn = hb.compile(ast, compileOptions(part));
-    return (view) => {
-      withinBudget(view);
-      return fn(view, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
-    };
-  }
-  escapeAll(ast);
-  const fn = hb.compile(ast, compileOptions(part));
-  return (view) => {
-    withinBudget(view);
     const v = view as Record<string, unknown>;
-    const safe = typeof v.output_html === 'string' ? { ...v, output_html: new hb.SafeString(v.output_html) } : v;
-    return fn(safe, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
+    const data = html && typeof v.output_html === 'string' ? { ...v, output_html: new hb.SafeString(v.output_html) } : view;
+    return fn(data, { allowProtoMethodsByDefault: false, allowProtoPropertiesByDefault: false });
   };
 }
 
