@@ -151,9 +151,8 @@ export function makeApp(deps: AppDeps): express.Express {
       const we = isWorkerError(err) ? err : new WorkerError('internal_error');
       send(res, we);
       finish('rejected', { status: we.status, errorCode: we.code });
-      const line = { outcome: 'rejected', status: we.status, error_code: we.code, retryable: we.retryable, ms: elapsedMs(started) };
-      if (we.code === 'internal_error') log.error({ ...line, err: describeError(err) }, 'event failed');
-      else log.info({ ...line, reason: we.message }, 'event rejected');
+      if (we.code === 'internal_error') log.error({ ...rejectedLine(we, started), err: describeError(err) }, 'event failed');
+      else log.info({ ...rejectedLine(we, started), reason: we.message }, 'event rejected');
     } finally {
       state.inFlight--;
     }
@@ -181,10 +180,7 @@ export function makeApp(deps: AppDeps): express.Express {
     const started = res.locals.eventStarted as bigint | undefined;
     if (started !== undefined && kind !== null) {
       metrics?.event({ result: 'rejected', errorCode: we.code, seconds: secondsSince(started) });
-      logger.info(
-        { event_id: req.header('ce-id')?.slice(0, 200), outcome: 'rejected', status: we.status, error_code: we.code, retryable: we.retryable, reason: we.message, ms: elapsedMs(started) },
-        'event rejected',
-      );
+      logger.info({ event_id: req.header('ce-id')?.slice(0, 200), ...rejectedLine(we, started), reason: we.message }, 'event rejected');
     }
   });
 
@@ -195,6 +191,11 @@ function send(res: Response, err: WorkerError): void {
   if (res.headersSent) return;
   if (err.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(err.retryAfterSeconds));
   res.status(err.status).json(errorBody(err));
+}
+
+/** The fields of an event's log line when it is answered with an error. */
+function rejectedLine(we: WorkerError, started: bigint) {
+  return { outcome: 'rejected', status: we.status, error_code: we.code, retryable: we.retryable, ms: elapsedMs(started) };
 }
 
 function elapsedMs(started: bigint): number {
