@@ -54,15 +54,18 @@ export async function migrate(sql: Sql, opts: { workerRole: string }): Promise<M
       throw new Error(`the worker role "${opts.workerRole}" is a superuser or has BYPASSRLS; row-level security would not apply to it. Use an ordinary role.`);
     }
     const [{ fresh, me }] = (await tx`SELECT to_regclass('email_worker_migrations') IS NULL AS fresh, current_user AS me`) as unknown as [{ fresh: boolean; me: string }];
-    if (fresh) await assertCanMigrate(tx as unknown as Sql);
-    await tx`CREATE TABLE IF NOT EXISTS email_worker_migrations (
-      id integer PRIMARY KEY,
-      name text NOT NULL,
-      applied_at timestamptz NOT NULL DEFAULT now()
-    )`;
-    const done = new Set((await tx`SELECT id FROM email_worker_migrations`).map((r) => Number(r.id)));
+    // Under the lock, a database without the table has nothing applied.
+    const done = new Set(fresh ? [] : (await tx`SELECT id FROM email_worker_migrations`).map((r) => Number(r.id)));
     const pending = migrations.filter((m) => !done.has(m.id));
-    if (pending.length > 0 && !fresh) await assertCanMigrate(tx as unknown as Sql);
+    // Before the first statement that needs a grant (creating the table included).
+    if (pending.length > 0) await assertCanMigrate(tx as unknown as Sql);
+    if (fresh) {
+      await tx`CREATE TABLE email_worker_migrations (
+        id integer PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`;
+    }
     for (const m of pending) {
       // Insert first: a concurrent migrator without the lock would fail on the primary key.
       await tx`INSERT INTO email_worker_migrations (id, name) VALUES (${m.id}, ${m.name})`;
