@@ -32,7 +32,7 @@ GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, le
               template_source, template_version, sender_tier, sender_note)
   ON email_deliveries TO {{worker_role}};
 
-GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text)
+GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid)
   TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_quota_take(text, date, integer, text) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_quota_give_back(text, date, smallint) TO {{worker_role}};

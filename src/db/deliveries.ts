@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { SenderTier } from '../email/sender';
 import type { TemplateUse } from '../email/templates';
 import type { ProviderName, SenderSettings } from '../types';
@@ -14,6 +15,8 @@ export interface ClaimRequest {
   eventType: string;
   taskId: string;
   hasRecipient: boolean;
+  /** Drawn by the caller (a random UUID), who then knows its claim even when the answer is lost; omitted, one is drawn here. */
+  claimToken?: string | undefined;
 }
 
 export type ClaimResult =
@@ -65,7 +68,8 @@ export function createDeliveryStore(
         SELECT * FROM email_claim_event(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
-          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text)`, deadline);
+          ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text,
+          ${req.claimToken ?? randomUUID()}::uuid)`, deadline);
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':
