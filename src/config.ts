@@ -20,6 +20,17 @@ const MIN_KEY_BYTES = 32;
 /** Reply events are codetether.email.sent and codetether.email.skipped. */
 export const REPLY_EVENT_PREFIX = 'codetether.email.';
 
+/**
+ * How long before its claim's lease ends a send must be able to end (its PROVIDER_TIMEOUT_MS
+ * included) for the worker to start it: room for a stalled event loop and clock rates.
+ */
+export const LEASE_MARGIN_MS = 2000;
+
+/** The shortest lease that leaves room for one provider call: its timeout, the margin, and 1 s for the claim and the render. */
+export function minClaimLeaseSeconds(providerTimeoutMs: number): number {
+  return Math.ceil((providerTimeoutMs + LEASE_MARGIN_MS + 1000) / 1000);
+}
+
 const bool = (dflt: boolean) =>
   z
     .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
@@ -84,7 +95,7 @@ const envSchema = z.object({
     .string()
     .default('codetether.task.created')
     .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
-  CLAIM_LEASE_SECONDS: int(120, 5, 86400),
+  CLAIM_LEASE_SECONDS: int(30, 5, 86400),
   PROVIDER_TIMEOUT_MS: int(10000, 100, 120000),
   OUTPUT_MAX_CHARS: int(100 * 1024, 1024, 5 * 1024 * 1024),
   SHUTDOWN_GRACE_MS: int(25000, 0, 600000),
@@ -230,6 +241,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (e.REPLY_EVENTS && loop.length > 0) {
     throw new ConfigError(
       `invalid configuration:\n  REPLY_EVENTS=true while EVENT_TYPES includes ${loop.join(', ')}: the worker would answer its own replies. Drop those types or turn reply events off.`,
+    );
+  }
+  if (e.CLAIM_LEASE_SECONDS < minClaimLeaseSeconds(e.PROVIDER_TIMEOUT_MS)) {
+    throw new ConfigError(
+      `invalid configuration:\n  CLAIM_LEASE_SECONDS (${e.CLAIM_LEASE_SECONDS}) is too short for PROVIDER_TIMEOUT_MS (${e.PROVIDER_TIMEOUT_MS}): a send starts only while it can end ${LEASE_MARGIN_MS / 1000} s before the claim's lease does, so no event could be sent. Set CLAIM_LEASE_SECONDS to at least ${minClaimLeaseSeconds(e.PROVIDER_TIMEOUT_MS)} (the default, 30, fits PROVIDER_TIMEOUT_MS up to ${30_000 - LEASE_MARGIN_MS - 1000}).`,
     );
   }
   if (e.SENDGRID_BASE_URL && !e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE) {

@@ -37,6 +37,7 @@ export const ERRORS = {
 
   // --- concurrency ---
   event_in_flight: { status: 409, description: 'The same event is being sent by another request right now; Knative retries later and finds it done.' },
+  claim_lease_expiring: { status: 503, description: "Nothing was sent: a provider call started now could outlast the event's claim (CLAIM_LEASE_SECONDS minus PROVIDER_TIMEOUT_MS and a 2 s margin had passed since the claim, e.g. on a stalled machine). A redelivery sends it." },
 
   // --- the provider ---
   provider_rate_limited: { status: 429, description: 'The provider asked to slow down (HTTP 429); Retry-After says when to come back.' },

@@ -16,6 +16,7 @@ import { ProviderClients, providerOptions } from './providers/clients';
 import { WorkerMetrics } from './telemetry/metrics';
 import { startTracing } from './telemetry/tracing';
 import { packageVersion } from './version';
+import { LateWrites } from './worker/lateWrites';
 import { createEventProcessor } from './worker/processEvent';
 
 export interface RunningWorker {
@@ -62,11 +63,14 @@ export async function startWorker(
   const metrics = config.metricsEnabled
     ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight)
     : undefined;
+  const lateWrites = new LateWrites((what) => metrics?.lateWriteDropped(what));
+  if (metrics) metrics.lateWritesPending = () => lateWrites.size;
   const processEvent = createEventProcessor({
     config,
     deliveries,
     providers,
     metrics,
+    lateWrites,
     // A read in a transaction (the tenant's RLS context): bounded like the claim, not cancellable.
     loadTemplate: (tenantId, eventType) => withDeadline(getTemplate(sql, tenantId, eventType), callDeadline(sql)),
   });
@@ -122,6 +126,11 @@ export async function startWorker(
       server.closeAllConnections();
       await closed;
       await providers.closeAll();
+      // Ledger writes still waiting for the database get one last try while the pool is open.
+      if (lateWrites.size > 0) {
+        logger.info({ pending: lateWrites.size }, 'writing the ledger entries the database missed');
+        await lateWrites.flush();
+      }
       await sql.end({ timeout: 5 });
       await tracing?.shutdown();
       logger.info('stopped');

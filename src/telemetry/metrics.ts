@@ -40,6 +40,7 @@ export class WorkerMetrics {
   private readonly fallbacks: Counter<string>;
   private readonly recordFailures: Counter<string>;
   private readonly templateFallbacks: Counter<string>;
+  private readonly lateWritesDropped: Counter<string>;
 
   constructor(opts: MetricsOptions, inFlight: () => number) {
     this.eventTypes = new Set(opts.eventTypes);
@@ -100,8 +101,23 @@ export class WorkerMetrics {
     });
     this.recordFailures = new Counter({
       name: 'tew_outcome_record_failures_total',
-      help: 'Outcomes that could not be written after a send (the lease keeps redeliveries out until it expires; README "Observability").',
+      help: 'Outcomes that could not be written right away (retried in the background, tew_ledger_writes_pending; README "Observability").',
       registers,
+    });
+    this.lateWritesDropped = new Counter({
+      name: 'tew_ledger_writes_dropped_total',
+      help: 'Ledger writes given up after the database stayed away (kind: outcome, or release of a claim whose answer was lost); an outcome dropped means the event stays claimed until its lease ends.',
+      labelNames: ['kind'],
+      registers,
+    });
+    const pending = () => this.lateWritesPending();
+    new Gauge({
+      name: 'tew_ledger_writes_pending',
+      help: 'Ledger writes waiting for the database (outcomes and claim releases retried in the background).',
+      registers,
+      collect() {
+        this.set(pending());
+      },
     });
     this.templateFallbacks = new Counter({
       name: 'tew_template_fallbacks_total',
@@ -159,6 +175,13 @@ export class WorkerMetrics {
     this.recordDuration.observe(seconds);
     if (!ok) this.recordFailures.inc();
   }
+
+  lateWriteDropped(kind: 'outcome' | 'release'): void {
+    this.lateWritesDropped.inc({ kind });
+  }
+
+  /** Where the pending-writes gauge reads from (the server's LateWrites). */
+  lateWritesPending: () => number = () => 0;
 
   templateFallback(eventType: string): void {
     this.templateFallbacks.inc({ event_type: this.eventType(eventType) });

@@ -1,4 +1,6 @@
-import type { Config } from '../config';
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { LEASE_MARGIN_MS, type Config } from '../config';
 import type { DeliveryStore } from '../db/deliveries';
 import { mapDatabaseError } from '../db/errors';
 import type { StoredTemplate } from '../db/templates';
@@ -13,6 +15,7 @@ import type { OutgoingEmail } from '../providers/types';
 import { secondsSince, type WorkerMetrics } from '../telemetry/metrics';
 import { inSpan } from '../telemetry/tracing';
 import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
+import { LateWrites, recordWithRetry } from './lateWrites';
 
 /** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */
 export type EventOutcome =
@@ -36,9 +39,22 @@ export interface ProcessorDeps {
   loadTemplate: (tenantId: string, eventType: string) => Promise<StoredTemplate | null>;
   /** Prometheus metrics; spans go to the global OpenTelemetry tracer (a no-op without an SDK). */
   metrics?: WorkerMetrics | undefined;
+  /** Ledger writes retried in the background while the database is away (the server flushes them at shutdown). */
+  lateWrites?: LateWrites | undefined;
 }
 
 const DB_SPAN = { 'db.system.name': 'postgresql' } as const;
+/** What giving up a claim records: failed, nothing sent (the quota unit goes back). */
+const RELEASED = {
+  status: 'failed',
+  provider: null,
+  messageId: null,
+  errorCode: 'database_unavailable',
+  templateSource: null,
+  templateVersion: null,
+  senderTier: null,
+  senderNote: null,
+} as const;
 const codeOf = (err: unknown) => (isWorkerError(err) ? err.code : mapDatabaseError(err).code);
 
 // Account-level permanent failures: the account, not the message, is the problem, so another
@@ -47,6 +63,7 @@ const FAILOVER_PERMANENT = new Set<ErrorCode>(['provider_auth_failed', 'provider
 
 export function createEventProcessor(deps: ProcessorDeps) {
   const { config, deliveries, providers, metrics } = deps;
+  const lateWrites = deps.lateWrites ?? new LateWrites();
   const templates = new TemplateCache(config.templateCacheSize);
   const globalSettings: SenderSettings | null = config.global
     ? {
@@ -73,8 +90,15 @@ export function createEventProcessor(deps: ProcessorDeps) {
     const tenantId = event.tenantId ?? GLOBAL_TENANT;
     const key = { tenantId, eventSource: event.source, eventId: event.id };
 
+    // The token is ours before the call, so a claim whose answer is lost can still be given up.
+    const claimToken = randomUUID();
     let claim;
     const claimStarted = process.hrtime.bigint();
+    // The lease runs from the database's clock at the claim, which is later than this: a send
+    // that starts only while it can end (PROVIDER_TIMEOUT_MS) before this deadline never overlaps
+    // a redelivery that takes the claim over once the lease is out (SECURITY.md, "Duplicates").
+    const sendDeadline = performance.now() + config.claimLeaseSeconds * 1000 - LEASE_MARGIN_MS;
+    const sendFits = () => performance.now() + config.providerTimeoutMs <= sendDeadline;
     try {
       claim = await inSpan(
         'email_claim_event',
@@ -85,6 +109,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
             eventType: event.type,
             taskId: event.data.task_id,
             hasRecipient: event.recipient !== null,
+            claimToken,
           });
           span.setAttribute('email.claim_outcome', c.outcome);
           return c;
@@ -92,11 +117,19 @@ export function createEventProcessor(deps: ProcessorDeps) {
         codeOf,
       );
     } catch (err) {
-      throw mapDatabaseError(err);
+      const mapped = mapDatabaseError(err);
+      // The call failed, but its commit may have gone through (the connection broke during it):
+      // then the event is claimed under our token and would answer 409 until the lease ran out.
+      // Nothing is sent under that token, so record it as failed once the database is back.
+      if (mapped.code === 'database_unavailable') {
+        lateWrites.add('release', () => deliveries.recordOutcome({ ...key, claimToken, ...RELEASED }), log);
+      }
+      throw mapped;
     } finally {
       metrics?.claim(secondsSince(claimStarted));
     }
 
+    lateWrites.nudge();
     switch (claim.outcome) {
       case 'unknown_tenant':
         throw new WorkerError('unknown_tenant', `tenant "${tenantId}" has no email settings and no global configuration is set`);
@@ -136,7 +169,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
         log.warn({ template_version: templateVersion, event_type: event.type, reason: content.fallbackReason }, "the tenant's template failed; sending the built-in one");
       }
       const rendered = content.content;
-      sent = await sendWithFallback(tenantId, settings, log, (account) => {
+      sent = await sendWithFallback(tenantId, settings, log, sendFits, (account) => {
         const choice = resolveSender({ tenantId, settings, account, fromPattern: config.tenantFromPattern, policy: config.senderDomainPolicy });
         lastSender = choice;
         const email = composeEmail({
@@ -173,14 +206,14 @@ export function createEventProcessor(deps: ProcessorDeps) {
       });
     const result = await inSpan('email_record_outcome', { ...DB_SPAN, 'db.operation.name': 'email_record_outcome' }, () => recordWithRetry(write, log));
     const recorded = result === 'ok';
-    // The database is away: keep trying in the background for as long as the lease holds, so the
-    // ledger catches up without the broker redelivering (which, for a sent email, would resend it).
-    if (result === 'error') recordLater(write, log, config.claimLeaseSeconds * 1000);
+    // The database is away: keep trying in the background, so the ledger catches up without the
+    // broker redelivering (which, for a sent email, would resend it once the lease is out).
+    if (result === 'error') lateWrites.add('outcome', write, log);
     metrics?.record(secondsSince(recordStarted), recorded);
 
     if (failure) throw failure;
     // The provider accepted the email: answer 2xx even if the ledger write failed, because a
-    // redelivery would send it again. The claim's lease keeps a redelivery out meanwhile.
+    // redelivery would send it again. The claim keeps a redelivery out until the write lands.
     const s = sent as NonNullable<typeof sent>;
     return { kind: 'sent', provider: s.provider, messageId: s.messageId, fallbackUsed: s.fallbackUsed, recorded, template: content?.use ?? 'builtin', senderTier: s.sender.tier };
   };
@@ -204,13 +237,18 @@ export function createEventProcessor(deps: ProcessorDeps) {
 
   type Build = (account: ProviderAccount) => { email: OutgoingEmail; sender: SenderChoice };
 
-  async function sendWithFallback(tenantId: string, settings: SenderSettings, log: Logger, build: Build) {
+  async function sendWithFallback(tenantId: string, settings: SenderSettings, log: Logger, sendFits: () => boolean, build: Build) {
+    if (!sendFits()) throw new WorkerError('claim_lease_expiring');
     try {
       return { ...(await sendVia(tenantId, settings.primary, build)), fallbackUsed: false };
     } catch (err) {
       // An SDK's message is not trusted (it may quote the request): the log gets its name and code.
       const e = isWorkerError(err) ? err : new WorkerError('internal_error', undefined, { detail: { name: (err as Error)?.name, code: (err as { code?: string })?.code } });
       if (!settings.fallback || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
+      if (!sendFits()) {
+        log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, "primary provider failed and the claim's lease leaves no time for the fallback; a redelivery tries again");
+        throw e;
+      }
       log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, 'primary provider failed; trying the fallback');
       let ok = false;
       try {
@@ -242,40 +280,4 @@ export function createEventProcessor(deps: ProcessorDeps) {
       throw err;
     }
   }
-}
-
-/** The outcome write is retried briefly; it returns false when it could not be written. */
-type RecordResult = 'ok' | 'taken_over' | 'error';
-
-async function recordWithRetry(write: () => Promise<boolean>, log: Logger): Promise<RecordResult> {
-  const delays = [0, 50, 250];
-  for (let i = 0; i < delays.length; i++) {
-    if (delays[i]) await new Promise((r) => setTimeout(r, delays[i]));
-    try {
-      const ok = await write();
-      if (!ok) log.warn('the claim was taken over before the outcome was written (lease too short?)');
-      return ok ? 'ok' : 'taken_over';
-    } catch (err) {
-      const mapped = mapDatabaseError(err);
-      log.error({ error_code: mapped.code, attempt: i + 1 }, 'could not record the delivery outcome');
-    }
-  }
-  return 'error';
-}
-
-/** Background retries of an outcome write (1 s, 2 s, 4 s… capped at 10 s) until the lease would have run out. */
-function recordLater(write: () => Promise<boolean>, log: Logger, leaseMs: number): void {
-  const until = Date.now() + leaseMs;
-  let delay = 1000;
-  const attempt = () => {
-    write().then(
-      (ok) => log.info({ recorded_late: ok }, ok ? 'delivery outcome recorded late' : 'the claim was taken over before the outcome was written'),
-      () => {
-        delay = Math.min(delay * 2, 10_000);
-        if (Date.now() + delay < until) setTimeout(attempt, delay).unref();
-        else log.error('gave up recording the delivery outcome: the lease ran out (the ledger row stays claimed)');
-      },
-    );
-  };
-  setTimeout(attempt, delay).unref();
 }

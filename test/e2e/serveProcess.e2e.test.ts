@@ -38,7 +38,7 @@ describe('tenant-email serve (the built CLI, as its own process)', () => {
 
   it('serves events, drains on SIGTERM and exits 0, logging JSON without secrets', async () => {
     const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
-      env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true', SENDER_DOMAIN_POLICY: 'provider', LOG_LEVEL: 'debug', PROVIDER_TIMEOUT_MS: '120000' },
+      env: { PATH: process.env.PATH, DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true', SENDER_DOMAIN_POLICY: 'provider', LOG_LEVEL: 'debug', PROVIDER_TIMEOUT_MS: '120000', CLAIM_LEASE_SECONDS: '200' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const { port, lines, stderr } = await serveOutput(child);

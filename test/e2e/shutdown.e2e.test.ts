@@ -31,7 +31,7 @@ describe('graceful shutdown', () => {
   it('answers 503 overloaded with Retry-After beyond MAX_IN_FLIGHT_EVENTS, and loses nothing', async () => {
     let open!: () => void;
     gate = { opened: new Promise<void>((r) => (open = r)), open: () => open() };
-    const w = await startTestWorker(db, captureLogs().logger, { MAX_IN_FLIGHT_EVENTS: '2', PROVIDER_TIMEOUT_MS: '120000' });
+    const w = await startTestWorker(db, captureLogs().logger, { MAX_IN_FLIGHT_EVENTS: '2', PROVIDER_TIMEOUT_MS: '120000', CLAIM_LEASE_SECONDS: '200' });
     try {
       const before = mailbox.emails.length;
       // Two sends held at the provider keep the worker full while the other three arrive.
@@ -59,7 +59,7 @@ describe('graceful shutdown', () => {
     let open!: () => void;
     gate = { opened: new Promise<void>((r) => (open = r)), open: () => open() };
     // The provider holds every send until the gate opens: no provider timeout may end one first.
-    const w = await startTestWorker(db, captureLogs().logger, { PROVIDER_TIMEOUT_MS: '120000' });
+    const w = await startTestWorker(db, captureLogs().logger, { PROVIDER_TIMEOUT_MS: '120000', CLAIM_LEASE_SECONDS: '200' });
     const inFlight = Array.from({ length: 5 }, (_, i) => post(w.url, binaryEvent({ tenant: 'slow', data: taskData({ task_id: `drain-${i}` }) })));
     await until(() => w.state.inFlight === 5);
     const closing = w.shutdown();

@@ -98,7 +98,7 @@ describe('crash between send and record', () => {
   // The worker is SIGKILLed after the provider accepted the email and before it could answer, let
   // alone record the outcome. The broker sees no answer and redelivers to a fresh worker.
   async function crashRun(tenant: string, eventId: string) {
-    const first = spawnWorker(db, { CLAIM_LEASE_SECONDS: '5' });
+    const first = spawnWorker(db, { CLAIM_LEASE_SECONDS: '5', PROVIDER_TIMEOUT_MS: '2000' });
     const { port } = await first.ready;
     provider.setOnAccept((r) => {
       if (r.eventId === eventId) first.child.kill('SIGKILL');
@@ -111,7 +111,7 @@ describe('crash between send and record', () => {
     expect(row).toMatchObject({ status: 'claimed' });
     const leaseEndsAt = new Date(row!.lease_expires_at).getTime();
 
-    const second = spawnWorker(db, { CLAIM_LEASE_SECONDS: '5' });
+    const second = spawnWorker(db, { CLAIM_LEASE_SECONDS: '5', PROVIDER_TIMEOUT_MS: '2000' });
     const { port: port2 } = await second.ready;
     const started = Date.now();
     const redelivered = await deliver(`http://127.0.0.1:${port2}/`, ev, { retry: 20, backoffMs: 200, maxBackoffMs: 1000, timeoutMs: 5000 });
