@@ -190,8 +190,9 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- if gt (mul (int .Values.config.providerTimeoutMs) 2) (mul (int $d.timeoutSeconds) 1000) -}}
 {{- fail (printf "config.providerTimeoutMs (%d) × 2 (primary and fallback) must fit in eventing.delivery.timeoutSeconds (%d s)" (int .Values.config.providerTimeoutMs) (int $d.timeoutSeconds)) -}}
 {{- end -}}
-{{- if le (int .Values.config.claimLeaseSeconds) (int $w.timeoutSeconds) -}}
-{{- fail (printf "config.claimLeaseSeconds (%d) must exceed worker.timeoutSeconds (%d): a redelivery must not take over a claim whose request may still be sending" (int .Values.config.claimLeaseSeconds) (int $w.timeoutSeconds)) -}}
+{{- $minLease := div (add (int .Values.config.providerTimeoutMs) 3999) 1000 -}}
+{{- if lt (int .Values.config.claimLeaseSeconds) (int $minLease) -}}
+{{- fail (printf "config.claimLeaseSeconds (%d) is too short for config.providerTimeoutMs (%d): the worker starts a send only while it can end 2 s before the claim's lease does, and would refuse to start (it needs at least %d)" (int .Values.config.claimLeaseSeconds) (int .Values.config.providerTimeoutMs) (int $minLease)) -}}
 {{- end -}}
 {{- if gt (int $w.shutdownGraceMs) (mul (int $w.timeoutSeconds) 1000) -}}
 {{- fail (printf "worker.shutdownGraceMs (%d) must be at most worker.timeoutSeconds (%d s), Knative's termination grace" (int $w.shutdownGraceMs) (int $w.timeoutSeconds)) -}}

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
 import { CHART, KUBE_VERSIONS, ROOT, chartRenderer, deepMerge, parseDocs, schemaCheck, tool, validateObjects, type K8sObject } from './render';
+import { loadConfig } from '../../src/config';
 
 const defaults = parse(readFileSync(path.join(ROOT, 'chart', 'values.yaml'), 'utf8'));
 const MINIMAL = { secrets: { existingSecret: 'tew-secrets' } };
@@ -164,12 +165,12 @@ describe('Helm chart', () => {
     ['a short encryption key', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'short' } } }, /at least 32 characters/],
     ['a Trigger timeout not below timeoutSeconds', { ...MINIMAL, eventing: { delivery: { timeoutSeconds: 60 } } }, /must be below worker.timeoutSeconds/],
     ['a provider timeout that does not fit twice', { ...MINIMAL, config: { providerTimeoutMs: 20000 } }, /× 2 .* must fit/],
-    ['a lease shorter than the request timeout', { ...MINIMAL, config: { claimLeaseSeconds: 30 } }, /claimLeaseSeconds \(30\) must exceed/],
+    ['a lease too short for one provider call', { ...MINIMAL, config: { claimLeaseSeconds: 12 } }, /claimLeaseSeconds \(12\) is too short for config\.providerTimeoutMs \(10000\).*at least 13/],
     ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
     ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
     ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { display: { enabled: false } } } }, /without a dead letter sink/],
-    ['retries that end before a crashed attempt’s claim lease (5 from PT1S: 31 s < 120 s)', { ...MINIMAL, eventing: { delivery: { retry: 5 } } }, /the broker's retries span 31 s \(retry 5, exponential from PT1S\), which must outlast config\.claimLeaseSeconds \(120\)/],
-    ['linear retries that end before the lease (10+20+30+40 s < 120 s)', { ...MINIMAL, eventing: { delivery: { retry: 4, backoffPolicy: 'linear', backoffDelay: 'PT10S' } } }, /retries span 100 s \(retry 4, linear from PT10S\)/],
+    ['retries that end before a crashed attempt’s claim lease (4 from PT1S: 15 s < 30 s)', { ...MINIMAL, eventing: { delivery: { retry: 4 } } }, /the broker's retries span 15 s \(retry 4, exponential from PT1S\), which must outlast config\.claimLeaseSeconds \(30\)/],
+    ['linear retries that end with the lease (10+20 s = 30 s)', { ...MINIMAL, eventing: { delivery: { retry: 2, backoffPolicy: 'linear', backoffDelay: 'PT10S' } } }, /retries span 30 s \(retry 2, linear from PT10S\)/],
     ['a lease longer than the retries (300 s against 255 s)', { ...MINIMAL, config: { claimLeaseSeconds: 300 } }, /retries span 255 s .*config\.claimLeaseSeconds \(300\)/],
     ['more connections at full scale than the database allows', { ...MINIMAL, config: { dbPoolMax: 10 } }, /connection budget: worker\.autoscaling\.maxScale \(20\) × config\.dbPoolMax \(10\) \+ 1 \(migration Job\) = 201 connections, more than database\.maxConnections \(100\) − database\.reservedConnections \(3\) = 97/],
     ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
@@ -268,9 +269,9 @@ describe('k8s/ (kustomize)', () => {
     const trigger = objects.find((o) => o.kind === 'Trigger')!;
     expect(Number(/^PT(\d+)S$/.exec(trigger.spec.delivery.timeout)![1])).toBeLessThan(ksvc.spec.template.spec.timeoutSeconds);
     expect(trigger.spec.delivery.deadLetterSink.ref.name).toBe('tenant-email-worker-dead-letters');
-    // The retries outlast the worker's default claim lease (120 s): 1+2+…+2^(retry-1) seconds.
+    // The retries outlast the worker's default claim lease (30 s): 1+2+…+2^(retry-1) seconds.
     expect([trigger.spec.delivery.backoffPolicy, trigger.spec.delivery.backoffDelay]).toEqual(['exponential', 'PT1S']);
-    expect(2 ** trigger.spec.delivery.retry - 1).toBeGreaterThan(120);
+    expect(2 ** trigger.spec.delivery.retry - 1).toBeGreaterThan(loadConfig({}).claimLeaseSeconds);
     expect(ksvc.spec.template.spec.containers[0].env.find((e: any) => e.name === 'CLAIM_LEASE_SECONDS')).toBeUndefined();
     const c = ksvc.spec.template.spec.containers[0];
     expect(c.image).toBe('ghcr.io/codetether/tenant-email-worker:0.1.0');
