@@ -36,14 +36,15 @@ export interface Delivery {
   attempts: Attempt[];
 }
 
-export async function deliver(url: string, ev: { id: string; headers: Record<string, string>; body: string }, policy: DeliveryPolicy): Promise<Delivery> {
+/** `url` may be a function, read at each attempt: the Service routes to whichever pod is up then. */
+export async function deliver(url: string | (() => string), ev: { id: string; headers: Record<string, string>; body: string }, policy: DeliveryPolicy): Promise<Delivery> {
   const attempts: Attempt[] = [];
   for (let n = 0; n <= policy.retry; n++) {
     const started = Date.now();
     let attempt: Attempt;
     let retryAfterMs: number | undefined;
     try {
-      const res = await fetch(url, { method: 'POST', headers: ev.headers, body: ev.body, signal: AbortSignal.timeout(policy.timeoutMs) });
+      const res = await fetch(typeof url === 'string' ? url : url(), { method: 'POST', headers: ev.headers, body: ev.body, signal: AbortSignal.timeout(policy.timeoutMs) });
       const text = await res.text();
       let code: string | null = null;
       if (res.status >= 400) {

@@ -4,7 +4,10 @@ import readline from 'node:readline';
 
 export interface ControlledPostgres {
   superuserUrl(database?: string): string;
+  /** A fast shutdown (SIGINT: sessions are ended, a checkpoint is written). */
   stop(): Promise<void>;
+  /** An immediate shutdown (SIGQUIT: every backend ends at once, no checkpoint; start() replays the WAL). */
+  stopImmediately(): Promise<void>;
   start(): Promise<void>;
   close(): Promise<void>;
 }
@@ -39,6 +42,7 @@ export async function startControlledPostgres(): Promise<ControlledPostgres> {
       return u.toString();
     },
     stop: () => command('stop', 'stopped'),
+    stopImmediately: () => command('immediate', 'stopped'),
     start: () => command('start', 'started'),
     close: () =>
       new Promise<void>((resolve) => {
