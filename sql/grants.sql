@@ -1,6 +1,8 @@
 -- Grants to the worker role (WORKER_DB_ROLE, default email_worker), re-applied by every
 -- `tenant-email migrate` so that a renamed role gets them too. {{worker_role}} is replaced by the
 -- role's quoted identifier. DML only: no TRUNCATE, no REFERENCES, no ownership, no DDL.
+-- An admin API role of its own (ADMIN_DB_ROLE) gets these too: it writes settings, templates
+-- and domains, and its test send runs the worker's own path.
 
 GRANT USAGE ON SCHEMA public TO {{worker_role}};
 
@@ -48,9 +50,8 @@ BEGIN
 END
 $$;
 
--- Admin API keys: lookup and last-use only, through SECURITY DEFINER functions (sql/003).
-GRANT EXECUTE ON FUNCTION admin_api_key_lookup(text) TO {{worker_role}};
-GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO {{worker_role}};
+-- The admin API key functions are not here: grants_admin.sql gives them to the admin API's
+-- role only (ADMIN_DB_ROLE; the worker role itself when the two are one).
 
 -- Which encryption keys the stored settings need (sql/006): key ids and counts only.
 GRANT EXECUTE ON FUNCTION email_encryption_key_census() TO {{worker_role}};

@@ -28,15 +28,15 @@ export function buildCli(io: CliIO): Command {
 
   program
     .command('migrate')
-    .description('apply pending schema migrations (as the owner role: MIGRATION_DATABASE_URL, else DATABASE_URL) and the worker role grants')
+    .description('apply pending schema migrations (as the owner role: MIGRATION_DATABASE_URL, else DATABASE_URL) and the grants of the worker role (WORKER_DB_ROLE) and the admin API role (ADMIN_DB_ROLE)')
     .action(async () => {
       const cfg = config();
-      const result = await withSql(cfg, 'migration', (sql) => migrate(sql, { workerRole: cfg.workerDbRole }));
+      const result = await withSql(cfg, 'migration', (sql) => migrate(sql, { workerRole: cfg.workerDbRole, adminRole: cfg.adminDbRole }));
       print(io.stdout, result.applied.length ? `applied: ${result.applied.join(', ')}` : 'schema is up to date');
       if (result.superuserSql.length > 0) {
         print(
           io.stderr,
-          `warning: the migrating role may not set log parameters for "${cfg.workerDbRole}"; bind parameters (the encryption key)\n` +
+          `warning: the migrating role may not set log parameters for "${[...new Set([cfg.workerDbRole, cfg.adminDbRole])].join('", "')}"; bind parameters (the encryption key)\n` +
             'could reach the server log on errors. Ask a superuser to run:\n' +
             result.superuserSql.map((s) => `  ${s}`).join('\n'),
         );

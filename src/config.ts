@@ -88,6 +88,10 @@ const envSchema = z.object({
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a plain lower-case PostgreSQL role name')
     .default('email_worker'),
+  ADMIN_DB_ROLE: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a plain lower-case PostgreSQL role name')
+    .optional(),
   DB_ENCRYPTION_KEY: encryptionKey,
   DB_ENCRYPTION_KEY_PREVIOUS: encryptionKey,
   BODY_LIMIT_BYTES: int(256 * 1024, 1024, 10 * 1024 * 1024),
@@ -174,6 +178,8 @@ export interface Config {
   readonly dbConnectTimeoutSeconds: number;
   readonly dbStatementTimeoutMs: number;
   readonly workerDbRole: string;
+  /** The admin API's own role (migrate grants it the admin key functions and revokes them from the worker role); the worker role when unset. */
+  readonly adminDbRole: string;
   readonly encryptionKey: EncryptionKey | undefined;
   readonly previousEncryptionKey: EncryptionKey | undefined;
   readonly bodyLimitBytes: number;
@@ -267,6 +273,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dbConnectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_SECONDS,
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     workerDbRole: e.WORKER_DB_ROLE,
+    adminDbRole: e.ADMIN_DB_ROLE ?? e.WORKER_DB_ROLE,
     encryptionKey: toKey(e.DB_ENCRYPTION_KEY),
     previousEncryptionKey: toKey(e.DB_ENCRYPTION_KEY_PREVIOUS),
     bodyLimitBytes: e.BODY_LIMIT_BYTES,

@@ -9,7 +9,7 @@ import { createDeliveryStore } from './db/deliveries';
 import { assertReachable } from './db/probe';
 import { listen } from './net/listen';
 import { assertKeysOpenSettings } from './db/keyCheck';
-import { assertSafeWorkerRole } from './db/roleCheck';
+import { assertAdminFunctions, assertSafeWorkerRole } from './db/roleCheck';
 import { getTemplate } from './db/templates';
 import type { Logger } from './logger';
 import { ProviderClients, providerOptions } from './providers/clients';
@@ -47,6 +47,7 @@ export async function startWorker(
   try {
     await assertReachable(sql, url, databaseUrlSetting(config), startupProbeMs(config));
     await assertSafeWorkerRole(sql);
+    if (config.admin) await assertAdminFunctions(sql);
     await assertKeysOpenSettings(sql, keys, startupProbeMs(config));
   } catch (err) {
     await sql.end({ timeout: 1 });

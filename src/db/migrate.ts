@@ -27,32 +27,29 @@ export function loadMigrations(dir = SQL_DIR): Migration[] {
     .map((f) => ({ id: Number(f.slice(0, 3)), name: f, sql: readFileSync(path.join(dir, f), 'utf8') }));
 }
 
-function grantsSql(role: string, dir = SQL_DIR): string {
-  const quoted = `"${role.replace(/"/g, '""')}"`;
-  return readFileSync(path.join(dir, 'grants.sql'), 'utf8').replace(/\{\{worker_role\}\}/g, quoted);
+const quoteIdent = (role: string) => `"${role.replace(/"/g, '""')}"`;
+
+/** grants.sql (the worker's) or grants_admin.sql (the admin API's) for a role. */
+function grantsSql(file: 'grants.sql' | 'grants_admin.sql', role: string, dir = SQL_DIR): string {
+  return readFileSync(path.join(dir, file), 'utf8').replace(/\{\{(worker|admin)_role\}\}/g, quoteIdent(role));
 }
+
+/** The admin API key functions: only the admin API calls them. */
+const ADMIN_FUNCTIONS = ['admin_api_key_lookup(text)', 'admin_api_key_touch(uuid)'];
 
 /**
  * Apply pending migrations in one transaction under an advisory lock, then (re)apply the worker
- * role's grants. A second migrator waits for the lock and then finds nothing to do. Forward only.
+ * role's grants, and the admin API role's (ADMIN_DB_ROLE, the worker role when unset). A second migrator waits for the lock and then finds nothing to do. Forward only.
  */
-export async function migrate(sql: Sql, opts: { workerRole: string }): Promise<MigrateResult> {
+export async function migrate(sql: Sql, opts: { workerRole: string; adminRole?: string | undefined }): Promise<MigrateResult> {
   const migrations = loadMigrations();
   const applied: string[] = [];
+  const adminRole = opts.adminRole ?? opts.workerRole;
+  const roles = adminRole === opts.workerRole ? [opts.workerRole] : [opts.workerRole, adminRole];
 
   await sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`;
-    const [role] = await tx`SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ${opts.workerRole}`;
-    if (!role) {
-      throw new Error(
-        `the worker role "${opts.workerRole}" does not exist. Create it first (as a superuser or a role with CREATEROLE):\n` +
-          `  CREATE ROLE ${opts.workerRole} LOGIN PASSWORD '...' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;\n` +
-          'or set WORKER_DB_ROLE to the role the worker connects as.',
-      );
-    }
-    if (role.rolsuper || role.rolbypassrls) {
-      throw new Error(`the worker role "${opts.workerRole}" is a superuser or has BYPASSRLS; row-level security would not apply to it. Use an ordinary role.`);
-    }
+    for (const r of roles) await assertOrdinaryRole(tx as unknown as Sql, r, r === opts.workerRole ? 'worker' : 'admin API');
     const [{ fresh, me }] = (await tx`SELECT to_regclass('email_worker_migrations') IS NULL AS fresh, current_user AS me`) as unknown as [{ fresh: boolean; me: string }];
     // Under the lock, a database without the table has nothing applied.
     const done = new Set(fresh ? [] : (await tx`SELECT id FROM email_worker_migrations`).map((r) => Number(r.id)));
@@ -76,10 +73,34 @@ export async function migrate(sql: Sql, opts: { workerRole: string }): Promise<M
       }
       applied.push(m.name);
     }
-    await tx.unsafe(grantsSql(opts.workerRole));
+    for (const r of roles) await tx.unsafe(grantsSql('grants.sql', r));
+    await tx.unsafe(grantsSql('grants_admin.sql', adminRole));
+    // An admin API with a role of its own: the worker role (which may have had them when the two
+    // were one) keeps none of its functions.
+    if (adminRole !== opts.workerRole) {
+      for (const f of ADMIN_FUNCTIONS) await tx.unsafe(`REVOKE EXECUTE ON FUNCTION ${f} FROM ${quoteIdent(opts.workerRole)}`);
+    }
   });
 
-  return { applied, superuserSql: await protectRoleLogs(sql, opts.workerRole) };
+  const superuserSql: string[] = [];
+  for (const r of roles) superuserSql.push(...(await protectRoleLogs(sql, r)));
+  return { applied, superuserSql };
+}
+
+/** The role the worker (or the admin API) connects as exists and is bound by row-level security. */
+async function assertOrdinaryRole(sql: Sql, name: string, who: 'worker' | 'admin API'): Promise<void> {
+  const setting = who === 'worker' ? 'WORKER_DB_ROLE' : 'ADMIN_DB_ROLE';
+  const [role] = await sql`SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ${name}`;
+  if (!role) {
+    throw new Error(
+      `the ${who} role "${name}" does not exist. Create it first (as a superuser or a role with CREATEROLE):\n` +
+        `  CREATE ROLE ${name} LOGIN PASSWORD '...' NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;\n` +
+        `or set ${setting} to the role the ${who} connects as.`,
+    );
+  }
+  if (role.rolsuper || role.rolbypassrls) {
+    throw new Error(`the ${who} role "${name}" is a superuser or has BYPASSRLS; row-level security would not apply to it. Use an ordinary role.`);
+  }
 }
 
 /**

@@ -42,3 +42,21 @@ export async function assertSafeWorkerRole(sql: Sql): Promise<void> {
     );
   }
 }
+
+/**
+ * The admin API looks API keys up through functions only its role may execute when it has one
+ * of its own (ADMIN_DB_ROLE). Started with the admin API on as a role without them, every
+ * API-key request would fail: refuse to start instead, naming the fix.
+ */
+export async function assertAdminFunctions(sql: Sql): Promise<void> {
+  const [r] = await sql`
+    SELECT current_user AS name,
+           has_function_privilege('admin_api_key_lookup(text)', 'EXECUTE') AS lookup,
+           has_function_privilege('admin_api_key_touch(uuid)', 'EXECUTE') AS touch`;
+  if (r && r.lookup && r.touch) return;
+  throw new UnsafeRoleError(
+    `refusing to start the admin API: role "${r?.name}" may not execute admin_api_key_lookup/admin_api_key_touch. ` +
+      'Connect the admin API as the role `tenant-email migrate` was given as ADMIN_DB_ROLE (chart: admin.databaseRole and secrets.keys.adminDatabaseUrl), ' +
+      'or run migrate without ADMIN_DB_ROLE to let the worker role serve the admin API.',
+  );
+}
