@@ -113,7 +113,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       name: {{ $v.name }}
       key: {{ $v.key }}
 {{- end }}
-{{ include "tew.secretEnv" (list . "DATABASE_URL" "databaseUrl" false) }}
 {{ include "tew.secretEnv" (list . "DB_ENCRYPTION_KEY" "encryptionKey" false) }}
 {{ include "tew.secretEnv" (list . "DB_ENCRYPTION_KEY_PREVIOUS" "previousEncryptionKey" true) }}
 {{- end -}}
@@ -217,6 +216,9 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- end -}}
 {{- if .Values.migrations.enabled -}}
 {{- $_ := required "secrets.values.migrationDatabaseUrl is required for the migration Job without secrets.existingSecret" .Values.secrets.values.migrationDatabaseUrl -}}
+{{- end -}}
+{{- if and .Values.admin.enabled .Values.admin.databaseRole -}}
+{{- $_ := required "secrets.values.adminDatabaseUrl is required with admin.databaseRole without secrets.existingSecret: the admin API connects as that role" .Values.secrets.values.adminDatabaseUrl -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.admin.enabled (not .Values.admin.jwksUrl) (not .Values.secrets.existingSecret) (not .Values.secrets.values.adminJwtSecret) -}}

@@ -106,7 +106,7 @@ export class WorkerMetrics {
     });
     this.lateWritesDropped = new Counter({
       name: 'tew_ledger_writes_dropped_total',
-      help: 'Ledger writes given up after the database stayed away (kind: outcome, or release of a claim whose answer was lost); an outcome dropped means the event stays claimed until its lease ends.',
+      help: 'Ledger writes given up after the database stayed away (kind: outcome, or release of a claim whose answer was lost); an outcome dropped leaves the event’s ledger row claimed although its email went out.',
       labelNames: ['kind'],
       registers,
     });

@@ -189,6 +189,21 @@ describe('Helm chart', () => {
     expect(checkSchema(deepMerge(defaults, values)).join('\n')).toMatch(message);
   });
 
+  it('admin.databaseRole: the admin Deployment connects as its own role and the migration grants it (ADMIN_DB_ROLE); unset, both connect as the worker role', () => {
+    const admin = { ...MINIMAL, admin: { enabled: true, jwksUrl: 'https://auth.example/jwks' } };
+    const urlKey = (objs: K8sObject[], o: K8sObject | undefined) => o!.spec.template.spec.containers[0].env.find((e: any) => e.name === 'DATABASE_URL').valueFrom.secretKeyRef.key;
+    const adminRole = (objs: K8sObject[]) => find(objs, 'Job')[0]!.spec.template.spec.containers[0].env.find((e: any) => e.name === 'ADMIN_DB_ROLE')?.value;
+    const own = render({ ...admin, admin: { ...admin.admin, databaseRole: 'email_admin' } }).objects;
+    expect(urlKey(own, find(own, 'Deployment')[0])).toBe('ADMIN_DATABASE_URL');
+    expect(urlKey(own, ksvcWorker(own))).toBe('DATABASE_URL');
+    expect(adminRole(own)).toBe('email_admin');
+    const shared = render(admin).objects;
+    expect(urlKey(shared, find(shared, 'Deployment')[0])).toBe('DATABASE_URL');
+    expect(adminRole(shared)).toBeUndefined();
+    const created = renderer.render({ secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true, jwksUrl: 'https://auth.example/jwks', databaseRole: 'email_admin' } });
+    expect(created.ok ? '' : created.error).toMatch(/secrets\.values\.adminDatabaseUrl is required with admin\.databaseRole/);
+  });
+
   it('comments every value in values.yaml', () => {
     const lines = readFileSync(path.join(ROOT, 'chart', 'values.yaml'), 'utf8').split('\n');
     // Quantities inside a commented `resources:` block (cpu, memory) speak for themselves.
