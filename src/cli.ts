@@ -9,7 +9,7 @@ import { UnsafeRoleError } from './db/roleCheck';
 import { SettingsError } from './db/settings';
 import { createLogger } from './logger';
 import { startWorker } from './server';
-import { ProvisionError } from './sendgridProvision';
+import { ProvisionError } from './commands/sendgridProvision';
 import { registerEvents } from './commands/events';
 import { registerPlatform } from './commands/platform';
 import { registerSettings } from './commands/settings';

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { SENDER_DOMAIN_POLICIES, checkFromPattern, type SenderDomainPolicy } from './email/sender';
 import { Egress, type EgressPolicy } from './net/egress';
+import { SENDER_DOMAIN_POLICIES, type SenderDomainPolicy } from './types';
+import { checkFromPattern } from './core/platformAddress';
 
 /**
  * Configuration is read from the environment once, validated, typed and frozen. A bad value

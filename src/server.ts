@@ -1,10 +1,9 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AdminDeps } from './admin/router';
 import { makeApp, type AppState } from './app';
 import { databaseUrlSetting, requireDatabaseUrl, requireKeyRing, startupProbeMs, type Config } from './config';
-import { createSql, type Sql } from './db/connect';
-import { bounded, callDeadline, withDeadline } from './db/deadline';
+import { createSql, type Sql, callDeadline } from './db/connect';
+import { bounded, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
 import { assertReachable } from './db/probe';
 import { listen } from './net/listen';
@@ -18,6 +17,7 @@ import { startTracing } from './telemetry/tracing';
 import { packageVersion } from './version';
 import { LateWrites } from './worker/lateWrites';
 import { createEventProcessor } from './worker/processEvent';
+import type { AdminDeps } from './admin/deps';
 
 export interface RunningWorker {
   port: number;

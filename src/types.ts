@@ -79,3 +79,38 @@ export interface SenderSettings {
   /** Bumped on every write; part of the provider client cache key. */
   readonly version: number;
 }
+
+// --- sender tiers (email/sender.ts decides them; the ledger records them) ---
+export type SenderTier = 'platform' | 'custom';
+export type SenderNote = 'domain_not_registered' | 'domain_pending' | 'domain_failed' | 'domain_other_provider';
+export const SENDER_DOMAIN_POLICIES = ['platform-paid', 'verified', 'provider'] as const;
+export type SenderDomainPolicy = (typeof SENDER_DOMAIN_POLICIES)[number];
+
+// --- templates (email/templates.ts compiles them; db/templates.ts stores them) ---
+export const TEMPLATE_PARTS = ['subject', 'html', 'text'] as const;
+export type TemplatePart = (typeof TEMPLATE_PARTS)[number];
+export type TemplateSource = Partial<Record<TemplatePart, string | null>>;
+
+/** Source size limits per part, in characters. */
+export const TEMPLATE_MAX_CHARS: Record<TemplatePart, number> = { subject: 1000, html: 100_000, text: 100_000 };
+/** Which template an email was rendered with (recorded in the ledger). */
+export type TemplateUse = 'builtin' | 'tenant' | 'builtin_fallback';
+
+// --- sender domains (providers' domain APIs report them; db/domains.ts stores them) ---
+/** One DNS record the tenant must publish for its domain. */
+export interface DomainRecord {
+  type: string;
+  name: string;
+  value: string;
+  priority?: number;
+  /** The provider's view of this record, where it reports one (e.g. "verified", "pending"). */
+  status?: string;
+}
+
+export interface DomainState {
+  /** The provider's id for the domain (SES uses the domain name). */
+  providerDomainId: string;
+  status: DomainStatus;
+  /** Empty when the provider did not return them this time (the stored ones are kept). */
+  records: DomainRecord[];
+}

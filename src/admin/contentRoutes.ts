@@ -5,11 +5,12 @@ import { loadSenderSettings } from '../db/settings';
 import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/templates';
 import { renderPreview } from '../email/preview';
 import { resolveSender } from '../email/sender';
-import { toIssues } from '../settingsInput';
-import { checkTemplate, type TemplateSource } from '../email/templates';
+import { toIssues } from '../settings/input';
+import { checkTemplate } from '../email/templates';
 import { WorkerError, isWorkerError } from '../errors';
-import type { AdminDeps } from './router';
-import { EVENT_TYPE_PATTERN, InvalidRequest, domainBody, domainName, domainVerifyBody, previewBody, templateBody } from './schemas';
+import { EVENT_TYPE_PATTERN, InvalidRequest, domainBody, domainName, domainVerifyBody, previewBody, templateBody } from '../settings/schemas';
+import type { TemplateSource } from '../types';
+import type { AdminDeps } from './deps';
 
 type Handler = (req: Request, res: Response, tenantId: string) => Promise<void>;
 type Route = (handler: Handler) => express.RequestHandler;
@@ -70,7 +71,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
     const eventType = eventTypeParam(req);
     const body = previewBody.safeParse(req.body ?? {});
     if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
-    const preview = await renderPreview(sql, { tenantId, eventType, template: body.data.template, data: body.data.data, outputMaxChars: config.outputMaxChars });
+    const preview = await renderPreview({ tenantId, eventType, template: body.data.template, data: body.data.data, outputMaxChars: config.outputMaxChars, loadSaved: () => getTemplate(sql, tenantId, eventType) });
     if (!preview.ok) throw new InvalidRequest(preview.issues);
     const content = preview.content;
 

@@ -1,9 +1,9 @@
 import { z } from 'zod';
 import { ERRORS } from '../errors';
-import { PROVIDER_SETTINGS, settingsInputSchema } from '../settingsInput';
+import { PROVIDER_SETTINGS, settingsInputSchema } from '../settings/input';
 import { PROVIDERS } from '../types';
 import { DOMAIN_STATUSES } from '../types';
-import { EVENT_TYPE_PATTERN, daysQuery, domainBody, domainVerifyBody, previewBody, templateBody, testEmailBody } from './schemas';
+import { EVENT_TYPE_PATTERN, daysQuery, domainBody, domainVerifyBody, previewBody, templateBody, testEmailBody } from '../settings/schemas';
 
 /**
  * The OpenAPI 3.1 document of the admin API, built from the same zod schemas that validate the

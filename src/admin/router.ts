@@ -1,37 +1,24 @@
-import { MAX_JSON_DEPTH, nestedDeeperThan } from '../jsonDepth';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../core/jsonDepth';
 import { packageVersion } from '../version';
 import { randomUUID } from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
-import type { Config } from '../config';
-import type { Sql } from '../db/connect';
 import { describeError, mapDatabaseError } from '../db/errors';
-import { SettingsError, deleteSettings, getSettings, loadSenderSettings, putSettings, type KeyRing } from '../db/settings';
+import { SettingsError, deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { tenantStats } from '../db/stats';
 import { WorkerError, bodyErrorKind, errorBody, isWorkerError } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
-import type { Logger } from '../logger';
-import type { ProviderClients } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
-import { toIssues, validateSettingsInput } from '../settingsInput';
+import { toIssues, validateSettingsInput } from '../settings/input';
 import { TENANT_ID_PATTERN } from '../types';
-import type { EventOutcome } from '../worker/processEvent';
 import { authorize, createTokenVerifier, type Principal } from './auth';
 import { buildOpenApi } from './openapi';
 import { addContentRoutes } from './contentRoutes';
-import { InvalidRequest, daysQuery, testEmailBody } from './schemas';
+import { InvalidRequest, daysQuery, testEmailBody } from '../settings/schemas';
+import type { AdminDeps } from './deps';
 
 const ADMIN_BODY_LIMIT = '512kb';
-
-export interface AdminDeps {
-  config: Config & { admin: NonNullable<Config['admin']> };
-  sql: Sql;
-  keys: KeyRing;
-  providers: ProviderClients;
-  logger: Logger;
-  processEvent: (event: IntakeEvent, log: Logger) => Promise<EventOutcome>;
-}
 
 
 /**

@@ -11,7 +11,7 @@ import { migrate } from '../db/migrate';
 import { putSettings } from '../db/settings';
 import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../dev/embeddedPostgres';
 import { closedLoop, closedLoopFn, openLoop, quantile, type BenchRequest, type RunResult } from './load';
-import { WORKER_NODE_FLAGS } from '../runtimeFlags';
+import { WORKER_NODE_FLAGS } from '../core/runtimeFlags';
 
 /**
  * `npm run bench`: throughput, latency, round trips, memory and cold start, from one command on a clean clone. Everything
@@ -118,7 +118,7 @@ const workerNodeArgs = (o: Options): string[] => [...WORKER_NODE_FLAGS, ...o.wor
 
 /** The report's lines on how the worker ran: its node flags and its environment (secrets named, not shown). */
 const workerLines = (o: Options, printableEnv: Record<string, string | undefined>): string[] => [
-  `worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`,
+  `worker node flags: ${workerNodeArgs(o).join(' ')} (the image's, src/core/runtimeFlags.ts${o.workerNodeArgs ? ', plus --worker-node-args' : ''})`,
   `worker env: ${Object.entries(printableEnv).map(([k, v]) => `${k}=${v}`).join(' ')} (+ DATABASE_URL, DB_ENCRYPTION_KEY)`,
 ];
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { tenantStats } from '../db/stats';
-import { sendEvent, type ReplayEvent } from '../replay';
+import { sendEvent, type ReplayEvent } from './replay';
 import { CliError, parseJsonInput, positiveInt, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 /** Debugging: stats of a tenant, and sending or replaying an event. */

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { requireEncryptionKey, requireKeyRing } from '../config';
 import { createApiKey, listApiKeys, revokeApiKey } from '../db/apiKeys';
 import { backfillFromGlobal, rotateKeys } from '../db/maintenance';
-import { provisionSendgridSubuser } from '../sendgridProvision';
+import { provisionSendgridSubuser } from './sendgridProvision';
 import { CliError, positiveInt, print, tenantOption, withSql, type CliContext } from './shared';
 
 /** Platform operations: keys generate|rotate, backfill, apikeys, sendgrid provision. */

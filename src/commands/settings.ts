@@ -5,7 +5,7 @@ import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '..
 import { ProviderClients, providerOptions } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
 import { Egress } from '../net/egress';
-import { validateSettingsInput } from '../settingsInput';
+import { validateSettingsInput } from '../settings/input';
 import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 
 /** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */

@@ -1,4 +1,4 @@
-import { MAX_JSON_DEPTH, nestedDeeperThan } from '../jsonDepth';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../core/jsonDepth';
 import type { Readable, Writable } from 'node:stream';
 import { databaseUrlSetting, requireDatabaseUrl, startupProbeMs, type Config, type DatabaseUse } from '../config';
 import { createSql, type Sql } from '../db/connect';

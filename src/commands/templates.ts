@@ -1,11 +1,12 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { EVENT_TYPE_PATTERN, templateBody } from '../admin/schemas';
+import { EVENT_TYPE_PATTERN, templateBody } from '../settings/schemas';
 import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/templates';
 import { renderPreview } from '../email/preview';
-import { checkTemplate, type TemplateSource } from '../email/templates';
-import { toIssues, type FieldIssue } from '../settingsInput';
+import { checkTemplate } from '../email/templates';
+import { toIssues, type FieldIssue } from '../settings/input';
 import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import type { TemplateSource } from '../types';
 
 const where = (i: FieldIssue) => `${i.path}${i.line ? ` line ${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : ''}`;
 const issuesText = (title: string, issues: FieldIssue[]) => `${title}:\n${issues.map((i) => `  ${where(i)}: ${i.message}`).join('\n')}`;
@@ -91,7 +92,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
       const template = opts.template ? parseTemplate(readFileSync(opts.template, 'utf8'), '--template') : undefined;
       const data = opts.data ? parseJsonInput(readFileSync(opts.data, 'utf8'), '--data') : undefined;
       const cfg = config();
-      const result = await withSql(cfg, 'worker', (sql) => renderPreview(sql, { tenantId: opts.tenant, eventType: opts.type, template, data, outputMaxChars: cfg.outputMaxChars }));
+      const result = await withSql(cfg, 'worker', (sql) => renderPreview({ tenantId: opts.tenant, eventType: opts.type, template, data, outputMaxChars: cfg.outputMaxChars, loadSaved: () => getTemplate(sql, opts.tenant, opts.type) }));
       if (!result.ok) throw new CliError(issuesText('cannot preview', result.issues));
       const { subject, html, text } = result.content;
       if (opts.out) {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import type { Sql } from './connect';
-import { bounded, callDeadline } from './deadline';
+import { type Sql, callDeadline } from './connect';
+import { bounded } from './deadline';
 import { assertMaintenanceRole } from './maintenance';
 
 /**

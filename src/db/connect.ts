@@ -1,5 +1,4 @@
 import postgres from 'postgres';
-import { setCallDeadline } from './deadline';
 
 export type Sql = postgres.Sql<Record<string, never>>;
 
@@ -41,4 +40,16 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
   // What a call may wait, connection included: one connect attempt plus one statement.
   setCallDeadline(sql, opts.connectTimeoutSeconds * 1000 + opts.statementTimeoutMs);
   return sql;
+}
+
+const poolDeadlines = new WeakMap<object, number>();
+
+/** Record the deadline for calls on a pool (createSql does: connect timeout + statement timeout). */
+export function setCallDeadline(sql: Sql, ms: number): void {
+  poolDeadlines.set(sql, ms);
+}
+
+/** The longest one call on a pool may take (db/deadline.ts enforces it); undefined for a transaction handle or a foreign pool. */
+export function callDeadline(sql: Sql): number | undefined {
+  return poolDeadlines.get(sql);
 }

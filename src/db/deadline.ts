@@ -1,5 +1,4 @@
-import { raceDeadline } from '../timeLimit';
-import type { Sql } from './connect';
+import { raceDeadline } from '../core/timeLimit';
 
 /**
  * Deadlines for database calls. postgres.js has none on the client side: a query waits for a
@@ -7,18 +6,6 @@ import type { Sql } from './connect';
  * (a partition, not a refusal) that is forever. The server's statement_timeout bounds a
  * statement once it runs, not the wait before it.
  */
-
-const poolDeadlines = new WeakMap<object, number>();
-
-/** Record the deadline for calls on a pool (createSql does: connect timeout + statement timeout). */
-export function setCallDeadline(sql: Sql, ms: number): void {
-  poolDeadlines.set(sql, ms);
-}
-
-/** The deadline recorded for a pool; undefined for a transaction handle or a foreign pool. */
-export function callDeadline(sql: Sql): number | undefined {
-  return poolDeadlines.get(sql);
-}
 
 /**
  * Run one query with a deadline. A query still queued (no connection yet) is taken off the queue;

@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { SenderTier } from '../email/sender';
-import type { TemplateUse } from '../email/templates';
-import type { ProviderName, SenderSettings } from '../types';
-import type { Sql } from './connect';
-import { bounded, callDeadline } from './deadline';
+import type { ProviderName, SenderSettings, SenderTier, TemplateUse } from '../types';
+import { type Sql, callDeadline } from './connect';
+import { bounded } from './deadline';
 import { storedAccount, type KeyRing } from './settings';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */

@@ -1,5 +1,4 @@
-import type { DomainRecord, DomainState } from '../providers/types';
-import type { DomainStatus, ProviderName } from '../types';
+import type { DomainStatus, ProviderName, DomainRecord, DomainState } from '../types';
 import type { Sql } from './connect';
 import { withTenant } from './settings';
 

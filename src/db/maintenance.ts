@@ -1,5 +1,5 @@
 import type { EncryptionKey, GlobalEmailConfig } from '../config';
-import { keyHint } from '../settingsInput';
+import { keyHint } from '../settings/input';
 import type { Sql } from './connect';
 import { PGP_OPTIONS } from './settings';
 

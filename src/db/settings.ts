@@ -1,8 +1,8 @@
 import type { EncryptionKey, KeyRing } from '../config';
-import { keyHint, needsApiKey, type SettingsInput } from '../settingsInput';
+import { keyHint, needsApiKey, type SettingsInput } from '../settings/input';
 import { PLATFORM_PAID_SETTING, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
-import type { Sql } from './connect';
-import { beginWithin, callDeadline } from './deadline';
+import { type Sql, callDeadline } from './connect';
+import { beginWithin } from './deadline';
 
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1';

@@ -1,6 +1,6 @@
-import type { TemplatePart } from '../email/templates';
 import type { Sql } from './connect';
 import { withTenant } from './settings';
+import type { TemplatePart } from '../types';
 
 /** tenant_email_templates, always under the tenant's RLS context. */
 

@@ -77,7 +77,7 @@ export function buildTemplateView(event: IntakeEvent, tenantId: string, maxOutpu
 }
 
 /**
- * Headers the worker sets itself. Tenant extra headers may not use these names (settingsInput).
+ * Headers the worker sets itself. Tenant extra headers may not use these names (settings/input.ts).
  * X-Entity-Ref-ID is stable per delivery (a hash of the ledger key), so a resend after a crash
  * carries the same reference; over SMTP it is the Message-ID as well.
  */

@@ -1,11 +1,10 @@
-import type { Sql } from '../db/connect';
-import { getTemplate } from '../db/templates';
 import { WorkerError } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { eventDataSchema } from '../intake/eventData';
-import type { FieldIssue } from '../settingsInput';
+import type { FieldIssue } from '../settings/input';
 import { buildTemplateView } from './compose';
-import { TemplateRenderError, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, type RenderedContent, type TemplateSource } from './templates';
+import { TemplateRenderError, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, type RenderedContent } from './templates';
+import type { TemplateSource } from '../types';
 
 /** What a preview renders when it is given no data: a finished task with Markdown output. */
 export const SAMPLE_EVENT_DATA = {
@@ -32,6 +31,8 @@ export interface PreviewRequest {
   /** Event data as the broker would deliver it; without it, SAMPLE_EVENT_DATA. */
   data?: unknown;
   outputMaxChars: number;
+  /** The tenant's saved template for the event type (the caller reads it under RLS); used when `template` is not given. */
+  loadSaved: () => Promise<(TemplateSource & { version: number }) | null>;
 }
 
 export type PreviewResult =
@@ -43,7 +44,7 @@ export type PreviewResult =
  * preview and `tenant-email templates preview` share it. Throws `template_render_failed` when a
  * template compiles but fails on the data (where the worker would fall back to the built-in).
  */
-export async function renderPreview(sql: Sql, req: PreviewRequest): Promise<PreviewResult> {
+export async function renderPreview(req: PreviewRequest): Promise<PreviewResult> {
   const data = eventDataSchema.safeParse(req.data ?? SAMPLE_EVENT_DATA);
   if (!data.success) {
     return { ok: false, issues: data.error.issues.map((i) => ({ path: `data.${i.path.map(String).join('.')}`.replace(/\.$/, ''), message: i.message })) };
@@ -57,7 +58,7 @@ export async function renderPreview(sql: Sql, req: PreviewRequest): Promise<Prev
     compiled = compileTemplate(req.template);
     source = 'body';
   } else {
-    const saved = await getTemplate(sql, req.tenantId, req.eventType);
+    const saved = await req.loadSaved();
     if (saved) {
       compiled = compileTemplate(saved);
       version = saved.version;

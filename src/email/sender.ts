@@ -1,6 +1,6 @@
-import { z } from 'zod';
+import { platformAddress } from '../core/platformAddress';
 import { WorkerError } from '../errors';
-import { GLOBAL_TENANT, type ProviderAccount, type SenderSettings } from '../types';
+import { GLOBAL_TENANT, type ProviderAccount, type SenderDomainPolicy, type SenderNote, type SenderSettings, type SenderTier } from '../types';
 
 /**
  * Who an email is from: the sender tiers of the outbound-email plan.
@@ -20,10 +20,6 @@ import { GLOBAL_TENANT, type ProviderAccount, type SenderSettings } from '../typ
  *   SMTP accounts are never checked: the relay is the tenant's, with no domain API.
  */
 
-export type SenderTier = 'platform' | 'custom';
-export type SenderNote = 'domain_not_registered' | 'domain_pending' | 'domain_failed' | 'domain_other_provider';
-export const SENDER_DOMAIN_POLICIES = ['platform-paid', 'verified', 'provider'] as const;
-export type SenderDomainPolicy = (typeof SENDER_DOMAIN_POLICIES)[number];
 
 export interface SenderChoice {
   email: string;
@@ -33,39 +29,8 @@ export interface SenderChoice {
   note: SenderNote | null;
 }
 
-const address = z.email();
-
-/**
- * A tenant id as a DNS label (and local part): lower case, runs of anything but [a-z0-9] become
- * one `-`, trimmed, at most 63 characters. Distinct ids may share a label (`a.b`, `a_b`); the
- * label only names the sender, it is not an identity.
- */
-export function tenantLabel(tenantId: string): string {
-  return tenantId
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 63)
-    .replace(/-+$/, '');
-}
-
-/** The platform-tier address for a tenant, or null when the pattern cannot make a valid one. */
-export function platformAddress(pattern: string, tenantId: string): string | null {
-  const label = tenantLabel(tenantId);
-  if (!label) return null;
-  const candidate = pattern.replace(/\{tenant\}/g, label);
-  return address.safeParse(candidate).success ? candidate : null;
-}
-
 export function domainOf(email: string): string {
   return email.slice(email.lastIndexOf('@') + 1).toLowerCase();
-}
-
-/** Whether EMAIL_TENANT_FROM_PATTERN is usable: it names the tenant and yields an address. */
-export function checkFromPattern(pattern: string): string | null {
-  if (!pattern.includes('{tenant}')) return 'must contain {tenant}, e.g. noreply@{tenant}.mail.example.com';
-  if (!platformAddress(pattern, 'acme')) return 'must give an email address once {tenant} is filled in, e.g. noreply@{tenant}.mail.example.com';
-  return null;
 }
 
 /** Whether a tenant's own from_email domain must be verified before `account` sends from it. */

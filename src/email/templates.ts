@@ -2,6 +2,7 @@ import type HandlebarsModule from 'handlebars';
 import { LRUCache } from 'lru-cache';
 import { DEFAULT_TEMPLATE } from './defaultTemplate';
 import { renderBudget } from './renderBudget';
+import { TEMPLATE_PARTS, type TemplatePart, type TemplateSource, type TemplateUse, TEMPLATE_MAX_CHARS } from '../types';
 
 /**
  * Tenant templates (Handlebars). A tenant may override the subject, HTML and text parts of an
@@ -16,12 +17,6 @@ import { renderBudget } from './renderBudget';
  * saved, so a broken one is rejected with its line and reason rather than found at send time.
  */
 
-export const TEMPLATE_PARTS = ['subject', 'html', 'text'] as const;
-export type TemplatePart = (typeof TEMPLATE_PARTS)[number];
-export type TemplateSource = Partial<Record<TemplatePart, string | null>>;
-
-/** Source size limits per part, in characters. */
-export const TEMPLATE_MAX_CHARS: Record<TemplatePart, number> = { subject: 1000, html: 100_000, text: 100_000 };
 /** A rendered part larger than this is a render failure: every provider accepts 2 × 4 MB. */
 export const RENDERED_MAX_CHARS = 4 * 1024 * 1024;
 const MAX_EACH_DEPTH = 1;
@@ -335,7 +330,6 @@ export function renderTemplate(t: CompiledTemplate, view: unknown): RenderedCont
   return out;
 }
 
-export type TemplateUse = 'builtin' | 'tenant' | 'builtin_fallback';
 
 /**
  * Render with the tenant's template when there is one, else the built-in; when the tenant's

@@ -1,10 +1,10 @@
-import { MAX_JSON_DEPTH, nestedDeeperThan } from '../jsonDepth';
+import { MAX_JSON_DEPTH, nestedDeeperThan } from '../core/jsonDepth';
 import { parse as parseContentType } from 'content-type';
 import type { CloudEvent } from 'cloudevents';
 import { z } from 'zod';
 import { WorkerError } from '../errors';
 import { TENANT_ID_PATTERN } from '../types';
-import { oneLine } from '../text';
+import { oneLine } from '../core/text';
 import { eventDataSchema, type EventData } from './eventData';
 
 export interface IntakeEvent {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { oneLine } from '../text';
+import { oneLine } from '../core/text';
 
 /**
  * `data` of codetether.task.created (DESIGN §2). Unknown fields are kept and ignored. Strings that

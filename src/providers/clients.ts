@@ -1,4 +1,4 @@
-import { raceDeadline } from '../timeLimit';
+import { raceDeadline } from '../core/timeLimit';
 import { createHash } from 'node:crypto';
 import type { LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';

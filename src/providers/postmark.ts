@@ -1,7 +1,7 @@
 import { WorkerError } from '../errors';
-import type { ProviderAccount } from '../types';
+import type { ProviderAccount, DomainState } from '../types';
 import { endpointFor, errorFromHttpStatus, formatFrom, pinnedDispatcher, ranOutOfTime, stringSetting } from './common';
-import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type PostmarkModule = typeof import('postmark');
 

@@ -1,7 +1,7 @@
 import { WorkerError } from '../errors';
-import type { ProviderAccount } from '../types';
+import type { ProviderAccount, DomainRecord, DomainState } from '../types';
 import { endpointFor, errorFromHttpStatus, formatFrom, fqdn, parseRetryAfter, pinnedDispatcher, tagValue } from './common';
-import type { DomainRecord, DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type ResendModule = typeof import('resend');
 

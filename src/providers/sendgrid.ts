@@ -3,8 +3,8 @@ import type { ClientResponse } from '@sendgrid/client/src/response';
 import type { MailDataRequired } from '@sendgrid/helpers/classes/mail';
 import { WorkerError } from '../errors';
 import { endpointFor, errorFromHttpStatus, pinnedAgents } from './common';
-import type { ProviderAccount } from '../types';
-import type { DomainState, EmailProvider, OutgoingEmail, ProviderOptions } from './types';
+import type { ProviderAccount, DomainState } from '../types';
+import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 /**
  * SendGrid through @sendgrid/mail with a client of its own per tenant credential (never the

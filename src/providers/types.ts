@@ -1,6 +1,6 @@
 import type { LookupFunction } from 'node:net';
 import type { Egress } from '../net/egress';
-import type { DomainStatus, ProviderAccount, ProviderName } from '../types';
+import type { DomainState, ProviderAccount, ProviderName } from '../types';
 
 /** One email as every provider receives it. Addresses and headers are validated before this. */
 export interface OutgoingEmail {
@@ -36,24 +36,6 @@ export interface EmailProvider {
   close?(): Promise<void>;
   /** The provider's sender-domain API, where it has one the worker can use (not SMTP). */
   domains?(opts: DomainApiOptions): DomainApi;
-}
-
-/** One DNS record the tenant must publish for its domain. */
-export interface DomainRecord {
-  type: string;
-  name: string;
-  value: string;
-  priority?: number;
-  /** The provider's view of this record, where it reports one (e.g. "verified", "pending"). */
-  status?: string;
-}
-
-export interface DomainState {
-  /** The provider's id for the domain (SES uses the domain name). */
-  providerDomainId: string;
-  status: DomainStatus;
-  /** Empty when the provider did not return them this time (the stored ones are kept). */
-  records: DomainRecord[];
 }
 
 export interface DomainApiOptions {

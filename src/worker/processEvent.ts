@@ -5,8 +5,8 @@ import type { DeliveryStore } from '../db/deliveries';
 import { mapDatabaseError } from '../db/errors';
 import type { StoredTemplate } from '../db/templates';
 import { buildTemplateView, composeEmail } from '../email/compose';
-import { resolveSender, type SenderChoice, type SenderTier } from '../email/sender';
-import { TemplateCache, compileTemplate, renderWithFallback, type CompiledTemplate, type TemplateUse } from '../email/templates';
+import { resolveSender, type SenderChoice } from '../email/sender';
+import { TemplateCache, compileTemplate, renderWithFallback, type CompiledTemplate } from '../email/templates';
 import { WorkerError, isWorkerError, type ErrorCode } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
@@ -14,7 +14,7 @@ import type { ProviderClients } from '../providers/clients';
 import type { OutgoingEmail } from '../providers/types';
 import { secondsSince, type WorkerMetrics } from '../telemetry/metrics';
 import { inSpan } from '../telemetry/tracing';
-import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
+import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings, type SenderTier, type TemplateUse } from '../types';
 import { LateWrites, recordWithRetry } from './lateWrites';
 
 /** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */

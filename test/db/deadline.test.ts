@@ -1,8 +1,7 @@
 import postgres from 'postgres';
 import { keyId } from '../../src/config';
 import { authenticateApiKey } from '../../src/db/apiKeys';
-import { createSql, type Sql } from '../../src/db/connect';
-import { callDeadline, setCallDeadline } from '../../src/db/deadline';
+import { createSql, type Sql, callDeadline, setCallDeadline } from '../../src/db/connect';
 import { mapDatabaseError } from '../../src/db/errors';
 import { getSettings, putSettings, withTenant } from '../../src/db/settings';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';

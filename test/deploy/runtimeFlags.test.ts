@@ -1,10 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { WORKER_NODE_FLAGS } from '../../src/runtimeFlags';
+import { WORKER_NODE_FLAGS } from '../../src/core/runtimeFlags';
 import { ROOT } from './render';
 
-/** The worker's node flags (src/runtimeFlags.ts) are the same in the image, `npm start` and the bench. */
+/** The worker's node flags (src/core/runtimeFlags.ts) are the same in the image, `npm start` and the bench. */
 describe('worker node flags', () => {
   it('the image ENTRYPOINT runs node with exactly WORKER_NODE_FLAGS before the CLI', () => {
     const line = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n').find((l) => l.startsWith('ENTRYPOINT '));

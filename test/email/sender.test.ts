@@ -1,5 +1,6 @@
-import { checkFromPattern, mustVerifyDomain, platformAddress, resolveSender, tenantLabel, type SenderContext } from '../../src/email/sender';
+import { mustVerifyDomain, resolveSender, type SenderContext } from '../../src/email/sender';
 import type { ProviderAccount, SenderSettings } from '../../src/types';
+import { checkFromPattern, tenantLabel, platformAddress } from '../../src/core/platformAddress';
 
 const account = (provider: ProviderAccount['provider']): ProviderAccount => ({ provider, apiKey: 'k', settings: {} });
 const settings = (over: Partial<SenderSettings> = {}): SenderSettings =>

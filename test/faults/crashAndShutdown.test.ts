@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { classifyCopies, deliver, deliverAll, summarize } from '../helpers/broker';
+import { classifyCopies, deliver, summarize } from '../helpers/broker';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, taskData } from '../helpers/events';
 import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';

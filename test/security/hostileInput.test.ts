@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { SignJWT } from 'jose';
-import { EVENT_TYPE_PATTERN } from '../../src/admin/schemas';
+import { EVENT_TYPE_PATTERN } from '../../src/settings/schemas';
 import { ERRORS } from '../../src/errors';
 import { TENANT_ID_PATTERN } from '../../src/types';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';

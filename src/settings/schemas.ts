@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { WorkerError } from '../errors';
-import { TEMPLATE_MAX_CHARS } from '../email/templates';
-import { HOSTNAME, emailAddress, type FieldIssue } from '../settingsInput';
-import { oneLine } from '../text';
+import { HOSTNAME, emailAddress, type FieldIssue } from './input';
+import { oneLine } from '../core/text';
+import { TEMPLATE_MAX_CHARS } from '../types';
 
-/** Request schemas of the admin API besides the settings body (settingsInput.ts). */
+/** Request schemas of the admin API besides the settings body (settings/input.ts). */
 export const testEmailBody = z.strictObject({ to: emailAddress });
 export const daysQuery = z.coerce.number().int().min(1).max(366).default(30);
 

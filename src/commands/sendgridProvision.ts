@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientRequest } from '@sendgrid/client/src/request';
-import type { Sql } from './db/connect';
-import { getSettings, putSettings, type KeyRing } from './db/settings';
-import { mapSendgridError } from './providers/sendgrid';
+import type { Sql } from '../db/connect';
+import { getSettings, putSettings, type KeyRing } from '../db/settings';
+import { mapSendgridError } from '../providers/sendgrid';
 
 /**
  * Give a tenant its own SendGrid subuser (the seed's "SendGrid Subuser System"): the subuser, an

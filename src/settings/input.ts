@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { oneLine } from './text';
-import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName } from './types';
-import { EgressRefused, destinationHost, type Egress } from './net/egress';
+import { oneLine } from '../core/text';
+import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName } from '../types';
+import { EgressRefused, destinationHost, type Egress } from '../net/egress';
 
 /**
  * The body of `PUT .../email-settings` and of `tenant-email settings put` (DESIGN §6).

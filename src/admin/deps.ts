@@ -1,0 +1,17 @@
+import type { Config } from '../config';
+import type { Sql } from '../db/connect';
+import type { KeyRing } from '../db/settings';
+import type { IntakeEvent } from '../intake/cloudEventIntake';
+import type { Logger } from '../logger';
+import type { ProviderClients } from '../providers/clients';
+import type { EventOutcome } from '../worker/processEvent';
+
+/** What the admin API's routes (router.ts, contentRoutes.ts) are given by server.ts. */
+export interface AdminDeps {
+  config: Config & { admin: NonNullable<Config['admin']> };
+  sql: Sql;
+  keys: KeyRing;
+  providers: ProviderClients;
+  logger: Logger;
+  processEvent: (event: IntakeEvent, log: Logger) => Promise<EventOutcome>;
+}
