@@ -4,12 +4,12 @@ import ts from 'typescript';
 
 /**
  * The folders of src/ and which may import which: every import points down this list, never up
- * or sideways, and no file reaches itself through its imports. docs/DESIGN.md ("Layout") says
- * what each folder is for.
+ * or sideways, no file reaches itself through its imports, and nothing in src/ imports the
+ * tooling beside it (dev/, bench/). docs/DESIGN.md ("Layout") says what each folder is for.
  */
 const SRC = path.join(__dirname, '..', 'src');
 
-type Layer = 'core' | 'net' | 'telemetry' | 'config' | 'settings' | 'intake' | 'providers' | 'db' | 'email' | 'worker' | 'admin' | 'commands' | 'entry' | 'tooling';
+type Layer = 'core' | 'net' | 'telemetry' | 'config' | 'settings' | 'intake' | 'providers' | 'db' | 'email' | 'worker' | 'admin' | 'commands' | 'entry';
 
 function layerOf(rel: string): Layer {
   const [top, ...rest] = rel.split('/');
@@ -19,7 +19,6 @@ function layerOf(rel: string): Layer {
     if (['app.ts', 'server.ts', 'cli.ts'].includes(top!)) return 'entry';
     throw new Error(`src/${rel}: a file at the top of src/ must be an entry point or belong to a folder of its concern`);
   }
-  if (top === 'dev' || top === 'bench') return 'tooling';
   const known: Layer[] = ['core', 'net', 'telemetry', 'settings', 'intake', 'providers', 'db', 'email', 'worker', 'admin', 'commands'];
   if (known.includes(top as Layer)) return top as Layer;
   throw new Error(`src/${rel}: folder ${top} has no place in test/architecture.test.ts`);
@@ -45,7 +44,6 @@ const MAY_IMPORT: Record<Layer, Layer[]> = {
   admin: [...BELOW_WORKER, 'worker'],
   commands: [...BELOW_WORKER, 'worker'],
   entry: [...BELOW_WORKER, 'worker', 'admin', 'commands', 'entry'],
-  tooling: [...BELOW_WORKER, 'worker', 'admin', 'commands', 'entry'],
 };
 
 function sourceFiles(dir: string): string[] {
@@ -64,7 +62,8 @@ function importGraph(): Map<string, string[]> {
     for (const { fileName } of info.importedFiles) {
       if (!fileName.startsWith('.')) continue;
       const base = path.resolve(path.dirname(file), fileName);
-      if (!base.startsWith(SRC + path.sep)) continue; // ../package.json (version.ts)
+      // src/ never imports the tooling beside it (dev/, bench/), nor anything else outside it.
+      if (!base.startsWith(SRC + path.sep)) throw new Error(`${path.relative(SRC, file)} imports ${fileName}, outside src/`);
       const target = [`${base}.ts`, path.join(base, 'index.ts')].find((c) => existsSync(c) && statSync(c).isFile());
       if (target) targets.push(path.relative(SRC, target).split(path.sep).join('/'));
       else throw new Error(`${path.relative(SRC, file)}: cannot resolve ${fileName}`);

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-const BENCH = path.join(__dirname, '..', 'dist', 'bench', 'run.js');
+const BENCH = path.join(__dirname, '..', 'dist-tools', 'bench', 'run.js');
 
 /**
  * `npm run bench` at a small size, so it keeps working as the code changes. No timing is

@@ -3,7 +3,7 @@ import { keyId, loadConfig } from '../src/config';
 import { createSql } from '../src/db/connect';
 import { createDeliveryStore } from '../src/db/deliveries';
 import { migrate } from '../src/db/migrate';
-import { quoteIdent, roleUrl } from '../src/dev/embeddedPostgres';
+import { quoteIdent, roleUrl } from '../dev/embeddedPostgres';
 import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { TEST_ROLES } from './helpers/roles';

@@ -1,6 +1,6 @@
 import { keyId } from '../src/config';
 import { createDeliveryStore } from '../src/db/deliveries';
-import { startMailbox, type Mailbox } from '../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../dev/mailbox';
 import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { captureLogs } from './helpers/logCapture';

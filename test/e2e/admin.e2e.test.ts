@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import express from 'express';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { cli } from '../helpers/cli';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { captureLogs } from '../helpers/logCapture';

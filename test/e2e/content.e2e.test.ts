@@ -4,7 +4,7 @@ import { makeApp } from '../../src/app';
 import { keyId } from '../../src/config';
 import { createDeliveryStore } from '../../src/db/deliveries';
 import { getTemplate, putTemplate } from '../../src/db/templates';
-import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { ProviderClients } from '../../src/providers/clients';
 import { createEventProcessor } from '../../src/worker/processEvent';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';

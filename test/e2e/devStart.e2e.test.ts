@@ -3,14 +3,14 @@ import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from '../../src/dev/embeddedPostgres';
+import { freePort } from '../../dev/embeddedPostgres';
 import { binaryEvent, post, taskData } from '../helpers/events';
 
-const START = path.join(__dirname, '..', '..', 'dist', 'dev', 'start.js');
-const DEV_CLI = path.join(__dirname, '..', '..', 'dist', 'dev', 'cli.js');
+const START = path.join(__dirname, '..', '..', 'dist-tools', 'dev', 'start.js');
+const DEV_CLI = path.join(__dirname, '..', '..', 'dist-tools', 'dev', 'cli.js');
 
 /** `npm start` as a newcomer runs it: its own embedded PostgreSQL, the demo tenant, the dev mailbox. */
-describe('npm start (dist/dev/start.js)', () => {
+describe('npm start (dist-tools/dev/start.js)', () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), 'tew-dev-'));

@@ -2,7 +2,7 @@ import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@o
 import { HTTP } from 'cloudevents';
 import { keyId, loadConfig } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type FakeResponse, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type FakeResponse, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, structuredEvent, taskData } from '../helpers/events';
 import { testSpanProcessors } from '../helpers/canarySetup';

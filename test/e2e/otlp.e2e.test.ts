@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { serveOutput } from '../helpers/serveProcess';

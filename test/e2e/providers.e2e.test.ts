@@ -1,7 +1,7 @@
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type FakeResponse, type Mailbox } from '../../src/dev/mailbox';
-import { freePort } from '../../src/dev/embeddedPostgres';
+import { startMailbox, type FakeResponse, type Mailbox } from '../../dev/mailbox';
+import { freePort } from '../../dev/embeddedPostgres';
 import type { SettingsInput } from '../../src/settings/input';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';

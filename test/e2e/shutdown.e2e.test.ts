@@ -1,6 +1,6 @@
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { captureLogs } from '../helpers/logCapture';

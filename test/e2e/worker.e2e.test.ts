@@ -1,6 +1,6 @@
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type FakeResponse, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type FakeResponse, type Mailbox } from '../../dev/mailbox';
 import type { Sql } from '../../src/db/connect';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, structuredEvent, taskData } from '../helpers/events';

@@ -7,7 +7,7 @@ import { keyId } from '../../src/config';
 import { createSql, type Sql } from '../../src/db/connect';
 import { migrate } from '../../src/db/migrate';
 import { putSettings } from '../../src/db/settings';
-import { bootstrapDatabase, roleUrl } from '../../src/dev/embeddedPostgres';
+import { bootstrapDatabase, roleUrl } from '../../dev/embeddedPostgres';
 import { chartRenderer, parseDocs } from '../deploy/render';
 import { deliver, summarize, type Delivery, type DeliveryPolicy } from '../helpers/broker';
 import { binaryEvent, taskData } from '../helpers/events';

@@ -1,7 +1,7 @@
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { keyId, loadConfig } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type FakeResponse, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type FakeResponse, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { captureLogs } from '../helpers/logCapture';

@@ -2,7 +2,7 @@ import { keyId } from '../../src/config';
 import { createSql, type Sql } from '../../src/db/connect';
 import { migrate } from '../../src/db/migrate';
 import { putSettings } from '../../src/db/settings';
-import { bootstrapDatabase, roleUrl } from '../../src/dev/embeddedPostgres';
+import { bootstrapDatabase, roleUrl } from '../../dev/embeddedPostgres';
 import { classifyCopies, deliverAll, summarize } from '../helpers/broker';
 import { binaryEvent, taskData } from '../helpers/events';
 import { startFaultyProvider, type FaultyProvider } from '../helpers/faultyProvider';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import { applyFakeResponse, type FakeResponse } from '../../src/dev/mailbox';
+import { applyFakeResponse, type FakeResponse } from '../../dev/mailbox';
 
 export interface RecordedRequest {
   method: string;

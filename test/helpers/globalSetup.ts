@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createSql } from '../../src/db/connect';
 import { migrate } from '../../src/db/migrate';
-import { bootstrapDatabase, roleUrl, startEmbeddedPostgres, type LocalPostgres } from '../../src/dev/embeddedPostgres';
+import { bootstrapDatabase, roleUrl, startEmbeddedPostgres, type LocalPostgres } from '../../dev/embeddedPostgres';
 import { TEST_ROLES } from './roles';
 
 /**

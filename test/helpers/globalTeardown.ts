@@ -1,4 +1,4 @@
-import type { LocalPostgres } from '../../src/dev/embeddedPostgres';
+import type { LocalPostgres } from '../../dev/embeddedPostgres';
 
 export default async function globalTeardown(): Promise<void> {
   const pg = (globalThis as { __TEST_PG__?: LocalPostgres }).__TEST_PG__;

@@ -7,7 +7,7 @@ const { mkdtempSync, readFileSync, rmSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
-const { startEmbeddedPostgres } = require('../../dist/dev/embeddedPostgres.js');
+const { startEmbeddedPostgres } = require('../../dist-tools/dev/embeddedPostgres.js');
 
 (async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'tenant-email-faults-pg-'));

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import path from 'node:path';
-import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { WorkerError } from '../../src/errors';
 import { ProviderClients } from '../../src/providers/clients';
 import { endpointOverride } from '../../src/providers/common';

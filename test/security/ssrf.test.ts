@@ -1,7 +1,7 @@
 import { SignJWT } from 'jose';
 import { keyId } from '../../src/config';
 import { putSettings } from '../../src/db/settings';
-import { startMailbox, type Mailbox } from '../../src/dev/mailbox';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { Egress, EgressRefused, classifyAddress } from '../../src/net/egress';
 import { ProviderClients } from '../../src/providers/clients';
 import type { OutgoingEmail } from '../../src/providers/types';

@@ -4,14 +4,14 @@ import { chmodSync, closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSyn
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
-import { keyId } from '../config';
-import { createSql, type Sql } from '../db/connect';
-import { createDeliveryStore } from '../db/deliveries';
-import { migrate } from '../db/migrate';
-import { putSettings } from '../db/settings';
+import { keyId } from '../src/config';
+import { createSql, type Sql } from '../src/db/connect';
+import { createDeliveryStore } from '../src/db/deliveries';
+import { migrate } from '../src/db/migrate';
+import { putSettings } from '../src/db/settings';
 import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../dev/embeddedPostgres';
 import { closedLoop, closedLoopFn, openLoop, quantile, type BenchRequest, type RunResult } from './load';
-import { WORKER_NODE_FLAGS } from '../core/runtimeFlags';
+import { WORKER_NODE_FLAGS } from '../src/core/runtimeFlags';
 
 /**
  * `npm run bench`: throughput, latency, round trips, memory and cold start, from one command on a clean clone. Everything
@@ -20,7 +20,8 @@ import { WORKER_NODE_FLAGS } from '../core/runtimeFlags';
  * docs/PERFORMANCE.md for a recorded run and how to read it.
  */
 
-const DIST = path.join(__dirname, '..');
+// The production build the image ships (npm run build), not this tooling's own copy of src/.
+const DIST = path.join(__dirname, '..', '..', 'dist');
 const CLI = path.join(DIST, 'cli.js');
 const BARE = path.join(__dirname, 'bare.js');
 const FAKE = path.join(__dirname, 'fakeSendgrid.js');

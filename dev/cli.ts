@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { runCli } from '../cli';
+import { runCli } from '../src/cli';
 import { DEV_ENV_FILE } from './devEnv';
 
 /**

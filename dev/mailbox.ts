@@ -1,9 +1,9 @@
-import { listen } from '../net/listen';
+import { listen } from '../src/net/listen';
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Request } from 'express';
-import { escapeHtml } from '../email/compose';
+import { escapeHtml } from '../src/email/compose';
 
 /**
  * A local stand-in for SendGrid's v3 API that keeps what it receives: the dev mailbox of

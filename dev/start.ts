@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { keyId, loadConfig } from '../config';
-import { createSql } from '../db/connect';
-import { migrate } from '../db/migrate';
-import { putSettings } from '../db/settings';
-import { createLogger } from '../logger';
-import { assertPortFree } from '../net/listen';
+import { keyId, loadConfig } from '../src/config';
+import { createSql } from '../src/db/connect';
+import { migrate } from '../src/db/migrate';
+import { putSettings } from '../src/db/settings';
+import { createLogger } from '../src/logger';
+import { assertPortFree } from '../src/net/listen';
 import { DEV_ENV_FILE } from './devEnv';
-import { startWorker } from '../server';
+import { startWorker } from '../src/server';
 import { bootstrapDatabase, roleUrl, startEmbeddedPostgres } from './embeddedPostgres';
 import { startMailbox } from './mailbox';
 
