@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { makeApp, type AppState } from './app';
-import { databaseUrlSetting, requireDatabaseUrl, requireKeyRing, startupProbeMs, type Config } from './config';
+import { type Config } from './config';
 import { createSql, type Sql, callDeadline } from './db/connect';
 import { bounded, withDeadline } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
@@ -18,6 +18,7 @@ import { packageVersion } from './version';
 import { LateWrites } from './worker/lateWrites';
 import { createEventProcessor } from './worker/processEvent';
 import type { AdminDeps } from './admin/deps';
+import { databaseUrlSetting, requireDatabaseUrl, requireKeyRing, startupProbeMs } from './config/require';
 
 export interface RunningWorker {
   port: number;

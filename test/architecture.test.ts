@@ -15,11 +15,10 @@ function layerOf(rel: string): Layer {
   const [top, ...rest] = rel.split('/');
   if (rest.length === 0) {
     if (['errors.ts', 'types.ts', 'logger.ts', 'version.ts'].includes(top!)) return 'core';
-    if (top === 'config.ts') return 'config';
     if (['app.ts', 'server.ts', 'cli.ts'].includes(top!)) return 'entry';
     throw new Error(`src/${rel}: a file at the top of src/ must be an entry point or belong to a folder of its concern`);
   }
-  const known: Layer[] = ['core', 'net', 'telemetry', 'settings', 'intake', 'providers', 'db', 'email', 'worker', 'admin', 'commands'];
+  const known: Layer[] = ['core', 'net', 'telemetry', 'config', 'settings', 'intake', 'providers', 'db', 'email', 'worker', 'admin', 'commands'];
   if (known.includes(top as Layer)) return top as Layer;
   throw new Error(`src/${rel}: folder ${top} has no place in test/architecture.test.ts`);
 }

@@ -6,11 +6,11 @@ import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/t
 import { renderPreview } from '../email/preview';
 import { resolveSender } from '../email/sender';
 import { toIssues } from '../settings/input';
-import { checkTemplate } from '../email/templates';
 import { WorkerError, isWorkerError } from '../errors';
 import { EVENT_TYPE_PATTERN, InvalidRequest, domainBody, domainName, domainVerifyBody, previewBody, templateBody } from '../settings/schemas';
 import type { TemplateSource } from '../types';
 import type { AdminDeps } from './deps';
+import { checkTemplate } from '../email/templateCheck';
 
 type Handler = (req: Request, res: Response, tenantId: string) => Promise<void>;
 type Route = (handler: Handler) => express.RequestHandler;

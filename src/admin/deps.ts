@@ -1,6 +1,6 @@
 import type { Config } from '../config';
 import type { Sql } from '../db/connect';
-import type { KeyRing } from '../db/settings';
+import type { KeyRing } from '../config/require';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';

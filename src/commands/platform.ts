@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
-import { requireEncryptionKey, requireKeyRing } from '../config';
 import { createApiKey, listApiKeys, revokeApiKey } from '../db/apiKeys';
 import { backfillFromGlobal, rotateKeys } from '../db/maintenance';
 import { provisionSendgridSubuser } from './sendgridProvision';
 import { CliError, positiveInt, print, tenantOption, withSql, type CliContext } from './shared';
+import { requireEncryptionKey, requireKeyRing } from '../config/require';
 
 /** Platform operations: keys generate|rotate, backfill, apikeys, sendgrid provision. */
 export function registerPlatform(program: Command, { io, config }: CliContext): void {

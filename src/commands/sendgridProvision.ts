@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { ClientRequest } from '@sendgrid/client/src/request';
 import type { Sql } from '../db/connect';
-import { getSettings, putSettings, type KeyRing } from '../db/settings';
+import { getSettings, putSettings } from '../db/settings';
 import { mapSendgridError } from '../providers/sendgrid';
+import type { KeyRing } from '../config/require';
 
 /**
  * Give a tenant its own SendGrid subuser (the seed's "SendGrid Subuser System"): the subuser, an

@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { requireKeyRing } from '../config';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { ProviderClients, providerOptions } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
 import { Egress } from '../net/egress';
 import { validateSettingsInput } from '../settings/input';
 import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { requireKeyRing } from '../config/require';
 
 /** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */
 export function registerSettings(program: Command, { io, config }: CliContext): void {

@@ -1,9 +1,10 @@
 import { MAX_JSON_DEPTH, nestedDeeperThan } from '../core/jsonDepth';
 import type { Readable, Writable } from 'node:stream';
-import { databaseUrlSetting, requireDatabaseUrl, startupProbeMs, type Config, type DatabaseUse } from '../config';
+import { type Config } from '../config';
 import { createSql, type Sql } from '../db/connect';
 import { assertReachable } from '../db/probe';
 import { TENANT_ID_PATTERN } from '../types';
+import { type DatabaseUse, databaseUrlSetting, requireDatabaseUrl, startupProbeMs } from '../config/require';
 
 export interface CliIO {
   stdin: Readable;

@@ -3,10 +3,10 @@ import type { Command } from 'commander';
 import { EVENT_TYPE_PATTERN, templateBody } from '../settings/schemas';
 import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/templates';
 import { renderPreview } from '../email/preview';
-import { checkTemplate } from '../email/templates';
 import { toIssues, type FieldIssue } from '../settings/input';
 import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 import type { TemplateSource } from '../types';
+import { checkTemplate } from '../email/templateCheck';
 
 const where = (i: FieldIssue) => `${i.path}${i.line ? ` line ${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : ''}`;
 const issuesText = (title: string, issues: FieldIssue[]) => `${title}:\n${issues.map((i) => `  ${where(i)}: ${i.message}`).join('\n')}`;

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { ProviderName, SenderSettings, SenderTier, TemplateUse } from '../types';
 import { type Sql, callDeadline } from './connect';
 import { bounded } from './deadline';
-import { storedAccount, type KeyRing } from './settings';
+import { storedAccount } from './settings';
+import type { KeyRing } from '../config/require';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
 

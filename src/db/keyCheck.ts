@@ -1,6 +1,7 @@
-import { ConfigError, type KeyRing } from '../config';
+import { ConfigError } from '../config';
 import type { Sql } from './connect';
 import { bounded } from './deadline';
+import type { KeyRing } from '../config/require';
 
 /**
  * Before the worker reports ready: does its key ring open every stored tenant setting? The

@@ -1,8 +1,9 @@
-import type { EncryptionKey, KeyRing } from '../config';
+import type { EncryptionKey } from '../config';
 import { keyHint, needsApiKey, type SettingsInput } from '../settings/input';
 import { PLATFORM_PAID_SETTING, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
 import { type Sql, callDeadline } from './connect';
 import { beginWithin } from './deadline';
+import type { KeyRing } from '../config/require';
 
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1';
@@ -42,7 +43,6 @@ export interface MaskedSettings extends MaskedAccount {
   updated_at: string;
 }
 
-export type { KeyRing };
 
 /**
  * A stored account as the sender sees it: the platform's mark (PLATFORM_PAID_SETTING) becomes

@@ -3,8 +3,9 @@ import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { eventDataSchema } from '../intake/eventData';
 import type { FieldIssue } from '../settings/input';
 import { buildTemplateView } from './compose';
-import { TemplateRenderError, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, type RenderedContent } from './templates';
+import { TemplateRenderError, builtinTemplate, compileTemplate, renderTemplate, type RenderedContent } from './templates';
 import type { TemplateSource } from '../types';
+import { checkTemplate } from './templateCheck';
 
 /** What a preview renders when it is given no data: a finished task with Markdown output. */
 export const SAMPLE_EVENT_DATA = {

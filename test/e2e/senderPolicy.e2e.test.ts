@@ -1,11 +1,11 @@
 import { SignJWT } from 'jose';
-import { requireKeyRing } from '../../src/config';
 import { getSettings, putSettings } from '../../src/db/settings';
 import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { captureLogs } from '../helpers/logCapture';
 import { startTestWorker } from '../helpers/worker';
+import { requireKeyRing } from '../../src/config/require';
 
 const SECRET = 'admin-jwt-secret-for-sender-policy-0123456789';
 

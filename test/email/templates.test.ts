@@ -1,6 +1,7 @@
-import { compilePartUnchecked, TemplateCache, builtinTemplate, checkTemplate, compileTemplate, renderTemplate, renderWithFallback } from '../../src/email/templates';
+import { compilePartUnchecked, TemplateCache, builtinTemplate, compileTemplate, renderTemplate, renderWithFallback } from '../../src/email/templates';
 import { composeForTest } from '../helpers/compose';
 import { taskData } from '../helpers/events';
+import { checkTemplate } from '../../src/email/templateCheck';
 
 const data = (over: Record<string, unknown> = {}) => taskData({ task_id: 'task-42', prompt: 'Summarise the report', metadata: { output: '## Done\nAll **good**.' }, ...over });
 

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
-import { Egress, type EgressPolicy } from './net/egress';
-import { SENDER_DOMAIN_POLICIES, type SenderDomainPolicy } from './types';
-import { checkFromPattern } from './core/platformAddress';
+import { Egress, type EgressPolicy } from '../net/egress';
+import type { SenderDomainPolicy } from '../types';
+import { envSchema, type Env } from './env';
+import { checkFromPattern } from '../core/platformAddress';
 
 /**
  * Configuration is read from the environment once, validated, typed and frozen. A bad value
@@ -15,8 +15,6 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
-
-const MIN_KEY_BYTES = 32;
 
 /** Reply events are codetether.email.sent and codetether.email.skipped. */
 export const REPLY_EVENT_PREFIX = 'codetether.email.';
@@ -31,125 +29,6 @@ export const LEASE_MARGIN_MS = 2000;
 export function minClaimLeaseSeconds(providerTimeoutMs: number): number {
   return Math.ceil((providerTimeoutMs + LEASE_MARGIN_MS + 1000) / 1000);
 }
-
-const bool = (dflt: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
-    .optional()
-    .transform((v) => (v === undefined ? dflt : v === 'true' || v === '1' || v === 'yes'));
-
-const int = (dflt: number, min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === '') return dflt;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < min || n > max) {
-        ctx.addIssue({ code: 'custom', message: `must be a whole number from ${min} to ${max}` });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-const optionalString = z
-  .string()
-  .optional()
-  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
-
-const postgresUrl = optionalString.refine(
-  (v) => v === undefined || /^postgres(ql)?:\/\//.test(v),
-  'must be a postgres:// or postgresql:// URL, e.g. postgres://email_worker:PASSWORD@db:5432/app',
-);
-
-// Random keys in any encoding use many symbols: 32 hex digits have 8 or more distinct ones with
-// overwhelming probability. Fewer means a placeholder (`aaaa…`, `changeme…`), not a key.
-const MIN_KEY_SYMBOLS = 8;
-const encryptionKey = optionalString
-  .refine(
-    (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= MIN_KEY_BYTES,
-    `must be at least ${MIN_KEY_BYTES} bytes of random data; generate one with \`tenant-email keys generate\` or \`openssl rand -base64 48\``,
-  )
-  .refine(
-    (v) => v === undefined || Buffer.byteLength(v, 'utf8') < MIN_KEY_BYTES || new Set(v).size >= MIN_KEY_SYMBOLS,
-    `uses fewer than ${MIN_KEY_SYMBOLS} distinct characters, so it is not random data; generate one with \`tenant-email keys generate\` or \`openssl rand -base64 48\``,
-  );
-
-const envSchema = z.object({
-  PORT: int(8080, 1, 65535),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DATABASE_URL: postgresUrl,
-  MIGRATION_DATABASE_URL: postgresUrl,
-  MAINTENANCE_DATABASE_URL: postgresUrl,
-  DB_POOL_MAX: int(10, 1, 200),
-  MAX_IN_FLIGHT_EVENTS: int(128, 1, 100_000),
-  DB_CONNECT_TIMEOUT_SECONDS: int(5, 1, 120),
-  DB_STATEMENT_TIMEOUT_MS: int(5000, 100, 600000),
-  WORKER_DB_ROLE: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a plain lower-case PostgreSQL role name')
-    .default('email_worker'),
-  ADMIN_DB_ROLE: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a plain lower-case PostgreSQL role name')
-    .optional(),
-  DB_ENCRYPTION_KEY: encryptionKey,
-  DB_ENCRYPTION_KEY_PREVIOUS: encryptionKey,
-  BODY_LIMIT_BYTES: int(256 * 1024, 1024, 10 * 1024 * 1024),
-  EVENT_TYPES: z
-    .string()
-    .default('codetether.task.created')
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean)),
-  CLAIM_LEASE_SECONDS: int(30, 5, 86400),
-  PROVIDER_TIMEOUT_MS: int(10000, 100, 120000),
-  OUTPUT_MAX_CHARS: int(100 * 1024, 1024, 5 * 1024 * 1024),
-  SHUTDOWN_GRACE_MS: int(25000, 0, 600000),
-  ALLOW_PROVIDER_ENDPOINT_OVERRIDE: bool(false),
-  ALLOW_PRIVATE_SMTP_HOSTS: bool(false),
-  SMTP_ALLOWED_HOSTS: z
-    .string()
-    .default('')
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
-    .refine(
-      (v) => v.every((h) => /^[A-Za-z0-9.-]{1,253}$/.test(h) || /^\[?[0-9a-fA-F:.]+\]?(\/\d{1,3})?$/.test(h)),
-      'must be a comma-separated list of host names, IP addresses or CIDRs, e.g. relay.mail.svc.cluster.local,10.20.0.0/16',
-    ),
-  REPLY_TO_PATTERN: z
-    .string()
-    .default('reply+{task_id}@{domain}')
-    .refine((v) => v.includes('{domain}'), 'must contain {domain}, e.g. reply+{task_id}@{domain}'),
-  EMAIL_TENANT_FROM_PATTERN: optionalString,
-  SENDER_DOMAIN_POLICY: z.enum(SENDER_DOMAIN_POLICIES, { message: `must be one of ${SENDER_DOMAIN_POLICIES.join(', ')}` }).default('platform-paid'),
-  TEMPLATE_CACHE_SIZE: int(1000, 1, 1_000_000),
-  METRICS_ENABLED: bool(true),
-  METRICS_TENANT_LABELS: z
-    .string()
-    .default('')
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
-    .refine((v) => v.length <= 100, 'at most 100 tenants may get their own metrics label (each one multiplies the series)'),
-  REPLY_EVENTS: bool(false),
-  REPLY_EVENT_SOURCE: z
-    .string()
-    .default('/tenant-email-worker')
-    .refine((v) => v.trim() !== '' && v.length <= 256, 'must be a non-empty URI-reference, e.g. /tenant-email-worker'),
-  SENDGRID_API_KEY: optionalString,
-  SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || z.email().safeParse(v).success, 'must be an email address'),
-  SENDGRID_FROM_NAME: optionalString,
-  SENDGRID_BASE_URL: optionalString,
-  SENDGRID_MASTER_API_KEY: optionalString,
-  GLOBAL_REPLY_TO_DOMAIN: optionalString,
-  GLOBAL_DAILY_LIMIT: int(1000, 0, 100_000_000),
-  ADMIN_API_ENABLED: bool(true),
-  ADMIN_AUTH_FAILURE_LIMIT: int(20, 1, 100_000),
-  TRUST_PROXY: int(0, 0, 10),
-  ADMIN_JWT_SECRET: optionalString.refine(
-    (v) => v === undefined || Buffer.byteLength(v, 'utf8') >= 32,
-    'must be at least 32 bytes (HS256 secret); generate one with `openssl rand -base64 48`',
-  ),
-  ADMIN_JWT_JWKS_URL: optionalString.refine((v) => v === undefined || /^https?:\/\//.test(v), 'must be an http(s) URL'),
-  ADMIN_JWT_ISSUER: optionalString,
-  ADMIN_JWT_AUDIENCE: optionalString,
-});
 
 export interface GlobalEmailConfig {
   readonly apiKey: string;
@@ -170,7 +49,7 @@ export interface Config {
   readonly port: number;
   /** Proxy hops in front of the worker whose X-Forwarded-For is trusted (express `trust proxy`). */
   readonly trustProxy: number;
-  readonly logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  readonly logLevel: Env['LOG_LEVEL'];
   readonly databaseUrl: string | undefined;
   readonly migrationDatabaseUrl: string | undefined;
   readonly maintenanceDatabaseUrl: string | undefined;
@@ -324,46 +203,3 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return Object.freeze(config);
 }
 
-/** Narrow a config for a command that needs a database and/or the encryption key. */
-export type DatabaseUse = 'worker' | 'migration' | 'maintenance';
-
-const MISSING_URL: Record<DatabaseUse, string> = {
-  worker: 'DATABASE_URL is not set: point it at the database as the worker role, e.g. postgres://email_worker:PASSWORD@db:5432/app (or run `npm start` for a local demo)',
-  migration: 'MIGRATION_DATABASE_URL (or DATABASE_URL) is not set: point it at the database as the role that owns the schema, e.g. postgres://owner:PASSWORD@db:5432/app',
-  maintenance: 'MAINTENANCE_DATABASE_URL is not set: key rotation and backfill must see every tenant, so they need a role that bypasses RLS (a superuser, or the owner with BYPASSRLS)',
-};
-
-/** The variable a database URL was read from, for messages that tell the user what to fix. */
-export function databaseUrlSetting(config: Config, which: DatabaseUse = 'worker'): string {
-  if (which === 'worker') return 'DATABASE_URL';
-  if (which === 'maintenance') return 'MAINTENANCE_DATABASE_URL';
-  return config.migrationDatabaseUrl === config.databaseUrl ? 'DATABASE_URL' : 'MIGRATION_DATABASE_URL';
-}
-
-/** How long start-up waits for the first answer from the database: one connect attempt, then a little. */
-export function startupProbeMs(config: Config): number {
-  return config.dbConnectTimeoutSeconds * 1000 + 2000;
-}
-
-export function requireDatabaseUrl(config: Config, which: DatabaseUse = 'worker'): string {
-  const url = { worker: config.databaseUrl, migration: config.migrationDatabaseUrl, maintenance: config.maintenanceDatabaseUrl }[which];
-  if (!url) throw new ConfigError(MISSING_URL[which]);
-  return url;
-}
-
-/** The keys a process decrypts with: the current one, and the previous one during rotation. */
-export interface KeyRing {
-  current: EncryptionKey;
-  previous?: EncryptionKey | undefined;
-}
-
-export function requireKeyRing(config: Config): KeyRing {
-  return { current: requireEncryptionKey(config), previous: config.previousEncryptionKey };
-}
-
-export function requireEncryptionKey(config: Config): EncryptionKey {
-  if (!config.encryptionKey) {
-    throw new ConfigError('DB_ENCRYPTION_KEY is not set: it must be at least 32 random bytes; generate one with `tenant-email keys generate`.');
-  }
-  return config.encryptionKey;
-}
