@@ -1,20 +1,15 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { ConfigError, loadConfig } from './config';
-import { MaintenanceError } from './db/maintenance';
-import { DatabaseUnreachable } from './db/probe';
-import { PortInUse } from './net/listen';
+import { loadConfig } from './config';
 import { migrate } from './db/migrate';
-import { UnsafeRoleError } from './db/roleCheck';
-import { SettingsError } from './db/settings';
 import { createLogger } from './logger';
 import { startWorker } from './server';
-import { ProvisionError } from './commands/sendgridProvision';
 import { registerEvents } from './commands/events';
 import { registerPlatform } from './commands/platform';
 import { registerSettings } from './commands/settings';
 import { registerTemplates } from './commands/templates';
-import { CliError, print, withSql, type CliIO } from './commands/shared';
+import { print, withSql, type CliIO } from './commands/shared';
+import { UsageError } from './errors';
 
 export type { CliIO };
 
@@ -77,12 +72,12 @@ export async function runCli(argv: string[], io: CliIO): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (err instanceof CliError || err instanceof ConfigError || err instanceof SettingsError || err instanceof UnsafeRoleError || err instanceof MaintenanceError || err instanceof ProvisionError || err instanceof DatabaseUnreachable || err instanceof PortInUse) {
+    if (err instanceof UsageError) {
       print(io.stderr, `error: ${err.message}`);
       return 1;
     }
+    // A WorkerError (its registry code), or a database or connection error: none carries bound values.
     const e = err as { code?: string; message?: string };
-    // Our own messages (migrate's role checks) and database/connection errors carry no bound values.
     print(io.stderr, `error: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`);
     return 1;
   }

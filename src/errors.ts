@@ -91,6 +91,15 @@ export interface ErrorDetail {
   message?: string;
 }
 
+/** One thing wrong with a request body, by where it is: what `invalid_request` answers list. */
+export interface FieldIssue {
+  path: string;
+  message: string;
+  /** Templates: where in the part the problem is (1-based line and column). */
+  line?: number;
+  column?: number;
+}
+
 export class WorkerError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
@@ -98,8 +107,10 @@ export class WorkerError extends Error {
   readonly retryAfterSeconds: number | undefined;
   /** For the log only, never an answer: what the error this one stands for said (name, code, message). */
   readonly detail: ErrorDetail | undefined;
+  /** Each field that is wrong (the admin API answers them as `issues`). */
+  readonly issues: readonly FieldIssue[] | undefined;
 
-  constructor(code: ErrorCode, message?: string, opts: { retryAfterSeconds?: number; detail?: ErrorDetail } = {}) {
+  constructor(code: ErrorCode, message?: string, opts: { retryAfterSeconds?: number; detail?: ErrorDetail; issues?: readonly FieldIssue[] } = {}) {
     super(message ?? ERRORS[code].description);
     this.name = 'WorkerError';
     this.code = code;
@@ -107,6 +118,25 @@ export class WorkerError extends Error {
     this.retryable = knativeRetries(this.status);
     this.retryAfterSeconds = opts.retryAfterSeconds;
     this.detail = opts.detail;
+    this.issues = opts.issues;
+  }
+}
+
+/** `400 invalid_request` listing each field that is wrong; the message sums them up. */
+export function invalidRequest(issues: readonly FieldIssue[]): WorkerError {
+  return new WorkerError('invalid_request', issues.map((i) => `${i.path}${i.line ? ` (line ${i.line})` : ''}: ${i.message}`).join('; ').slice(0, 300), { issues });
+}
+
+/**
+ * Misuse at start-up or on the command line: a bad setting or argument, an unsafe database role,
+ * a database that does not answer, a port in use. Never an HTTP answer: the process prints the
+ * message (ours, with no secret in it) and exits 1. Everything an HTTP caller can see is a
+ * WorkerError with a registry code; these two are the only error shapes.
+ */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
   }
 }
 

@@ -1,5 +1,5 @@
 import { PassThrough, Writable } from 'node:stream';
-import { ConfigError, keyId, loadConfig } from '../src/config';
+import { keyId, loadConfig } from '../src/config';
 import { putSettings } from '../src/db/settings';
 import { REDACT_PATHS } from '../src/logger';
 import { runCli } from '../src/cli';
@@ -7,6 +7,7 @@ import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { binaryEvent, post, taskData } from './helpers/events';
 import { captureLogs } from './helpers/logCapture';
 import { CANARY_DB_KEY, startTestWorker } from './helpers/worker';
+import { UsageError } from '../src/errors';
 
 const CANARY_API = 'SG.CANARY-APIKEY-secrets-4b5c6d7e8f9a0b1c';
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
@@ -41,7 +42,7 @@ describe('secrets never leave the process', () => {
     } catch (e) {
       err = e;
     }
-    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toBeInstanceOf(UsageError);
     expect(String((err as Error).message)).toMatch(/DB_ENCRYPTION_KEY: must be at least 32 bytes/);
     expect(String((err as Error).message)).not.toContain('CANARY-SHORT');
   });

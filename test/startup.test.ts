@@ -1,11 +1,10 @@
-import { ConfigError, loadConfig } from '../src/config';
-import { UnsafeRoleError } from '../src/db/roleCheck';
+import { loadConfig } from '../src/config';
 import { createServer, type AddressInfo } from 'node:net';
-import { PortInUse } from '../src/net/listen';
 import { startWorker } from '../src/server';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { captureLogs } from './helpers/logCapture';
 import { CANARY_DB_KEY } from './helpers/worker';
+import { UsageError } from '../src/errors';
 
 describe('start-up safety', () => {
   let db: TestDatabase;
@@ -21,7 +20,7 @@ describe('start-up safety', () => {
     ['a superuser', () => db.superuserUrl, /is a superuser/],
   ])('refuses to run as %s', async (_name, url, message) => {
     const err = await startWorker(cfg(url()), captureLogs().logger, { port: 0 }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(UnsafeRoleError);
+    expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message).toMatch(message);
   });
 
@@ -41,7 +40,7 @@ describe('start-up safety', () => {
     const port = await new Promise<number>((resolve) => busy.listen(0, () => resolve((busy.address() as AddressInfo).port)));
     try {
       const err = await startWorker(cfg(db.workerUrl), captureLogs().logger, { port }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(PortInUse);
+      expect(err).toBeInstanceOf(UsageError);
       expect((err as Error).message).toBe(`the worker: port ${port} is already in use (EADDRINUSE); stop what listens there, or choose another port with PORT (serve --port)`);
     } finally {
       busy.close();
@@ -63,7 +62,7 @@ describe('start-up safety', () => {
     [{ SMTP_ALLOWED_HOSTS: 'relay.example,10.0.0.0/33' }, /SMTP_ALLOWED_HOSTS: an entry with a \/ is not a CIDR \(or its prefix is out of range\)/],
     [{ SMTP_ALLOWED_HOSTS: '10.0.0/8' }, /SMTP_ALLOWED_HOSTS: an entry with a \/ is not a CIDR/],
   ])('fails fast with a fix-it message for %j', (env, message) => {
-    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(UsageError);
     expect(() => loadConfig(env)).toThrow(message);
   });
 

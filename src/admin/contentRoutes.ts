@@ -6,8 +6,8 @@ import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/t
 import { renderPreview } from '../email/preview';
 import { resolveSender } from '../email/sender';
 import { toIssues } from '../settings/input';
-import { WorkerError, isWorkerError } from '../errors';
-import { EVENT_TYPE_PATTERN, InvalidRequest, domainBody, domainName, domainVerifyBody, previewBody, templateBody } from '../settings/schemas';
+import { WorkerError, isWorkerError, invalidRequest } from '../errors';
+import { EVENT_TYPE_PATTERN, domainBody, domainName, domainVerifyBody, previewBody, templateBody } from '../settings/schemas';
 import type { TemplateSource } from '../types';
 import type { AdminDeps } from './deps';
 import { checkTemplate } from '../email/templateCheck';
@@ -25,20 +25,20 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
 
   const eventTypeParam = (req: Request): string => {
     const t = String(req.params.eventType);
-    if (!EVENT_TYPE_PATTERN.test(t)) throw new InvalidRequest([{ path: 'event_type', message: 'must be 1-128 characters of [A-Za-z0-9._-]' }]);
+    if (!EVENT_TYPE_PATTERN.test(t)) throw invalidRequest([{ path: 'event_type', message: 'must be 1-128 characters of [A-Za-z0-9._-]' }]);
     if (!config.eventTypes.includes(t)) {
-      throw new InvalidRequest([{ path: 'event_type', message: `is not an event type this worker handles (EVENT_TYPES: ${config.eventTypes.join(', ')})` }]);
+      throw invalidRequest([{ path: 'event_type', message: `is not an event type this worker handles (EVENT_TYPES: ${config.eventTypes.join(', ')})` }]);
     }
     return t;
   };
   const domainParam = (req: Request): string => {
     const d = domainName.safeParse(String(req.params.domain));
-    if (!d.success) throw new InvalidRequest(toIssues(d.error.issues, 'domain'));
+    if (!d.success) throw invalidRequest(toIssues(d.error.issues, 'domain'));
     return d.data;
   };
   const templateIssues = (src: TemplateSource) => {
     const issues = checkTemplate(src);
-    if (issues.length > 0) throw new InvalidRequest(issues);
+    if (issues.length > 0) throw invalidRequest(issues);
   };
 
   // ---- templates -------------------------------------------------------------------------
@@ -50,7 +50,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   router.put(`${base}/email-templates/:eventType`, route(async (req, res, tenantId) => {
     const eventType = eventTypeParam(req);
     const body = templateBody.safeParse(req.body);
-    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
+    if (!body.success) throw invalidRequest(toIssues(body.error.issues));
     templateIssues(body.data);
     const { created, template } = await putTemplate(sql, tenantId, eventType, body.data);
     res.status(created ? 201 : 200).json(template);
@@ -70,9 +70,9 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   router.post(`${base}/email-templates/:eventType/preview`, route(async (req, res, tenantId) => {
     const eventType = eventTypeParam(req);
     const body = previewBody.safeParse(req.body ?? {});
-    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
+    if (!body.success) throw invalidRequest(toIssues(body.error.issues));
     const preview = await renderPreview({ tenantId, eventType, template: body.data.template, data: body.data.data, outputMaxChars: config.outputMaxChars, loadSaved: () => getTemplate(sql, tenantId, eventType) });
-    if (!preview.ok) throw new InvalidRequest(preview.issues);
+    if (!preview.ok) throw invalidRequest(preview.issues);
     const content = preview.content;
 
     if (req.accepts(['application/json', 'text/html']) === 'text/html') {
@@ -124,7 +124,7 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
 
   router.post(`${base}/email-domains`, route(async (req, res, tenantId) => {
     const body = domainBody.safeParse(req.body);
-    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
+    if (!body.success) throw invalidRequest(toIssues(body.error.issues));
     const { provider, api } = await domainApi(tenantId, body.data.account_token);
     const state = await api.register(body.data.domain);
     const { created, domain } = await saveDomain(sql, tenantId, body.data.domain, provider, state);
@@ -134,12 +134,12 @@ export function addContentRoutes(router: express.Router, route: Route, deps: Adm
   router.post(`${base}/email-domains/:domain/verify`, route(async (req, res, tenantId) => {
     const name = domainParam(req);
     const body = domainVerifyBody.safeParse(req.body ?? {});
-    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
+    if (!body.success) throw invalidRequest(toIssues(body.error.issues));
     const stored = await getDomain(sql, tenantId, name);
     if (!stored) throw new WorkerError('domain_not_found', `register ${name} first (POST …/email-domains)`);
     const { provider, api } = await domainApi(tenantId, body.data.account_token);
     if (provider !== stored.provider) {
-      throw new InvalidRequest([{ path: 'domain', message: `was registered with ${stored.provider} but the tenant now sends with ${provider}: register it again (POST …/email-domains)` }]);
+      throw invalidRequest([{ path: 'domain', message: `was registered with ${stored.provider} but the tenant now sends with ${provider}: register it again (POST …/email-domains)` }]);
     }
     const state = await api.check(name, stored.provider_domain_id);
     res.json((await saveDomain(sql, tenantId, name, provider, state)).domain);

@@ -5,9 +5,9 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import helmet from 'helmet';
 import { describeError, mapDatabaseError } from '../db/errors';
-import { SettingsError, deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
+import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { tenantStats } from '../db/stats';
-import { WorkerError, bodyErrorKind, errorBody, isWorkerError } from '../errors';
+import { WorkerError, bodyErrorKind, errorBody, isWorkerError, invalidRequest } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { verifyAccounts } from '../providers/verify';
 import { toIssues, validateSettingsInput } from '../settings/input';
@@ -15,7 +15,7 @@ import { TENANT_ID_PATTERN } from '../types';
 import { authorize, createTokenVerifier, type Principal } from './auth';
 import { buildOpenApi } from './openapi';
 import { addContentRoutes } from './contentRoutes';
-import { InvalidRequest, daysQuery, testEmailBody } from '../settings/schemas';
+import { daysQuery, testEmailBody } from '../settings/schemas';
 import type { AdminDeps } from './deps';
 
 const ADMIN_BODY_LIMIT = '512kb';
@@ -79,7 +79,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     try {
       const principal = await verifyToken(req.header('authorization'));
       const tenantId = String(req.params.tenantId);
-      if (!TENANT_ID_PATTERN.test(tenantId)) throw new InvalidRequest([{ path: 'tenant_id', message: 'must be 1-128 characters of [A-Za-z0-9._:-]' }]);
+      if (!TENANT_ID_PATTERN.test(tenantId)) throw invalidRequest([{ path: 'tenant_id', message: 'must be 1-128 characters of [A-Za-z0-9._:-]' }]);
       authorize(principal, tenantId);
       await handler(req, res, tenantId, principal);
       logger.info({ admin: true, method: req.method, route: req.route?.path, tenant: tenantId, role: principal.role, sub: principal.subject, status: res.statusCode }, 'admin request');
@@ -87,7 +87,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
       const we = toWorkerError(err);
       if (we.code === 'internal_error') logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
       else logger.info({ admin: true, method: req.method, error_code: we.code, status: we.status }, 'admin request rejected');
-      res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
+      res.status(we.status).json({ ...errorBody(we), ...(we.issues ? { issues: we.issues } : {}) });
     }
   };
 
@@ -95,7 +95,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
 
   router.put(`${base}/email-settings`, route(async (req, res, tenantId) => {
     const parsed = await validateSettingsInput(req.body, { allowProviderEndpointOverride: config.allowProviderEndpointOverride, platformTier: config.tenantFromPattern !== undefined, egress: providers.egress });
-    if (!parsed.ok) throw new InvalidRequest(parsed.issues);
+    if (!parsed.ok) throw invalidRequest(parsed.issues);
     const { created } = await putSettings(sql, keys, tenantId, parsed.value);
     res.status(created ? 201 : 200).json(await getSettings(sql, tenantId));
   }));
@@ -119,7 +119,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
 
   router.post(`${base}/email-settings/test`, route(async (req, res, tenantId) => {
     const body = testEmailBody.safeParse(req.body);
-    if (!body.success) throw new InvalidRequest(toIssues(body.error.issues));
+    if (!body.success) throw invalidRequest(toIssues(body.error.issues));
     const id = `admin-test-${randomUUID()}`;
     const event: IntakeEvent = {
       id,
@@ -137,7 +137,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
 
   router.get(`${base}/email-stats`, route(async (req, res, tenantId) => {
     const days = daysQuery.safeParse(req.query.days ?? undefined);
-    if (!days.success) throw new InvalidRequest([{ path: 'days', message: 'must be a whole number from 1 to 366' }]);
+    if (!days.success) throw invalidRequest([{ path: 'days', message: 'must be a whole number from 1 to 366' }]);
     res.json(await tenantStats(sql, tenantId, days.data, config.global?.dailyLimit ?? null));
   }));
 
@@ -150,25 +150,21 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const kind = bodyErrorKind(err);
     let we: WorkerError;
-    if (kind === 'not_json') we = new InvalidRequest([{ path: '(body)', message: 'is not valid JSON' }]);
+    if (kind === 'not_json') we = invalidRequest([{ path: '(body)', message: 'is not valid JSON' }]);
     else if (kind === 'too_large') we = new WorkerError('body_too_large', `the body is larger than ${ADMIN_BODY_LIMIT}`);
     else if (kind === 'unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
-    else if (kind === 'incomplete') we = new InvalidRequest([{ path: '(body)', message: 'was incomplete' }]);
-    else if (kind === 'undecodable') we = new InvalidRequest([{ path: '(body)', message: 'could not be decoded (body encoding or URL escapes)' }]);
+    else if (kind === 'incomplete') we = invalidRequest([{ path: '(body)', message: 'was incomplete' }]);
+    else if (kind === 'undecodable') we = invalidRequest([{ path: '(body)', message: 'could not be decoded (body encoding or URL escapes)' }]);
     else {
       we = new WorkerError('internal_error');
       logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
     }
-    res.status(we.status).json({ ...errorBody(we), ...(we instanceof InvalidRequest ? { issues: we.issues } : {}) });
+    res.status(we.status).json({ ...errorBody(we), ...(we.issues ? { issues: we.issues } : {}) });
   });
   return router;
 }
 
 function toWorkerError(err: unknown): WorkerError {
   if (isWorkerError(err)) return err;
-  if (err instanceof SettingsError) {
-    if (err.code === 'settings_undecryptable') return new WorkerError('settings_undecryptable', err.message);
-    return new WorkerError(err.code, err.message);
-  }
   return mapDatabaseError(err);
 }

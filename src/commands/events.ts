@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { tenantStats } from '../db/stats';
 import { sendEvent, type ReplayEvent } from './replay';
-import { CliError, parseJsonInput, positiveInt, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { parseJsonInput, positiveInt, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { UsageError } from '../errors';
 
 /** Debugging: stats of a tenant, and sending or replaying an event. */
 export function registerEvents(program: Command, { io, config }: CliContext): void {
@@ -48,10 +49,10 @@ export function registerEvents(program: Command, { io, config }: CliContext): vo
       try {
         res = await sendEvent(opts.url, ev);
       } catch (err) {
-        throw new CliError(`could not reach ${opts.url}: ${(err as Error).message}`);
+        throw new UsageError(`could not reach ${opts.url}: ${(err as Error).message}`);
       }
       print(io.stdout, `${res.status} ce-id=${res.id}${res.body ? ` ${res.body}` : ''}`);
-      if (res.status < 200 || res.status > 299) throw new CliError(`the event was not accepted (HTTP ${res.status})`);
+      if (res.status < 200 || res.status > 299) throw new UsageError(`the event was not accepted (HTTP ${res.status})`);
     });
 
 }

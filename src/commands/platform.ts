@@ -3,8 +3,9 @@ import type { Command } from 'commander';
 import { createApiKey, listApiKeys, revokeApiKey } from '../db/apiKeys';
 import { backfillFromGlobal, rotateKeys } from '../db/maintenance';
 import { provisionSendgridSubuser } from './sendgridProvision';
-import { CliError, positiveInt, print, tenantOption, withSql, type CliContext } from './shared';
+import { positiveInt, print, tenantOption, withSql, type CliContext } from './shared';
 import { requireEncryptionKey, requireKeyRing } from '../config/require';
+import { UsageError } from '../errors';
 
 /** Platform operations: keys generate|rotate, backfill, apikeys, sendgrid provision. */
 export function registerPlatform(program: Command, { io, config }: CliContext): void {
@@ -23,7 +24,7 @@ export function registerPlatform(program: Command, { io, config }: CliContext): 
     .action(async (opts: { batchSize: number; maxBatches?: number }) => {
       const cfg = config();
       const to = requireEncryptionKey(cfg);
-      if (!cfg.previousEncryptionKey) throw new CliError('DB_ENCRYPTION_KEY_PREVIOUS is not set: set it to the key being rotated away from, and DB_ENCRYPTION_KEY to the new one');
+      if (!cfg.previousEncryptionKey) throw new UsageError('DB_ENCRYPTION_KEY_PREVIOUS is not set: set it to the key being rotated away from, and DB_ENCRYPTION_KEY to the new one');
       const from = cfg.previousEncryptionKey;
       const report = await withSql(cfg, 'maintenance', (sql) =>
         rotateKeys(sql, { from, to, batchSize: opts.batchSize, maxBatches: opts.maxBatches, onBatch: (n) => print(io.stderr, `re-encrypted ${n} row(s)`) }),
@@ -41,7 +42,7 @@ export function registerPlatform(program: Command, { io, config }: CliContext): 
     .action(async () => {
       const cfg = config();
       const key = requireEncryptionKey(cfg);
-      if (!cfg.global) throw new CliError('the global configuration is not set: SENDGRID_API_KEY and SENDGRID_FROM_EMAIL are required');
+      if (!cfg.global) throw new UsageError('the global configuration is not set: SENDGRID_API_KEY and SENDGRID_FROM_EMAIL are required');
       const global = cfg.global;
       const tenants = await withSql(cfg, 'maintenance', (sql) => backfillFromGlobal(sql, { key, global }));
       print(io.stdout, JSON.stringify({ created: tenants.length, tenants }));
@@ -56,8 +57,8 @@ export function registerPlatform(program: Command, { io, config }: CliContext): 
     .option('--expires <days>', 'expire after this many days, e.g. 90 or 90d', (v) => positiveInt(v.replace(/d$/, ''), '--expires', 3650))
     .option('--description <text>', 'what the key is for')
     .action(async (opts: { role: string; tenant?: string; expires?: number; description?: string }) => {
-      if (opts.role !== 'platform_admin' && opts.role !== 'tenant_admin') throw new CliError('--role must be platform_admin or tenant_admin');
-      if (opts.role === 'tenant_admin' && !opts.tenant) throw new CliError('a tenant_admin key needs --tenant');
+      if (opts.role !== 'platform_admin' && opts.role !== 'tenant_admin') throw new UsageError('--role must be platform_admin or tenant_admin');
+      if (opts.role === 'tenant_admin' && !opts.tenant) throw new UsageError('a tenant_admin key needs --tenant');
       const role = opts.role;
       const created = await withSql(config(), 'maintenance', (sql) =>
         createApiKey(sql, { role, tenantId: opts.tenant ?? null, expiresInDays: opts.expires, description: opts.description }),
@@ -78,7 +79,7 @@ export function registerPlatform(program: Command, { io, config }: CliContext): 
     .description('revoke a key by its prefix or id')
     .argument('<prefix-or-id>')
     .action(async (which: string) => {
-      if (!(await withSql(config(), 'maintenance', (sql) => revokeApiKey(sql, which)))) throw new CliError(`no active key ${which}`);
+      if (!(await withSql(config(), 'maintenance', (sql) => revokeApiKey(sql, which)))) throw new UsageError(`no active key ${which}`);
       print(io.stdout, `revoked ${which}`);
     });
 
@@ -100,7 +101,7 @@ export function registerPlatform(program: Command, { io, config }: CliContext): 
     .action(async (opts: { tenant: string; fromEmail: string; fromName: string; replyTo?: string; address?: string; city?: string; country?: string; ip?: string; username?: string; dailyLimit?: number }) => {
       const cfg = config();
       const keys = requireKeyRing(cfg);
-      if (!cfg.sendgridMasterApiKey) throw new CliError('SENDGRID_MASTER_API_KEY is not set: the parent account key with subusers, api_keys and verified_senders scopes');
+      if (!cfg.sendgridMasterApiKey) throw new UsageError('SENDGRID_MASTER_API_KEY is not set: the parent account key with subusers, api_keys and verified_senders scopes');
       const masterApiKey = cfg.sendgridMasterApiKey;
       const sender = opts.address && opts.city && opts.country ? { address: opts.address, city: opts.city, country: opts.country } : undefined;
       const report = await withSql(cfg, 'worker', (sql) =>

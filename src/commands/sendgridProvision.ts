@@ -4,6 +4,7 @@ import type { Sql } from '../db/connect';
 import { getSettings, putSettings } from '../db/settings';
 import { mapSendgridError } from '../providers/sendgrid';
 import type { KeyRing } from '../config/require';
+import { UsageError } from '../errors';
 
 /**
  * Give a tenant its own SendGrid subuser (the seed's "SendGrid Subuser System"): the subuser, an
@@ -35,7 +36,6 @@ export interface ProvisionReport {
   ip: StepResult;
 }
 
-export class ProvisionError extends Error {}
 
 const KEY_NAME = 'tenant-email-worker';
 
@@ -65,7 +65,7 @@ export async function provisionSendgridSubuser(sql: Sql, keys: KeyRing, o: Provi
     } catch (err) {
       // The SDK error carries the master key in its request config: keep only the mapped code.
       const mapped = mapSendgridError(err);
-      throw new ProvisionError(`${step} failed: ${mapped.code} (${mapped.message}); fix it and run the command again to finish`);
+      throw new UsageError(`${step} failed: ${mapped.code} (${mapped.message}); fix it and run the command again to finish`);
     }
   };
   const onBehalf = { 'on-behalf-of': username };
@@ -84,7 +84,7 @@ export async function provisionSendgridSubuser(sql: Sql, keys: KeyRing, o: Provi
 
   const senders = await call<{ results?: Array<{ from_email: string }> }>('listing verified senders', { method: 'GET', url: '/v3/verified_senders', headers: onBehalf });
   if (!(senders.results ?? []).some((s) => s.from_email.toLowerCase() === o.fromEmail.toLowerCase())) {
-    if (!o.sender) throw new ProvisionError('the verified sender does not exist yet: pass --address, --city and --country (SendGrid requires a postal address)');
+    if (!o.sender) throw new UsageError('the verified sender does not exist yet: pass --address, --city and --country (SendGrid requires a postal address)');
     await call('creating the verified sender', {
       method: 'POST',
       url: '/v3/verified_senders',

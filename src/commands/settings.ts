@@ -5,8 +5,9 @@ import { ProviderClients, providerOptions } from '../providers/clients';
 import { verifyAccounts } from '../providers/verify';
 import { Egress } from '../net/egress';
 import { validateSettingsInput } from '../settings/input';
-import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 import { requireKeyRing } from '../config/require';
+import { UsageError } from '../errors';
 
 /** settings put|get|verify|delete: a tenant's settings through RLS, as DATABASE_URL's role. */
 export function registerSettings(program: Command, { io, config }: CliContext): void {
@@ -24,7 +25,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       const body = parseJsonInput(raw, 'the settings body (see README: "Tenant settings")');
       const parsed = await validateSettingsInput(body, { allowProviderEndpointOverride: cfg.allowProviderEndpointOverride, platformTier: cfg.tenantFromPattern !== undefined, egress: new Egress(cfg.egress) });
       if (!parsed.ok) {
-        throw new CliError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
+        throw new UsageError(`invalid settings:\n${parsed.issues.map((i) => `  ${i.path}: ${i.message}`).join('\n')}`);
       }
       const out = await withSql(cfg, 'worker', async (sql) => {
         const { created } = await putSettings(sql, keys, opts.tenant, parsed.value);
@@ -40,7 +41,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
     .action(async (opts: { tenant: string }) => {
       const s = await withSql(config(), 'worker', (sql) => getSettings(sql, opts.tenant));
-      if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      if (!s) throw new UsageError(`tenant ${opts.tenant} has no email settings`);
       print(io.stdout, JSON.stringify(s, null, 2));
     });
 
@@ -52,7 +53,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       const cfg = config();
       const keys = requireKeyRing(cfg);
       const s = await withSql(cfg, 'worker', (sql) => loadSenderSettings(sql, keys, opts.tenant));
-      if (!s) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      if (!s) throw new UsageError(`tenant ${opts.tenant} has no email settings`);
       const providers = new ProviderClients(providerOptions(cfg));
       let report;
       try {
@@ -63,7 +64,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
       for (const [role, check] of [['primary', report.primary], ['fallback', report.fallback]] as const) {
         if (check) print(io.stdout, `${role} ${check.provider}: ${check.ok ? 'ok' : `${check.code} — ${check.message}`}`);
       }
-      if (!report.ok) throw new CliError('verification failed');
+      if (!report.ok) throw new UsageError('verification failed');
     });
 
   settings
@@ -72,7 +73,7 @@ export function registerSettings(program: Command, { io, config }: CliContext): 
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
     .action(async (opts: { tenant: string }) => {
       const deleted = await withSql(config(), 'worker', (sql) => deleteSettings(sql, opts.tenant));
-      if (!deleted) throw new CliError(`tenant ${opts.tenant} has no email settings`);
+      if (!deleted) throw new UsageError(`tenant ${opts.tenant} has no email settings`);
       print(io.stdout, `deleted settings for tenant ${opts.tenant}`);
     });
 

@@ -5,6 +5,7 @@ import { createSql, type Sql } from '../db/connect';
 import { assertReachable } from '../db/probe';
 import { TENANT_ID_PATTERN } from '../types';
 import { type DatabaseUse, databaseUrlSetting, requireDatabaseUrl, startupProbeMs } from '../config/require';
+import { UsageError } from '../errors';
 
 export interface CliIO {
   stdin: Readable;
@@ -14,30 +15,29 @@ export interface CliIO {
 }
 
 /** A failure the user can fix: printed as one message, exit code 1 (2 for usage errors). */
-export class CliError extends Error {}
 
 export const print = (w: Writable, s: string) => void w.write(s.endsWith('\n') ? s : `${s}\n`);
 
 export function positiveInt(v: string, name: string, max = 1_000_000): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new CliError(`${name} must be a whole number from 1 to ${max}`);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name} must be a whole number from 1 to ${max}`);
   return n;
 }
 
 export function tenantOption(v: string): string {
-  if (!TENANT_ID_PATTERN.test(v)) throw new CliError('--tenant must be 1-128 characters of [A-Za-z0-9._:-]');
+  if (!TENANT_ID_PATTERN.test(v)) throw new UsageError('--tenant must be 1-128 characters of [A-Za-z0-9._:-]');
   return v;
 }
 
-/** JSON a command reads (a file or stdin): a CliError when it does not parse or nests too deep. */
+/** JSON a command reads (a file or stdin): a UsageError when it does not parse or nests too deep. */
 export function parseJsonInput(raw: string, what: string): unknown {
   let value: unknown;
   try {
     value = JSON.parse(raw);
   } catch {
-    throw new CliError(`${what} is not valid JSON`);
+    throw new UsageError(`${what} is not valid JSON`);
   }
-  if (nestedDeeperThan(value)) throw new CliError(`${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
+  if (nestedDeeperThan(value)) throw new UsageError(`${what} nests deeper than ${MAX_JSON_DEPTH} levels`);
   return value;
 }
 

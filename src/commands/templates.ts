@@ -3,10 +3,11 @@ import type { Command } from 'commander';
 import { EVENT_TYPE_PATTERN, templateBody } from '../settings/schemas';
 import { deleteTemplate, getTemplate, listTemplates, putTemplate } from '../db/templates';
 import { renderPreview } from '../email/preview';
-import { toIssues, type FieldIssue } from '../settings/input';
-import { CliError, parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
+import { toIssues } from '../settings/input';
+import { parseJsonInput, print, readAll, tenantOption, withSql, type CliContext } from './shared';
 import type { TemplateSource } from '../types';
 import { checkTemplate } from '../email/templateCheck';
+import { UsageError, type FieldIssue } from '../errors';
 
 const where = (i: FieldIssue) => `${i.path}${i.line ? ` line ${i.line}${i.column !== undefined ? `:${i.column}` : ''}` : ''}`;
 const issuesText = (title: string, issues: FieldIssue[]) => `${title}:\n${issues.map((i) => `  ${where(i)}: ${i.message}`).join('\n')}`;
@@ -14,7 +15,7 @@ const issuesText = (title: string, issues: FieldIssue[]) => `${title}:\n${issues
 /** A template body {subject?, html?, text?} as the admin API takes it; compiling is checked later. */
 function parseTemplate(raw: string, what: string): TemplateSource {
   const body = templateBody.safeParse(parseJsonInput(raw, what));
-  if (!body.success) throw new CliError(issuesText('invalid template', toIssues(body.error.issues)));
+  if (!body.success) throw new UsageError(issuesText('invalid template', toIssues(body.error.issues)));
   return body.data;
 }
 
@@ -22,12 +23,12 @@ function parseTemplate(raw: string, what: string): TemplateSource {
 export function registerTemplates(program: Command, { io, config }: CliContext): void {
   const templates = program.command('templates').description("manage a tenant's email templates (Handlebars; see README: \"Templates\")");
   const typeOption = (v: string) => {
-    if (!EVENT_TYPE_PATTERN.test(v)) throw new CliError('--type must be 1-128 characters of [A-Za-z0-9._-]');
+    if (!EVENT_TYPE_PATTERN.test(v)) throw new UsageError('--type must be 1-128 characters of [A-Za-z0-9._-]');
     return v;
   };
   const knownType = (t: string) => {
     const types = config().eventTypes;
-    if (!types.includes(t)) throw new CliError(`--type ${t} is not an event type this worker handles (EVENT_TYPES: ${types.join(', ')})`);
+    if (!types.includes(t)) throw new UsageError(`--type ${t} is not an event type this worker handles (EVENT_TYPES: ${types.join(', ')})`);
     return t;
   };
 
@@ -42,7 +43,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
       const raw = opts.file ? readFileSync(opts.file, 'utf8') : await readAll(io.stdin);
       const body = parseTemplate(raw, 'the template body');
       const issues = checkTemplate(body);
-      if (issues.length > 0) throw new CliError(issuesText('the template does not compile', issues));
+      if (issues.length > 0) throw new UsageError(issuesText('the template does not compile', issues));
       const { created, template } = await withSql(config(), 'worker', (sql) => putTemplate(sql, opts.tenant, opts.type, body));
       print(io.stderr, `${created ? 'created' : 'updated'} template ${opts.type} for tenant ${opts.tenant} (version ${template.version})`);
       print(io.stdout, JSON.stringify(template, null, 2));
@@ -55,7 +56,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
     .option('--type <event-type>', 'event type', typeOption, 'codetether.task.created')
     .action(async (opts: { tenant: string; type: string }) => {
       const t = await withSql(config(), 'worker', (sql) => getTemplate(sql, opts.tenant, opts.type));
-      if (!t) throw new CliError(`tenant ${opts.tenant} has no template for ${opts.type} (the built-in one is used)`);
+      if (!t) throw new UsageError(`tenant ${opts.tenant} has no template for ${opts.type} (the built-in one is used)`);
       print(io.stdout, JSON.stringify(t, null, 2));
     });
 
@@ -75,7 +76,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
     .option('--type <event-type>', 'event type', typeOption, 'codetether.task.created')
     .action(async (opts: { tenant: string; type: string }) => {
       const deleted = await withSql(config(), 'worker', (sql) => deleteTemplate(sql, opts.tenant, opts.type));
-      if (!deleted) throw new CliError(`tenant ${opts.tenant} has no template for ${opts.type}`);
+      if (!deleted) throw new UsageError(`tenant ${opts.tenant} has no template for ${opts.type}`);
       print(io.stdout, `deleted template ${opts.type} for tenant ${opts.tenant}`);
     });
 
@@ -93,7 +94,7 @@ export function registerTemplates(program: Command, { io, config }: CliContext):
       const data = opts.data ? parseJsonInput(readFileSync(opts.data, 'utf8'), '--data') : undefined;
       const cfg = config();
       const result = await withSql(cfg, 'worker', (sql) => renderPreview({ tenantId: opts.tenant, eventType: opts.type, template, data, outputMaxChars: cfg.outputMaxChars, loadSaved: () => getTemplate(sql, opts.tenant, opts.type) }));
-      if (!result.ok) throw new CliError(issuesText('cannot preview', result.issues));
+      if (!result.ok) throw new UsageError(issuesText('cannot preview', result.issues));
       const { subject, html, text } = result.content;
       if (opts.out) {
         writeFileSync(opts.out, html);

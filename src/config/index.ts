@@ -3,18 +3,13 @@ import { Egress, type EgressPolicy } from '../net/egress';
 import type { SenderDomainPolicy } from '../types';
 import { envSchema, type Env } from './env';
 import { checkFromPattern } from '../core/platformAddress';
+import { UsageError } from '../errors';
 
 /**
  * Configuration is read from the environment once, validated, typed and frozen. A bad value
  * fails start-up with a message that says how to fix it. README.md has the same table.
  */
 
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 /** Reply events are codetether.email.sent and codetether.email.skipped. */
 export const REPLY_EVENT_PREFIX = 'codetether.email.';
@@ -111,31 +106,31 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+    throw new UsageError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = parsed.data;
 
   if (e.DB_ENCRYPTION_KEY_PREVIOUS && !e.DB_ENCRYPTION_KEY) {
-    throw new ConfigError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS is set but DB_ENCRYPTION_KEY is not; set the new key too.');
+    throw new UsageError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS is set but DB_ENCRYPTION_KEY is not; set the new key too.');
   }
   if (e.SENDGRID_API_KEY && !e.SENDGRID_FROM_EMAIL) {
-    throw new ConfigError('invalid configuration:\n  SENDGRID_API_KEY is set but SENDGRID_FROM_EMAIL is not; the global configuration needs both.');
+    throw new UsageError('invalid configuration:\n  SENDGRID_API_KEY is set but SENDGRID_FROM_EMAIL is not; the global configuration needs both.');
   }
   const patternProblem = e.EMAIL_TENANT_FROM_PATTERN === undefined ? null : checkFromPattern(e.EMAIL_TENANT_FROM_PATTERN);
-  if (patternProblem) throw new ConfigError(`invalid configuration:\n  EMAIL_TENANT_FROM_PATTERN: ${patternProblem}`);
+  if (patternProblem) throw new UsageError(`invalid configuration:\n  EMAIL_TENANT_FROM_PATTERN: ${patternProblem}`);
   const loop = e.EVENT_TYPES.filter((t) => t.startsWith(REPLY_EVENT_PREFIX));
   if (e.REPLY_EVENTS && loop.length > 0) {
-    throw new ConfigError(
+    throw new UsageError(
       `invalid configuration:\n  REPLY_EVENTS=true while EVENT_TYPES includes ${loop.join(', ')}: the worker would answer its own replies. Drop those types or turn reply events off.`,
     );
   }
   if (e.CLAIM_LEASE_SECONDS < minClaimLeaseSeconds(e.PROVIDER_TIMEOUT_MS)) {
-    throw new ConfigError(
+    throw new UsageError(
       `invalid configuration:\n  CLAIM_LEASE_SECONDS (${e.CLAIM_LEASE_SECONDS}) is too short for PROVIDER_TIMEOUT_MS (${e.PROVIDER_TIMEOUT_MS}): a send starts only while it can end ${LEASE_MARGIN_MS / 1000} s before the claim's lease does, so no event could be sent. Set CLAIM_LEASE_SECONDS to at least ${minClaimLeaseSeconds(e.PROVIDER_TIMEOUT_MS)} (the default, 30, fits PROVIDER_TIMEOUT_MS up to ${30_000 - LEASE_MARGIN_MS - 1000}).`,
     );
   }
   if (e.SENDGRID_BASE_URL && !e.ALLOW_PROVIDER_ENDPOINT_OVERRIDE) {
-    throw new ConfigError('invalid configuration:\n  SENDGRID_BASE_URL needs ALLOW_PROVIDER_ENDPOINT_OVERRIDE=true (endpoint overrides are for tests and proxies).');
+    throw new UsageError('invalid configuration:\n  SENDGRID_BASE_URL needs ALLOW_PROVIDER_ENDPOINT_OVERRIDE=true (endpoint overrides are for tests and proxies).');
   }
 
   const toKey = (secret: string | undefined): EncryptionKey | undefined =>
@@ -190,15 +185,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : undefined,
   };
   if (e.ADMIN_JWT_SECRET && e.ADMIN_JWT_JWKS_URL) {
-    throw new ConfigError('invalid configuration:\n  set ADMIN_JWT_SECRET (HS256) or ADMIN_JWT_JWKS_URL, not both.');
+    throw new UsageError('invalid configuration:\n  set ADMIN_JWT_SECRET (HS256) or ADMIN_JWT_JWKS_URL, not both.');
   }
   if (config.previousEncryptionKey && config.encryptionKey && config.previousEncryptionKey.id === config.encryptionKey.id) {
-    throw new ConfigError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS equals DB_ENCRYPTION_KEY; unset it once rotation is done.');
+    throw new UsageError('invalid configuration:\n  DB_ENCRYPTION_KEY_PREVIOUS equals DB_ENCRYPTION_KEY; unset it once rotation is done.');
   }
   try {
     new Egress(config.egress);
   } catch {
-    throw new ConfigError('invalid configuration:\n  SMTP_ALLOWED_HOSTS: an entry with a / is not a CIDR (or its prefix is out of range), e.g. 10.20.0.0/16 or fd00::/8');
+    throw new UsageError('invalid configuration:\n  SMTP_ALLOWED_HOSTS: an entry with a / is not a CIDR (or its prefix is out of range), e.g. 10.20.0.0/16 or fd00::/8');
   }
   return Object.freeze(config);
 }

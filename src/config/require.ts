@@ -1,4 +1,5 @@
-import { ConfigError, type Config, type EncryptionKey } from './index';
+import { type Config, type EncryptionKey } from './index';
+import { UsageError } from '../errors';
 
 /*
  * What a command needs from a loaded configuration, asked for where it is needed: a database URL
@@ -28,7 +29,7 @@ export function startupProbeMs(config: Config): number {
 
 export function requireDatabaseUrl(config: Config, which: DatabaseUse = 'worker'): string {
   const url = { worker: config.databaseUrl, migration: config.migrationDatabaseUrl, maintenance: config.maintenanceDatabaseUrl }[which];
-  if (!url) throw new ConfigError(MISSING_URL[which]);
+  if (!url) throw new UsageError(MISSING_URL[which]);
   return url;
 }
 
@@ -44,7 +45,7 @@ export function requireKeyRing(config: Config): KeyRing {
 
 export function requireEncryptionKey(config: Config): EncryptionKey {
   if (!config.encryptionKey) {
-    throw new ConfigError('DB_ENCRYPTION_KEY is not set: it must be at least 32 random bytes; generate one with `tenant-email keys generate`.');
+    throw new UsageError('DB_ENCRYPTION_KEY is not set: it must be at least 32 random bytes; generate one with `tenant-email keys generate`.');
   }
   return config.encryptionKey;
 }

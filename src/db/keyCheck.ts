@@ -1,7 +1,7 @@
-import { ConfigError } from '../config';
 import type { Sql } from './connect';
 import { bounded } from './deadline';
 import type { KeyRing } from '../config/require';
+import { UsageError } from '../errors';
 
 /**
  * Before the worker reports ready: does its key ring open every stored tenant setting? The
@@ -22,12 +22,12 @@ export async function assertKeysOpenSettings(sql: Sql, keys: KeyRing, ms: number
   const ids = unopened.map((r) => `${r.key_id} (${r.settings_rows} rows)`).join(', ');
   const holds = [...held].map(([id, name]) => `${name} has key id ${id}`).join(', ');
   if (unopened.length === rows.length) {
-    throw new ConfigError(
+    throw new UsageError(
       `refusing to start: DB_ENCRYPTION_KEY does not open the stored tenant settings. They are encrypted with key id ${ids}; ${holds}. ` +
         'Set DB_ENCRYPTION_KEY to the key they were saved with (a settings row shows its key_id: `tenant-email settings get`).',
     );
   }
-  throw new ConfigError(
+  throw new UsageError(
     `refusing to start: ${count(unopened)} of ${count(rows)} tenant settings are encrypted with key id ${ids}, which this process does not hold; ${holds}. ` +
       'During a rotation, set DB_ENCRYPTION_KEY_PREVIOUS to the old key until `tenant-email keys rotate` has finished. ' +
       'If that key is lost, those tenants must save their settings (and keys) again.',

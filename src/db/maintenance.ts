@@ -2,6 +2,7 @@ import type { EncryptionKey, GlobalEmailConfig } from '../config';
 import { keyHint } from '../settings/input';
 import type { Sql } from './connect';
 import { PGP_OPTIONS } from './settings';
+import { UsageError } from '../errors';
 
 /**
  * Platform-wide operations that must see every tenant: key rotation and backfill. They run on
@@ -9,12 +10,11 @@ import { PGP_OPTIONS } from './settings';
  * owner given BYPASSRLS); the worker and the admin API never use that connection.
  */
 
-export class MaintenanceError extends Error {}
 
 export async function assertMaintenanceRole(sql: Sql): Promise<void> {
   const [r] = await sql`SELECT rolsuper OR rolbypassrls AS bypasses FROM pg_roles WHERE rolname = current_user`;
   if (!r?.bypasses) {
-    throw new MaintenanceError(
+    throw new UsageError(
       'MAINTENANCE_DATABASE_URL must connect as a role that bypasses row-level security (a superuser, or e.g. ' +
         '`ALTER ROLE email_owner BYPASSRLS`); this role would only see rows of the tenant in its context.',
     );

@@ -1,6 +1,7 @@
 import { connect } from 'node:net';
 import type { Sql } from './connect';
 import { bounded } from './deadline';
+import { UsageError } from '../errors';
 
 /**
  * The first thing every entry point does with a database URL: one `SELECT 1` within a deadline.
@@ -12,12 +13,6 @@ import { bounded } from './deadline';
  * port, never the URL itself (it carries the password).
  */
 
-export class DatabaseUnreachable extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DatabaseUnreachable';
-  }
-}
 
 /** Where a URL points, for messages: host:port, or the socket directory. Never user or password. */
 export function describeTarget(url: string): { where: string; tcp?: { host: string; port: number } } {
@@ -69,7 +64,7 @@ export function sniffListener(host: string, port: number, ms: number): Promise<s
 
 /**
  * Check that `sql` reaches PostgreSQL within `ms`. `setting` names the variable the URL came
- * from. Throws DatabaseUnreachable with a fix-it message; errors PostgreSQL itself reports (a
+ * from. Throws UsageError with a fix-it message; errors PostgreSQL itself reports (a
  * wrong password, a missing database) keep their code and say which setting to fix.
  */
 export async function assertReachable(sql: Sql, url: string, setting: string, ms: number): Promise<void> {
@@ -83,24 +78,24 @@ export async function assertReachable(sql: Sql, url: string, setting: string, ms
     switch (e.code) {
       case 'ENOTFOUND':
       case 'EAI_AGAIN':
-        throw new DatabaseUnreachable(`${setting}: the host of ${target.where} could not be resolved (${e.code}); check the host name and DNS`);
+        throw new UsageError(`${setting}: the host of ${target.where} could not be resolved (${e.code}); check the host name and DNS`);
       case 'ECONNREFUSED':
-        throw new DatabaseUnreachable(`${at} refused the connection (ECONNREFUSED): is PostgreSQL running and listening there?`);
+        throw new UsageError(`${at} refused the connection (ECONNREFUSED): is PostgreSQL running and listening there?`);
       case 'EHOSTUNREACH':
       case 'ENETUNREACH':
       case 'ETIMEDOUT':
-        throw new DatabaseUnreachable(`${at} could not be reached (${e.code}); check the host, port and network policy`);
+        throw new UsageError(`${at} could not be reached (${e.code}); check the host, port and network policy`);
       case 'CONNECT_TIMEOUT':
       case 'DEADLINE': {
         const found = target.tcp ? await sniffListener(target.tcp.host, target.tcp.port, 2000) : 'did not answer';
-        throw new DatabaseUnreachable(`${at} ${found}; no database connection within ${ms} ms. Check ${setting}`);
+        throw new UsageError(`${at} ${found}; no database connection within ${ms} ms. Check ${setting}`);
       }
       default:
         // A PostgreSQL error (28P01 wrong password, 3D000 no such database, …): its message is the server's.
         if (e.code && /^[0-9A-Z]{5}$/.test(e.code)) {
-          throw new DatabaseUnreachable(`${setting} (${target.where}): ${e.message ?? 'connection failed'} (${e.code})`);
+          throw new UsageError(`${setting} (${target.where}): ${e.message ?? 'connection failed'} (${e.code})`);
         }
-        throw new DatabaseUnreachable(`${at} could not be used: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`);
+        throw new UsageError(`${at} could not be used: ${e.message ?? String(err)}${e.code ? ` (${e.code})` : ''}`);
     }
   }
 }

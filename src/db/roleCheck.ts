@@ -1,13 +1,8 @@
 import type { Sql } from './connect';
+import { UsageError } from '../errors';
 
 export const TENANT_TABLES = ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries', 'tenant_email_templates', 'tenant_email_domains'] as const;
 
-export class UnsafeRoleError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UnsafeRoleError';
-  }
-}
 
 /**
  * Refuse to run as a role for which row-level security would not hold: a superuser, a role with
@@ -17,7 +12,7 @@ export async function assertSafeWorkerRole(sql: Sql): Promise<void> {
   const [role] = await sql`
     SELECT current_user AS name, rolsuper, rolbypassrls
     FROM pg_roles WHERE rolname = current_user`;
-  if (!role) throw new UnsafeRoleError('could not read the current role from pg_roles');
+  if (!role) throw new UsageError('could not read the current role from pg_roles');
   const problems: string[] = [];
   if (role.rolsuper) problems.push(`role "${role.name}" is a superuser`);
   if (role.rolbypassrls) problems.push(`role "${role.name}" has BYPASSRLS`);
@@ -29,14 +24,14 @@ export async function assertSafeWorkerRole(sql: Sql): Promise<void> {
     LEFT JOIN pg_class c ON c.oid = to_regclass(t.name)`;
   const missing = tables.filter((t) => !t.present).map((t) => t.name);
   if (missing.length > 0) {
-    throw new UnsafeRoleError(`tables ${missing.join(', ')} do not exist: run \`tenant-email migrate\` (as the owner role) first`);
+    throw new UsageError(`tables ${missing.join(', ')} do not exist: run \`tenant-email migrate\` (as the owner role) first`);
   }
   for (const t of tables) {
     if (t.owns) problems.push(`role "${role.name}" owns (or is a member of the owner of) ${t.name}`);
     if (!t.relrowsecurity || !t.relforcerowsecurity) problems.push(`row-level security is not enabled and forced on ${t.name}`);
   }
   if (problems.length > 0) {
-    throw new UnsafeRoleError(
+    throw new UsageError(
       `refusing to start: ${problems.join('; ')}. Connect DATABASE_URL as the unprivileged worker role ` +
         '(WORKER_DB_ROLE, default email_worker); run migrations with MIGRATION_DATABASE_URL as the owner.',
     );
@@ -54,7 +49,7 @@ export async function assertAdminFunctions(sql: Sql): Promise<void> {
            has_function_privilege('admin_api_key_lookup(text)', 'EXECUTE') AS lookup,
            has_function_privilege('admin_api_key_touch(uuid)', 'EXECUTE') AS touch`;
   if (r && r.lookup && r.touch) return;
-  throw new UnsafeRoleError(
+  throw new UsageError(
     `refusing to start the admin API: role "${r?.name}" may not execute admin_api_key_lookup/admin_api_key_touch. ` +
       'Connect the admin API as the role `tenant-email migrate` was given as ADMIN_DB_ROLE (chart: admin.databaseRole and secrets.keys.adminDatabaseUrl), ' +
       'or run migrate without ADMIN_DB_ROLE to let the worker role serve the admin API.',

@@ -4,19 +4,11 @@ import { PLATFORM_PAID_SETTING, type ProviderAccount, type ProviderName, type Se
 import { type Sql, callDeadline } from './connect';
 import { beginWithin } from './deadline';
 import type { KeyRing } from '../config/require';
+import { WorkerError } from '../errors';
 
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1';
 
-export class SettingsError extends Error {
-  constructor(
-    readonly code: 'tenant_not_found' | 'api_key_required' | 'settings_undecryptable',
-    message: string,
-  ) {
-    super(message);
-    this.name = 'SettingsError';
-  }
-}
 
 export interface MaskedAccount {
   provider: string;
@@ -99,15 +91,15 @@ export async function putSettings(
     const keepKey = input.api_key === undefined && primaryNeedsKey && !!existing && existing.provider === input.provider && existing.has_key;
     const keepFallbackKey = !!fb && fb.api_key === undefined && fallbackNeedsKey && !!existing && existing.fallback_provider === fb.provider && existing.has_fallback_key;
     if (input.api_key === undefined && primaryNeedsKey && !keepKey) {
-      throw new SettingsError('api_key_required', 'api_key is required when settings are created or the provider changes');
+      throw new WorkerError('api_key_required', 'api_key is required when settings are created or the provider changes');
     }
     if (fb && fb.api_key === undefined && fallbackNeedsKey && !keepFallbackKey) {
-      throw new SettingsError('api_key_required', 'fallback.api_key is required when a fallback is added or its provider changes');
+      throw new WorkerError('api_key_required', 'fallback.api_key is required when a fallback is added or its provider changes');
     }
     let oldKey = keys.current.secret;
     if ((keepKey || keepFallbackKey) && existing) {
       const held = keyFor(keys, existing.key_id);
-      if (!held) throw new SettingsError('settings_undecryptable', 'the stored key was encrypted with a key this process does not hold; send api_key again');
+      if (!held) throw new WorkerError('settings_undecryptable', 'the stored key was encrypted with a key this process does not hold; send api_key again');
       oldKey = held.secret;
     }
 
@@ -165,7 +157,7 @@ export async function putSettings(
       return { created: Boolean(row?.created) };
     } catch (err) {
       if ((err as { code?: string }).code === '23503') {
-        throw new SettingsError(
+        throw new WorkerError(
           'tenant_not_found',
           owned
             ? `tenant "${tenantId}" could not be created`
@@ -225,14 +217,14 @@ export async function deleteSettings(sql: Sql, tenantId: string): Promise<boolea
 
 /**
  * The decrypted accounts of a tenant, for `verify` (the hot path decrypts inside the claim).
- * Throws SettingsError('settings_undecryptable') when the row's key is not held.
+ * Throws WorkerError('settings_undecryptable') when the row's key is not held.
  */
 export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: string): Promise<SenderSettings | null> {
   return withTenant(sql, tenantId, async (tx) => {
     const [meta] = await tx`SELECT key_id FROM tenant_email_settings WHERE tenant_id = ${tenantId}`;
     if (!meta) return null;
     const key = keyFor(keys, meta.key_id);
-    if (!key) throw new SettingsError('settings_undecryptable', 'the settings were encrypted with a key this process does not hold');
+    if (!key) throw new WorkerError('settings_undecryptable', 'the settings were encrypted with a key this process does not hold');
     const [r] = await tx`
       SELECT provider, provider_settings, from_email, from_name, reply_to_domain, version, fallback_provider, fallback_provider_settings,
              list_unsubscribe, extra_headers,

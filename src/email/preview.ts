@@ -1,9 +1,8 @@
-import { WorkerError } from '../errors';
+import type { FieldIssue } from '../errors';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { eventDataSchema } from '../intake/eventData';
-import type { FieldIssue } from '../settings/input';
 import { buildTemplateView } from './compose';
-import { TemplateRenderError, builtinTemplate, compileTemplate, renderTemplate, type RenderedContent } from './templates';
+import { builtinTemplate, compileTemplate, renderTemplate, type RenderedContent } from './templates';
 import type { TemplateSource } from '../types';
 import { checkTemplate } from './templateCheck';
 
@@ -69,10 +68,6 @@ export async function renderPreview(req: PreviewRequest): Promise<PreviewResult>
   const event: IntakeEvent = {
     id: 'preview', source: '/tenant-email/preview', type: req.eventType, tenantId: req.tenantId, traceparent: null, mode: 'binary', recipient: null, data: data.data,
   };
-  try {
-    return { ok: true, template: source, version, content: renderTemplate(compiled, buildTemplateView(event, req.tenantId, req.outputMaxChars)) };
-  } catch (err) {
-    if (err instanceof TemplateRenderError) throw new WorkerError('template_render_failed', err.message);
-    throw err;
-  }
+  // A template that fails on this data throws template_render_failed (the worker would send the built-in).
+  return { ok: true, template: source, version, content: renderTemplate(compiled, buildTemplateView(event, req.tenantId, req.outputMaxChars)) };
 }

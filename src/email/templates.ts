@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { DEFAULT_TEMPLATE } from './defaultTemplate';
 import { renderBudget } from './renderBudget';
 import { TEMPLATE_PARTS, type TemplatePart, type TemplateSource, type TemplateUse } from '../types';
+import { WorkerError, isWorkerError } from '../errors';
 import { compileOptions, handlebars } from './handlebarsEnv';
 import { checkTemplate, type TemplateIssue } from './templateCheck';
 
@@ -29,12 +30,11 @@ export interface CompiledTemplate {
   readonly tenantParts: readonly TemplatePart[];
 }
 
-export class TemplateRenderError extends Error {
-  constructor(readonly reason: 'render_failed' | 'subject_empty' | 'too_large', message: string) {
-    super(message);
-    this.name = 'TemplateRenderError';
-  }
+/** A template that compiled but failed on this event's data: `template_render_failed`, with why (render_failed, subject_empty, too_large) for the log. */
+function renderFailed(why: 'render_failed' | 'subject_empty' | 'too_large', message: string): WorkerError {
+  return new WorkerError('template_render_failed', message, { detail: { code: why } });
 }
+const isRenderFailure = (err: unknown): err is WorkerError => isWorkerError(err) && err.code === 'template_render_failed';
 
 /** Turn every `{{{x}}}` and `{{& x}}` of a parsed template into an escaped `{{x}}`. */
 function escapeAll(node: unknown): void {
@@ -65,7 +65,7 @@ function compilePart(part: TemplatePart, source: string): Render {
   return (view) => {
     const bound = budget.bound(view);
     if (bound > RENDERED_MAX_CHARS) {
-      throw new TemplateRenderError('too_large', `${part}: could render to ${bound} characters with this event's data, more than ${RENDERED_MAX_CHARS}; not rendered`);
+      throw renderFailed('too_large', `${part}: could render to ${bound} characters with this event's data, more than ${RENDERED_MAX_CHARS}; not rendered`);
     }
     const v = view as Record<string, unknown>;
     const data = html && typeof v.output_html === 'string' ? { ...v, output_html: new hb.SafeString(v.output_html) } : view;
@@ -118,7 +118,7 @@ export function headerSafe(v: string, max = 200): string {
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 
-/** Render all three parts. Throws TemplateRenderError; never returns an empty subject. */
+/** Render all three parts. Throws `template_render_failed`; never returns an empty subject. */
 export function renderTemplate(t: CompiledTemplate, view: unknown): RenderedContent {
   const out = {} as RenderedContent;
   for (const part of TEMPLATE_PARTS) {
@@ -126,14 +126,14 @@ export function renderTemplate(t: CompiledTemplate, view: unknown): RenderedCont
     try {
       s = t[part](view);
     } catch (err) {
-      if (err instanceof TemplateRenderError) throw err;
-      throw new TemplateRenderError('render_failed', `${part}: ${err instanceof Error ? err.message.split('\n', 1)[0] : 'render failed'}`);
+      if (isRenderFailure(err)) throw err;
+      throw renderFailed('render_failed', `${part}: ${err instanceof Error ? err.message.split('\n', 1)[0] : 'render failed'}`);
     }
-    if (s.length > RENDERED_MAX_CHARS) throw new TemplateRenderError('too_large', `${part}: rendered to more than ${RENDERED_MAX_CHARS} characters`);
+    if (s.length > RENDERED_MAX_CHARS) throw renderFailed('too_large', `${part}: rendered to more than ${RENDERED_MAX_CHARS} characters`);
     out[part] = s;
   }
   out.subject = headerSafe(out.subject, 200);
-  if (out.subject === '') throw new TemplateRenderError('subject_empty', 'subject: rendered to an empty line');
+  if (out.subject === '') throw renderFailed('subject_empty', 'subject: rendered to an empty line');
   return out;
 }
 
@@ -149,7 +149,7 @@ export function renderWithFallback(t: CompiledTemplate | 'broken' | null, view: 
   try {
     return { content: renderTemplate(t, view), use: 'tenant' };
   } catch (err) {
-    const reason = err instanceof TemplateRenderError ? err.message : 'render failed';
+    const reason = isRenderFailure(err) ? err.message : 'render failed';
     return { content: renderTemplate(builtinTemplate(), view), use: 'builtin_fallback', fallbackReason: reason };
   }
 }

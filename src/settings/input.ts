@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { oneLine } from '../core/text';
 import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName } from '../types';
 import { EgressRefused, destinationHost, type Egress } from '../net/egress';
+import type { FieldIssue } from '../errors';
 
 /**
  * The body of `PUT .../email-settings` and of `tenant-email settings put` (DESIGN §6).
@@ -90,13 +91,6 @@ export const settingsInputSchema = z
 
 export type SettingsInput = z.infer<typeof settingsInputSchema>;
 
-export interface FieldIssue {
-  path: string;
-  message: string;
-  /** Templates: where in the part the problem is (1-based line and column). */
-  line?: number;
-  column?: number;
-}
 
 const httpUrl = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL');
 const plainText = (max: number) => z.string().min(1).max(max).refine(oneLine, ONE_LINE);

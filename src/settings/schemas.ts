@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { WorkerError } from '../errors';
-import { HOSTNAME, emailAddress, type FieldIssue } from './input';
+import { HOSTNAME, emailAddress } from './input';
 import { oneLine } from '../core/text';
 import { TEMPLATE_MAX_CHARS } from '../types';
 
@@ -9,11 +8,6 @@ export const testEmailBody = z.strictObject({ to: emailAddress });
 export const daysQuery = z.coerce.number().int().min(1).max(366).default(30);
 
 /** `invalid_request` with the field issues in the answer's `issues`. */
-export class InvalidRequest extends WorkerError {
-  constructor(readonly issues: FieldIssue[]) {
-    super('invalid_request', issues.map((i) => `${i.path}${i.line ? ` (line ${i.line})` : ''}: ${i.message}`).join('; ').slice(0, 300));
-  }
-}
 
 /** An event type in a path: the CloudEvents `type` charset we accept for templates. */
 export const EVENT_TYPE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;

@@ -1,4 +1,4 @@
-import { ConfigError, keyId, loadConfig } from '../../src/config';
+import { keyId, loadConfig } from '../../src/config';
 import { rotateKeys } from '../../src/db/maintenance';
 import { migrate } from '../../src/db/migrate';
 import { deleteSettings, putSettings } from '../../src/db/settings';
@@ -6,6 +6,7 @@ import { startWorker } from '../../src/server';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { captureLogs } from '../helpers/logCapture';
 import { TEST_ROLES } from '../helpers/roles';
+import { UsageError } from '../../src/errors';
 
 const A = 'CANARY-KEYCHECK-A-0123456789abcdef0123456789';
 const B = 'CANARY-KEYCHECK-B-fedcba9876543210fedcba9876';
@@ -49,7 +50,7 @@ describe('start-up key check', () => {
     // One row is under A, one under B (the rotation above stopped after one batch).
     const wrong = 'CANARY-KEYCHECK-C-00112233445566778899aabbcc';
     const err = await start({ DB_ENCRYPTION_KEY: wrong });
-    expect(err).toBeInstanceOf(ConfigError);
+    expect(err).toBeInstanceOf(UsageError);
     expect((err as Error).message).toMatch(/DB_ENCRYPTION_KEY does not open the stored tenant settings/);
     expect((err as Error).message).toContain(`${keyId(A)} (1 rows)`);
     expect((err as Error).message).toContain(`DB_ENCRYPTION_KEY has key id ${keyId(wrong)}`);
