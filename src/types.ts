@@ -114,3 +114,7 @@ export interface DomainState {
   /** Empty when the provider did not return them this time (the stored ones are kept). */
   records: DomainRecord[];
 }
+
+// --- headers (email/compose.ts sets them; settings/input.ts keeps tenants' extra headers off them) ---
+/** Headers the worker sets on every email itself: a tenant's extra headers may not name them. */
+export const RESERVED_HEADERS: readonly string[] = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id', 'list-unsubscribe', 'list-unsubscribe-post'];

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SENDER_DOMAIN_POLICIES } from '../types';
+import { isEmailAddress } from '../core/emailAddress';
 
 /** The environment variables the worker reads, each with its type, bounds, default and the message a bad value gets. */
 
@@ -106,7 +107,7 @@ export const envSchema = z.object({
     .default('/tenant-email-worker')
     .refine((v) => v.trim() !== '' && v.length <= 256, 'must be a non-empty URI-reference, e.g. /tenant-email-worker'),
   SENDGRID_API_KEY: optionalString,
-  SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || z.email().safeParse(v).success, 'must be an email address'),
+  SENDGRID_FROM_EMAIL: optionalString.refine((v) => v === undefined || isEmailAddress(v), 'must be an email address'),
   SENDGRID_FROM_NAME: optionalString,
   SENDGRID_BASE_URL: optionalString,
   SENDGRID_MASTER_API_KEY: optionalString,

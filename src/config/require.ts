@@ -1,5 +1,6 @@
 import { type Config, type EncryptionKey } from './index';
 import { UsageError } from '../errors';
+import type { SenderSettings } from '../types';
 
 /*
  * What a command needs from a loaded configuration, asked for where it is needed: a database URL
@@ -48,4 +49,28 @@ export function requireEncryptionKey(config: Config): EncryptionKey {
     throw new UsageError('DB_ENCRYPTION_KEY is not set: it must be at least 32 random bytes; generate one with `tenant-email keys generate`.');
   }
   return config.encryptionKey;
+}
+
+/** The platform's global SendGrid account (SENDGRID_*) as sender settings, for events with no tenant settings; null when none is configured. */
+export function globalSenderSettings(config: Config): SenderSettings | null {
+  return config.global
+    ? {
+        source: 'global',
+        primary: {
+          provider: 'sendgrid',
+          apiKey: config.global.apiKey,
+          settings: config.global.baseUrl ? { base_url: config.global.baseUrl } : {},
+          platformManaged: true,
+          platformPaid: true,
+        },
+        fallback: null,
+        fromEmail: config.global.fromEmail,
+        fromName: config.global.fromName,
+        replyToDomain: config.global.replyToDomain,
+        listUnsubscribe: null,
+        extraHeaders: {},
+        fromDomain: null,
+        version: 0,
+      }
+    : null;
 }

@@ -1,12 +1,10 @@
-import { z } from 'zod';
+import { isEmailAddress } from './emailAddress';
 
 /**
  * The platform-tier sender address EMAIL_TENANT_FROM_PATTERN makes for a tenant
  * (`noreply@{tenant}.mail.example.com`). Here rather than in email/, because the configuration
  * checks the pattern when it loads, and config sits below email.
  */
-
-const address = z.email();
 
 /**
  * A tenant id as a DNS label (and local part): lower case, runs of anything but [a-z0-9] become
@@ -27,7 +25,7 @@ export function platformAddress(pattern: string, tenantId: string): string | nul
   const label = tenantLabel(tenantId);
   if (!label) return null;
   const candidate = pattern.replace(/\{tenant\}/g, label);
-  return address.safeParse(candidate).success ? candidate : null;
+  return isEmailAddress(candidate) ? candidate : null;
 }
 
 /** Whether EMAIL_TENANT_FROM_PATTERN is usable: it names the tenant and yields an address. */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ProviderName, SenderSettings, SenderTier, TemplateUse } from '../types';
 import { type Sql, callDeadline } from './connect';
 import { bounded } from './deadline';
-import { storedAccount } from './settings';
+import { tenantSenderSettings, type SenderSettingsRow } from './settings';
 import type { KeyRing } from '../config/require';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
@@ -79,18 +79,11 @@ export function createDeliveryStore(
             templateVersion: r.template_version === null ? null : Number(r.template_version),
             settings:
               r.settings_source === 'tenant'
-                ? {
-                    source: 'tenant',
-                    primary: storedAccount(r.provider, r.api_key, r.provider_settings),
-                    fallback: r.fallback_provider ? storedAccount(r.fallback_provider, r.fallback_api_key, r.fallback_provider_settings) : null,
-                    fromEmail: r.from_email,
-                    fromName: r.from_name,
-                    replyToDomain: r.reply_to_domain,
-                    listUnsubscribe: r.list_unsubscribe,
-                    extraHeaders: r.extra_headers ?? {},
-                    fromDomain: r.from_domain_status ? { status: r.from_domain_status, provider: r.from_domain_provider } : null,
-                    version: Number(r.settings_version),
-                  }
+                ? tenantSenderSettings({
+                    ...(r as unknown as SenderSettingsRow),
+                    from_domain: r.from_domain_status ? { status: r.from_domain_status, provider: r.from_domain_provider } : null,
+                    version: r.settings_version,
+                  })
                 : null,
           };
         case 'quota_exceeded':

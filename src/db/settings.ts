@@ -233,18 +233,39 @@ export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: stri
              CASE WHEN api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(api_key_encrypted, ${key.secret}::text) END AS api_key,
              CASE WHEN fallback_api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(fallback_api_key_encrypted, ${key.secret}::text) END AS fallback_api_key
       FROM tenant_email_settings s WHERE s.tenant_id = ${tenantId}`;
-    if (!r) return null;
-    return {
-      source: 'tenant',
-      primary: storedAccount(r.provider, r.api_key, r.provider_settings),
-      fallback: r.fallback_provider ? storedAccount(r.fallback_provider, r.fallback_api_key, r.fallback_provider_settings) : null,
-      fromEmail: r.from_email,
-      fromName: r.from_name,
-      replyToDomain: r.reply_to_domain,
-      listUnsubscribe: r.list_unsubscribe,
-      extraHeaders: r.extra_headers,
-      fromDomain: r.from_domain ?? null,
-      version: Number(r.version),
-    };
+    return r ? tenantSenderSettings(r as unknown as SenderSettingsRow) : null;
   });
+}
+
+/** A tenant's settings row with its keys decrypted, as the claim (email_claim_event) and loadSenderSettings read it. */
+export interface SenderSettingsRow {
+  provider: ProviderName;
+  api_key: string | null;
+  provider_settings: Record<string, unknown> | null;
+  fallback_provider: ProviderName | null;
+  fallback_api_key: string | null;
+  fallback_provider_settings: Record<string, unknown> | null;
+  from_email: string | null;
+  from_name: string | null;
+  reply_to_domain: string | null;
+  list_unsubscribe: string | null;
+  extra_headers: Record<string, string> | null;
+  from_domain: SenderSettings['fromDomain'];
+  version: number | string;
+}
+
+/** The one place a tenant's SenderSettings is made from a database row. */
+export function tenantSenderSettings(r: SenderSettingsRow): SenderSettings {
+  return {
+    source: 'tenant',
+    primary: storedAccount(r.provider, r.api_key, r.provider_settings),
+    fallback: r.fallback_provider ? storedAccount(r.fallback_provider, r.fallback_api_key, r.fallback_provider_settings) : null,
+    fromEmail: r.from_email,
+    fromName: r.from_name,
+    replyToDomain: r.reply_to_domain,
+    listUnsubscribe: r.list_unsubscribe,
+    extraHeaders: r.extra_headers ?? {},
+    fromDomain: r.from_domain ?? null,
+    version: Number(r.version),
+  };
 }

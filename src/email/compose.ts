@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { taskOutput } from '../intake/eventData';
 import type { OutgoingEmail } from '../providers/types';
-import { GLOBAL_TENANT } from '../types';
+import { GLOBAL_TENANT, RESERVED_HEADERS } from '../types';
 import { renderMarkdown } from './markdown';
 import { domainOf, type SenderChoice } from './sender';
 import { headerSafe, type RenderedContent } from './templates';
+import { isEmailAddress } from '../core/emailAddress';
 
 export { headerSafe };
 
@@ -17,14 +17,13 @@ export { headerSafe };
 export const MAX_OUTPUT_CHARS = 100 * 1024;
 const MAX_PROMPT_CHARS = 10 * 1024;
 
-const address = z.email();
 
 /** `reply+{task_id}@{domain}` by default: replies route back to the task. */
 export function replyToAddress(pattern: string, taskId: string, domain: string | null): string | null {
   if (!domain) return null;
   const candidate = pattern.replace(/\{task_id\}/g, taskId).replace(/\{domain\}/g, domain);
   // A task id with characters an address cannot carry gives no Reply-To rather than a broken one.
-  return !/[\s\r\n\0,;<>"]/.test(candidate) && address.safeParse(candidate).success ? candidate : null;
+  return !/[\s\r\n\0,;<>"]/.test(candidate) && isEmailAddress(candidate) ? candidate : null;
 }
 
 export function escapeHtml(v: string): string {
@@ -75,13 +74,6 @@ export function buildTemplateView(event: IntakeEvent, tenantId: string, maxOutpu
     event: { id: event.id, source: event.source, type: event.type },
   };
 }
-
-/**
- * Headers the worker sets itself. Tenant extra headers may not use these names (settings/input.ts).
- * X-Entity-Ref-ID is stable per delivery (a hash of the ledger key), so a resend after a crash
- * carries the same reference; over SMTP it is the Message-ID as well.
- */
-export const RESERVED_HEADERS = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id', 'list-unsubscribe', 'list-unsubscribe-post'];
 
 /**
  * The key that names one delivery to a provider (Resend's Idempotency-Key; hashed, the

@@ -1,11 +1,11 @@
 import { MAX_JSON_DEPTH, nestedDeeperThan } from '../core/jsonDepth';
 import { parse as parseContentType } from 'content-type';
 import type { CloudEvent } from 'cloudevents';
-import { z } from 'zod';
 import { WorkerError } from '../errors';
 import { TENANT_ID_PATTERN } from '../types';
 import { oneLine } from '../core/text';
 import { eventDataSchema, type EventData } from './eventData';
+import { isEmailAddress } from '../core/emailAddress';
 
 export interface IntakeEvent {
   id: string;
@@ -28,7 +28,6 @@ export interface IntakeRequest {
 const JSON_TYPES = new Set(['application/json', 'text/json']);
 const CE_JSON = 'application/cloudevents+json';
 const CE_BATCH = 'application/cloudevents-batch+json';
-const recipientSchema = z.email();
 
 /**
  * Turn one HTTP request into a checked event, or throw a WorkerError with a 4xx code. The SDK's
@@ -156,7 +155,7 @@ function resolveTenant(extension: unknown, fromData: string | null | undefined):
 function resolveRecipient(v: string | null | undefined): string | null {
   if (v === undefined || v === null || v.trim() === '') return null;
   const addr = v.trim();
-  if (/[\r\n\0,;<>]/.test(addr) || !recipientSchema.safeParse(addr).success) {
+  if (/[\r\n\0,;<>]/.test(addr) || !isEmailAddress(addr)) {
     throw new WorkerError('invalid_data', 'data.notify_email must be exactly one email address');
   }
   return addr;

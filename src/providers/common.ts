@@ -79,6 +79,23 @@ export function ranOutOfTime(startedAt: number, timeoutMs: number): boolean {
   return Date.now() - startedAt >= timeoutMs * 0.95;
 }
 
+/**
+ * One provider SDK call, the same way for every provider: a WorkerError it throws passes
+ * through; any other failure is mapped by the provider's `map`, told whether the call ran out its
+ * time budget (PROVIDER_TIMEOUT_MS), which SDKs that abort do not say.
+ */
+export function timedCall(timeoutMs: number, map: (err: unknown, timedOut: boolean) => WorkerError) {
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    const started = Date.now();
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof WorkerError) throw err;
+      throw map(err, ranOutOfTime(started, timeoutMs));
+    }
+  };
+}
+
 /** `Name <address>` with the name quoted when it holds anything but letters, digits and spaces. */
 export function formatFrom(from: { email: string; name: string | null }): string {
   if (!from.name) return from.email;

@@ -1,6 +1,6 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount, DomainState } from '../types';
-import { endpointFor, errorFromHttpStatus, formatFrom, pinnedDispatcher, ranOutOfTime, stringSetting } from './common';
+import { endpointFor, errorFromHttpStatus, formatFrom, pinnedDispatcher, stringSetting, timedCall } from './common';
 import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type PostmarkModule = typeof import('postmark');
@@ -28,14 +28,15 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
   const client = new postmark.ServerClient(account.apiKey, clientOptions);
   const stream = stringSetting(account.settings, 'message_stream');
 
+  const call = timedCall(opts.timeoutMs, mapPostmarkError);
+
   return {
     name: 'postmark',
     async close() {
       await dispatcher?.close();
     },
-    async send(email: OutgoingEmail) {
-      const started = Date.now();
-      try {
+    send: (email: OutgoingEmail) =>
+      call(async () => {
         const out = await client.sendEmail({
           From: formatFrom(email.from),
           To: email.to,
@@ -49,30 +50,15 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
           ...(stream ? { MessageStream: stream } : {}),
         });
         return { messageId: out.MessageID ?? null };
-      } catch (err) {
-        throw mapPostmarkError(err, ranOutOfTime(started, opts.timeoutMs * 1.05));
-      }
-    },
-    async verify() {
-      const started = Date.now();
-      try {
+      }),
+    verify: () =>
+      call(async () => {
         await client.getServer();
-      } catch (err) {
-        throw mapPostmarkError(err, ranOutOfTime(started, opts.timeoutMs * 1.05));
-      }
-    },
+      }),
     domains({ accountToken }) {
       // Domains belong to the Postmark account, not the server: they need the account token.
       if (!accountToken) throw new WorkerError('account_token_required');
       const account = new postmark.AccountClient(accountToken, clientOptions);
-      const call = async <T>(fn: () => Promise<T>): Promise<T> => {
-        const started = Date.now();
-        try {
-          return await fn();
-        } catch (err) {
-          throw mapPostmarkError(err, ranOutOfTime(started, opts.timeoutMs * 1.05));
-        }
-      };
       return {
         async register(domain) {
           const list = await call(() => account.getDomains({ count: 500, offset: 0 }));

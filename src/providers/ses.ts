@@ -1,6 +1,6 @@
 import { WorkerError } from '../errors';
 import type { ProviderAccount, DomainState } from '../types';
-import { endpointFor, errorFromHttpStatus, formatFrom, pinnedAgents, ranOutOfTime, stringSetting, tagValue } from './common';
+import { endpointFor, errorFromHttpStatus, formatFrom, pinnedAgents, stringSetting, tagValue, timedCall } from './common';
 import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
 type SesModule = typeof import('@aws-sdk/client-sesv2');
@@ -37,11 +37,12 @@ export function createSesProvider(account: ProviderAccount, opts: ProviderOption
   const configurationSet = stringSetting(account.settings, 'configuration_set');
   const tenantName = stringSetting(account.settings, 'tenant_name');
 
+  const call = timedCall(opts.timeoutMs, mapSesError);
+
   return {
     name: 'ses',
-    async send(email: OutgoingEmail) {
-      const started = Date.now();
-      try {
+    send: (email: OutgoingEmail) =>
+      call(async () => {
         const out = await client.send(
           new ses.SendEmailCommand({
             FromEmailAddress: formatFrom(email.from),
@@ -63,43 +64,29 @@ export function createSesProvider(account: ProviderAccount, opts: ProviderOption
           }),
         );
         return { messageId: out.MessageId ?? null };
-      } catch (err) {
-        throw mapSesError(err, ranOutOfTime(started, opts.timeoutMs));
-      }
-    },
-    async verify() {
-      const started = Date.now();
-      try {
+      }),
+    verify: () =>
+      call(async () => {
         const out = await client.send(new ses.GetAccountCommand({}));
         if (out.SendingEnabled === false) throw new WorkerError('provider_forbidden', 'SES sending is paused for this account');
-      } catch (err) {
-        if (err instanceof WorkerError) throw err;
-        throw mapSesError(err, ranOutOfTime(started, opts.timeoutMs));
-      }
-    },
+      }),
     async close() {
       client.destroy();
     },
     domains() {
-      const get = async (domain: string): Promise<DomainState> => {
-        const started = Date.now();
-        try {
-          return sesDomainState(domain, await client.send(new ses.GetEmailIdentityCommand({ EmailIdentity: domain })));
-        } catch (err) {
-          throw mapSesError(err, ranOutOfTime(started, opts.timeoutMs));
-        }
-      };
+      const get = (domain: string): Promise<DomainState> =>
+        call(async () => sesDomainState(domain, await client.send(new ses.GetEmailIdentityCommand({ EmailIdentity: domain }))));
       return {
-        async register(domain) {
-          const started = Date.now();
-          try {
-            return sesDomainState(domain, await client.send(new ses.CreateEmailIdentityCommand({ EmailIdentity: domain })));
-          } catch (err) {
-            // Already an identity of this account: read it instead.
-            if ((err as { name?: unknown }).name === 'AlreadyExistsException') return get(domain);
-            throw mapSesError(err, ranOutOfTime(started, opts.timeoutMs));
-          }
-        },
+        register: (domain) =>
+          call(async () => {
+            try {
+              return sesDomainState(domain, await client.send(new ses.CreateEmailIdentityCommand({ EmailIdentity: domain })));
+            } catch (err) {
+              // Already an identity of this account: read it instead.
+              if ((err as { name?: unknown }).name === 'AlreadyExistsException') return get(domain);
+              throw err;
+            }
+          }),
         check: (domain) => get(domain),
       };
     },

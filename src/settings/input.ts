@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { oneLine } from '../core/text';
-import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName } from '../types';
+import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName, RESERVED_HEADERS } from '../types';
 import { EgressRefused, destinationHost, type Egress } from '../net/egress';
 import type { FieldIssue } from '../errors';
+import { EMAIL_ADDRESS } from '../core/emailAddress';
 
 /**
  * The body of `PUT .../email-settings` and of `tenant-email settings put` (DESIGN §6).
@@ -17,7 +18,7 @@ export const emailAddress = z
   .string()
   .max(254)
   .refine(oneLine, ONE_LINE)
-  .pipe(z.email({ message: 'must be one email address' }));
+  .pipe(EMAIL_ADDRESS);
 
 const secret = z.string().min(1, 'must not be empty').max(4096).refine(oneLine, ONE_LINE);
 
@@ -34,13 +35,12 @@ const providerName = z.enum(PROVIDERS, { message: `must be one of ${PROVIDERS.jo
  * values are one printable line.
  */
 const ALLOWED_PLAIN_HEADERS = ['auto-submitted', 'precedence', 'organization'];
-const OWN_HEADERS = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id'];
 export const MAX_EXTRA_HEADERS = 10;
 const headerName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,62}$/, 'must be a header name of letters, digits and dashes')
   .refine(
-    (n) => (/^x-/i.test(n) || ALLOWED_PLAIN_HEADERS.includes(n.toLowerCase())) && !OWN_HEADERS.includes(n.toLowerCase()),
+    (n) => (/^x-/i.test(n) || ALLOWED_PLAIN_HEADERS.includes(n.toLowerCase())) && !RESERVED_HEADERS.includes(n.toLowerCase()),
     `is not allowed: use an X-… name (not X-Tenant-ID, X-Event-ID or X-Entity-Ref-ID) or one of Auto-Submitted, Precedence, Organization`,
   );
 const headerValue = z

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { LEASE_MARGIN_MS, type Config } from '../config';
+import { globalSenderSettings } from '../config/require';
 import type { DeliveryStore } from '../db/deliveries';
 import { mapDatabaseError } from '../db/errors';
 import type { StoredTemplate } from '../db/templates';
@@ -65,26 +66,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
   const { config, deliveries, providers, metrics } = deps;
   const lateWrites = deps.lateWrites ?? new LateWrites();
   const templates = new TemplateCache(config.templateCacheSize);
-  const globalSettings: SenderSettings | null = config.global
-    ? {
-        source: 'global',
-        primary: {
-          provider: 'sendgrid',
-          apiKey: config.global.apiKey,
-          settings: config.global.baseUrl ? { base_url: config.global.baseUrl } : {},
-          platformManaged: true,
-          platformPaid: true,
-        },
-        fallback: null,
-        fromEmail: config.global.fromEmail,
-        fromName: config.global.fromName,
-        replyToDomain: config.global.replyToDomain,
-        listUnsubscribe: null,
-        extraHeaders: {},
-        fromDomain: null,
-        version: 0,
-      }
-    : null;
+  const globalSettings = globalSenderSettings(config);
 
   return async function processEvent(event: IntakeEvent, log: Logger): Promise<EventOutcome> {
     const tenantId = event.tenantId ?? GLOBAL_TENANT;
