@@ -128,11 +128,6 @@ export function makeApp(deps: AppDeps): express.Express {
       if (reply) res.status(202).set(reply.headers).send(reply.body);
       else res.status(202).end();
       const provider = outcome.kind === 'sent' ? outcome.provider : null;
-      if (span && outcome.kind === 'sent') {
-        span.setAttribute('email.fallback_used', outcome.fallbackUsed);
-        span.setAttribute('email.template_source', outcome.template);
-        span.setAttribute('email.sender_tier', outcome.senderTier);
-      }
       finish(outcome.kind, { status: 202, provider });
       log.info(
         {

@@ -2,14 +2,14 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { makeApp, type AppState } from './app';
 import { type Config } from './config';
-import { createSql, type Sql, callDeadline } from './db/connect';
-import { bounded, withDeadline } from './db/deadline';
+import { createSql, type Sql } from './db/connect';
+import { bounded } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
 import { assertReachable } from './db/probe';
 import { listen } from './net/listen';
 import { assertKeysOpenSettings } from './db/keyCheck';
 import { assertAdminFunctions, assertSafeWorkerRole } from './db/roleCheck';
-import { getTemplate } from './db/templates';
+import { templateReader } from './db/templates';
 import type { Logger } from './logger';
 import { ProviderClients, providerOptions } from './providers/clients';
 import { WorkerMetrics } from './telemetry/metrics';
@@ -73,8 +73,7 @@ export async function startWorker(
     providers,
     metrics,
     lateWrites,
-    // A read in a transaction (the tenant's RLS context): bounded like the claim, not cancellable.
-    loadTemplate: (tenantId, eventType) => withDeadline(getTemplate(sql, tenantId, eventType), callDeadline(sql)),
+    loadTemplate: templateReader(sql),
   });
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');

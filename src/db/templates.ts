@@ -1,6 +1,7 @@
-import type { Sql } from './connect';
+import { type Sql, callDeadline } from './connect';
 import { withTenant } from './settings';
 import type { TemplatePart } from '../types';
+import { withDeadline } from './deadline';
 
 /** tenant_email_templates, always under the tenant's RLS context. */
 
@@ -64,4 +65,13 @@ export async function deleteTemplate(sql: Sql, tenantId: string, eventType: stri
     const rows = await tx`DELETE FROM tenant_email_templates WHERE tenant_id = ${tenantId} AND event_type = ${eventType} RETURNING version`;
     return rows.length > 0;
   });
+}
+
+/**
+ * What the worker reads a tenant's template with on a cache miss (processEvent's loadTemplate):
+ * getTemplate under the pool's call deadline. A read in a transaction (the tenant's RLS context)
+ * is bounded like the claim, not cancelled.
+ */
+export function templateReader(sql: Sql): (tenantId: string, eventType: string) => Promise<StoredTemplate | null> {
+  return (tenantId, eventType) => withDeadline(getTemplate(sql, tenantId, eventType), callDeadline(sql));
 }

@@ -120,3 +120,8 @@ export function withSpan<T>(span: Span, fn: () => Promise<T>): Promise<T> {
 }
 
 export { SpanStatusCode, type Span };
+
+/** Attributes for the event's span (the one withSpan made current), from inside its work; nothing when tracing is off. */
+export function annotateEventSpan(attributes: Attributes): void {
+  trace.getActiveSpan()?.setAttributes(attributes);
+}

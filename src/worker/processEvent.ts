@@ -14,7 +14,7 @@ import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import type { OutgoingEmail } from '../providers/types';
 import { secondsSince, type WorkerMetrics } from '../telemetry/metrics';
-import { inSpan } from '../telemetry/tracing';
+import { annotateEventSpan, inSpan } from '../telemetry/tracing';
 import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings, type SenderTier, type TemplateUse } from '../types';
 import { LateWrites, recordWithRetry } from './lateWrites';
 
@@ -197,7 +197,9 @@ export function createEventProcessor(deps: ProcessorDeps) {
     // The provider accepted the email: answer 2xx even if the ledger write failed, because a
     // redelivery would send it again. The claim keeps a redelivery out until the write lands.
     const s = sent as NonNullable<typeof sent>;
-    return { kind: 'sent', provider: s.provider, messageId: s.messageId, fallbackUsed: s.fallbackUsed, recorded, template: content?.use ?? 'builtin', senderTier: s.sender.tier };
+    const template = content?.use ?? 'builtin';
+    annotateEventSpan({ 'email.fallback_used': s.fallbackUsed, 'email.template_source': template, 'email.sender_tier': s.sender.tier });
+    return { kind: 'sent', provider: s.provider, messageId: s.messageId, fallbackUsed: s.fallbackUsed, recorded, template, senderTier: s.sender.tier };
   };
 
   /** The tenant's compiled template for this event type, from the cache or loaded once per version. */
