@@ -1,6 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { WorkerError } from '../errors';
+import { WorkerError, isWorkerError } from '../errors';
 
 /**
  * Where a tenant may make the worker connect. A tenant chooses its SMTP host (and, where the
@@ -79,19 +79,22 @@ export function classifyAddress(address: string): AddressClass {
   return 'public';
 }
 
-/** Why a destination was refused, in words safe for an answer or a log (no addresses of other tenants). */
-export class EgressRefused extends Error {
-  constructor(
-    readonly host: string,
-    readonly reason: 'internal' | 'unresolvable',
-  ) {
-    super(
-      reason === 'internal'
-        ? `${host} resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)`
-        : `${host} could not be resolved`,
-    );
-    this.name = 'EgressRefused';
-  }
+/**
+ * A refused destination, as the WorkerError its callers answer with, in words safe for an answer
+ * or a log (no addresses of other tenants): `destination_forbidden` when it resolves to an
+ * address the policy refuses, `provider_network` when it does not resolve. The same object
+ * fails a connection through the policy's lookup, so the SDKs' errors carry it as their cause.
+ */
+function refused(host: string, reason: 'internal' | 'unresolvable'): WorkerError {
+  return reason === 'internal'
+    ? new WorkerError('destination_forbidden', `${host} resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)`, { detail: { code: 'egress_internal' } })
+    : new WorkerError('provider_network', `${host} could not be resolved`, { detail: { code: 'egress_unresolvable' } });
+}
+
+/** Why the egress policy refused a destination, when `err` is its refusal; null for any other error. */
+export function refusalReason(err: unknown): 'internal' | 'unresolvable' | null {
+  if (!isWorkerError(err)) return null;
+  return err.detail?.code === 'egress_internal' ? 'internal' : err.detail?.code === 'egress_unresolvable' ? 'unresolvable' : null;
 }
 
 type Resolver = (host: string) => Promise<string[]>;
@@ -149,7 +152,7 @@ export class Egress {
    * A `lookup` for sockets (node:net, http(s).Agent, undici's connector): the name is resolved
    * through this policy, so the connection goes to an address that was checked, with no second
    * resolution in between for a rebinding name to change its answer. A refusal fails the
-   * connection with the EgressRefused error.
+   * connection with the refusal (refusalReason says which).
    */
   readonly lookup: LookupFunction = (hostname, options, callback) => {
     this.check(hostname).then(
@@ -163,7 +166,7 @@ export class Egress {
         if (options.all) (callback as (err: null, addresses: typeof all) => void)(null, all);
         else callback(null, all[0]!.address, all[0]!.family);
       },
-      (err: Error) => callback(Object.assign(err, { code: 'EGRESS_REFUSED' }) as NodeJS.ErrnoException, '', 0),
+      (err: Error) => callback(err as NodeJS.ErrnoException, '', 0),
     );
   };
 
@@ -175,21 +178,21 @@ export class Egress {
     const h = normaliseHost(host);
     if (h === 'localhost' || h.endsWith('.localhost')) {
       if (this.nameAllowed(h) || this.policy.allowPrivate) return ['127.0.0.1'];
-      throw new EgressRefused(host, 'internal');
+      throw refused(host, 'internal');
     }
     if (isIP(h) !== 0) {
       if (this.nameAllowed(h) || this.addressAllowed(h)) return [h];
-      throw new EgressRefused(host, 'internal');
+      throw refused(host, 'internal');
     }
     let addresses: string[];
     try {
       addresses = await this.resolver(h);
     } catch {
-      throw new EgressRefused(host, 'unresolvable');
+      throw refused(host, 'unresolvable');
     }
     if (this.nameAllowed(h)) return addresses;
-    if (addresses.length === 0) throw new EgressRefused(host, 'unresolvable');
-    if (!addresses.every((a) => this.addressAllowed(a))) throw new EgressRefused(host, 'internal');
+    if (addresses.length === 0) throw refused(host, 'unresolvable');
+    if (!addresses.every((a) => this.addressAllowed(a))) throw refused(host, 'internal');
     return addresses;
   }
 }
@@ -198,10 +201,6 @@ function normaliseHost(host: string): string {
   return host.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
 }
 
-/** The error a send or a verify gets when its destination is refused at connect time. */
-export function destinationForbidden(err: EgressRefused): WorkerError {
-  return new WorkerError('destination_forbidden', err.message);
-}
 
 /** The host a tenant-chosen destination connects to: the SMTP host, or the host of an endpoint override URL. */
 export function destinationHost(value: string): string | undefined {

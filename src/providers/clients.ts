@@ -2,7 +2,7 @@ import { raceDeadline } from '../core/timeLimit';
 import { createHash } from 'node:crypto';
 import type { LookupFunction } from 'node:net';
 import { WorkerError } from '../errors';
-import { Egress, EgressRefused, destinationForbidden, destinationHost, type EgressPolicy } from '../net/egress';
+import { Egress, destinationHost, refusalReason, type EgressPolicy } from '../net/egress';
 import type { ProviderAccount, ProviderName } from '../types';
 import { endpointFor } from './common';
 import { createPostmarkProvider } from './postmark';
@@ -79,14 +79,14 @@ export class ProviderClients {
  */
 class ConnectRefusals {
   count = 0;
-  last: EgressRefused | undefined;
+  last: WorkerError | undefined;
   constructor(private readonly egress: Egress) {}
 
   readonly lookup: LookupFunction = (hostname, options, callback) => {
     this.egress.lookup(hostname, options, ((err: NodeJS.ErrnoException | null, ...rest: unknown[]) => {
-      if (err instanceof EgressRefused) {
+      if (refusalReason(err)) {
         this.count++;
-        this.last = err;
+        this.last = err as unknown as WorkerError;
       }
       (callback as (err: NodeJS.ErrnoException | null, ...rest: unknown[]) => void)(err, ...rest);
     }) as Parameters<LookupFunction>[2]);
@@ -110,7 +110,7 @@ function guardDestination(client: EmailProvider, account: ProviderAccount, opts:
     try {
       await opts.egress.check(host);
     } catch (err) {
-      if (err instanceof EgressRefused && err.reason === 'internal') throw destinationForbidden(err);
+      if (refusalReason(err) === 'internal') throw err;
       throw new WorkerError('provider_network', `the provider endpoint ${host} could not be resolved`);
     }
   };
@@ -123,7 +123,7 @@ function guardDestination(client: EmailProvider, account: ProviderAccount, opts:
       return await call();
     } catch (err) {
       const refused = refusals.count > before ? refusals.last : undefined;
-      if (refused?.reason === 'internal') throw destinationForbidden(refused);
+      if (refusalReason(refused) === 'internal') throw refused;
       throw err;
     }
   };

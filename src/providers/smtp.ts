@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { WorkerError } from '../errors';
-import { EgressRefused, destinationForbidden } from '../net/egress';
+import { refusalReason } from '../net/egress';
 import type { ProviderAccount } from '../types';
 import { stringSetting } from './common';
 import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
@@ -97,8 +97,9 @@ export function createSmtpProvider(account: ProviderAccount, opts: ProviderOptio
 /** By nodemailer's error code and the SMTP reply code, never the reply text (DESIGN §5). */
 export function mapSmtpError(err: unknown): WorkerError {
   const e = (typeof err === 'object' && err !== null ? err : {}) as { code?: unknown; responseCode?: unknown };
-  if (err instanceof EgressRefused) {
-    return err.reason === 'internal' ? destinationForbidden(err) : new WorkerError('provider_network', `the SMTP server could not be reached (${err.message})`);
+  const refusal = refusalReason(err);
+  if (refusal) {
+    return refusal === 'internal' ? (err as WorkerError) : new WorkerError('provider_network', `the SMTP server could not be reached (${(err as WorkerError).message})`);
   }
   const code = typeof e.code === 'string' ? e.code : '';
   const reply = typeof e.responseCode === 'number' ? e.responseCode : undefined;

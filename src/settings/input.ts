@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { oneLine } from '../core/text';
 import { ENDPOINT_OVERRIDE_SETTING, PROVIDERS, type ProviderName, RESERVED_HEADERS } from '../types';
-import { EgressRefused, destinationHost, type Egress } from '../net/egress';
+import { destinationHost, refusalReason, type Egress } from '../net/egress';
 import type { FieldIssue } from '../errors';
 import { EMAIL_ADDRESS } from '../core/emailAddress';
 
@@ -151,7 +151,7 @@ async function checkDestinations(value: SettingsInput, egress: Egress, opts: { a
     try {
       await egress.check(host);
     } catch (err) {
-      if (err instanceof EgressRefused && err.reason === 'internal') {
+      if (refusalReason(err) === 'internal') {
         issues.push({ path: `${prefix}provider_settings.${k}`, message: 'resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)' });
       }
     }
