@@ -2,12 +2,13 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Config } from './config';
 import { describeError } from './db/errors';
 import { WorkerError, bodyErrorKind, errorBody, isWorkerError } from './errors';
-import { parseCloudEvent, type IntakeEvent } from './intake/cloudEventIntake';
+import { parseCloudEvent } from './intake/cloudEventIntake';
 import type { Logger } from './logger';
 import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
 import { SpanStatusCode, parentContext, startEventSpan, withSpan, type Span } from './telemetry/tracing';
 import type { EventOutcome } from './worker/processEvent';
 import { buildReply } from './worker/replyEvent';
+import type { IntakeEvent } from './core/event';
 
 export interface AppState {
   draining: boolean;

@@ -36,8 +36,8 @@ const MAY_IMPORT: Record<Layer, Layer[]> = {
   providers: ['core', 'net'],
   // The database layer knows nothing of rendering, sending or HTTP.
   db: ['core', 'config', 'settings'],
-  // Rendering reads the event intake produced; it never queries.
-  email: ['core', 'intake', 'providers', 'settings'],
+  // Rendering works on the event (core/event.ts), never on intake's parsing; it never queries.
+  email: ['core', 'providers', 'settings'],
   worker: [...BELOW_WORKER],
   // The admin API and the CLI are siblings: neither imports the other.
   admin: [...BELOW_WORKER, 'worker'],

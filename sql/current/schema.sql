@@ -333,8 +333,7 @@ BEGIN
   END IF;
 
   IF v_s.from_email IS NOT NULL THEN
-    SELECT dm.status, dm.provider INTO from_domain_status, from_domain_provider FROM tenant_email_domains dm
-      WHERE dm.tenant_id = p_tenant_id AND dm.domain = lower(split_part(v_s.from_email, '@', 2));
+    SELECT d.status, d.provider INTO from_domain_status, from_domain_provider FROM email_from_domain(p_tenant_id, v_s.from_email) d;
   END IF;
 
   settings_source := 'tenant';
@@ -385,6 +384,16 @@ BEGIN
   RETURN NULL;
 END
 $function$;
+
+CREATE OR REPLACE FUNCTION public.email_from_domain(p_tenant_id text, p_from_email text)
+ RETURNS TABLE(status text, provider text)
+ LANGUAGE sql
+ STABLE
+AS $function$
+  SELECT dm.status, dm.provider FROM tenant_email_domains dm
+  WHERE dm.tenant_id = p_tenant_id AND dm.domain = lower(split_part(p_from_email, '@', 2))
+$function$;
+GRANT EXECUTE ON FUNCTION email_from_domain(text,text) TO email_worker;
 
 CREATE OR REPLACE FUNCTION public.email_quota_give_back(p_tenant_id text, p_day date, p_slot smallint)
  RETURNS void

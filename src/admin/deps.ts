@@ -1,10 +1,10 @@
 import type { Config } from '../config';
 import type { Sql } from '../db/connect';
 import type { KeyRing } from '../config/require';
-import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import type { EventOutcome } from '../worker/processEvent';
+import type { IntakeEvent } from '../core/event';
 
 /** What the admin API's routes (router.ts, contentRoutes.ts) are given by server.ts. */
 export interface AdminDeps {

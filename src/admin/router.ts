@@ -8,7 +8,6 @@ import { describeError, mapDatabaseError } from '../db/errors';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { tenantStats } from '../db/stats';
 import { WorkerError, bodyErrorKind, errorBody, isWorkerError, invalidRequest } from '../errors';
-import type { IntakeEvent } from '../intake/cloudEventIntake';
 import { verifyAccounts } from '../providers/verify';
 import { toIssues, validateSettingsInput } from '../settings/input';
 import { TENANT_ID_PATTERN } from '../types';
@@ -17,6 +16,7 @@ import { buildOpenApi } from './openapi';
 import { addContentRoutes } from './contentRoutes';
 import { daysQuery, testEmailBody } from '../settings/schemas';
 import type { AdminDeps } from './deps';
+import type { IntakeEvent } from '../core/event';
 
 const ADMIN_BODY_LIMIT = '512kb';
 

@@ -228,8 +228,7 @@ export async function loadSenderSettings(sql: Sql, keys: KeyRing, tenantId: stri
     const [r] = await tx`
       SELECT provider, provider_settings, from_email, from_name, reply_to_domain, version, fallback_provider, fallback_provider_settings,
              list_unsubscribe, extra_headers,
-             (SELECT jsonb_build_object('status', dm.status, 'provider', dm.provider) FROM tenant_email_domains dm
-               WHERE dm.tenant_id = s.tenant_id AND dm.domain = lower(split_part(s.from_email, '@', 2))) AS from_domain,
+             (SELECT jsonb_build_object('status', d.status, 'provider', d.provider) FROM email_from_domain(s.tenant_id, s.from_email) d) AS from_domain,
              CASE WHEN api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(api_key_encrypted, ${key.secret}::text) END AS api_key,
              CASE WHEN fallback_api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(fallback_api_key_encrypted, ${key.secret}::text) END AS fallback_api_key
       FROM tenant_email_settings s WHERE s.tenant_id = ${tenantId}`;

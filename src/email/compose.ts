@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { IntakeEvent } from '../intake/cloudEventIntake';
-import { taskOutput } from '../intake/eventData';
+import { taskOutput, type IntakeEvent } from '../core/event';
 import type { OutgoingEmail } from '../providers/types';
 import { GLOBAL_TENANT, RESERVED_HEADERS } from '../types';
 import { renderMarkdown } from './markdown';

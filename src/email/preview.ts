@@ -1,6 +1,5 @@
 import type { FieldIssue } from '../errors';
-import type { IntakeEvent } from '../intake/cloudEventIntake';
-import { eventDataSchema } from '../intake/eventData';
+import { eventDataSchema, type IntakeEvent } from '../core/event';
 import { buildTemplateView } from './compose';
 import { builtinTemplate, compileTemplate, renderTemplate, type RenderedContent } from './templates';
 import type { TemplateSource } from '../types';

@@ -4,21 +4,9 @@ import type { CloudEvent } from 'cloudevents';
 import { WorkerError } from '../errors';
 import { TENANT_ID_PATTERN } from '../types';
 import { oneLine } from '../core/text';
-import { eventDataSchema, type EventData } from './eventData';
+import { eventDataSchema, type IntakeEvent } from '../core/event';
 import { isEmailAddress } from '../core/emailAddress';
 
-export interface IntakeEvent {
-  id: string;
-  source: string;
-  type: string;
-  /** null: no tenant anywhere in the event; the global configuration applies. */
-  tenantId: string | null;
-  traceparent: string | null;
-  mode: 'binary' | 'structured';
-  data: EventData;
-  /** The validated recipient, or null when the event names none. */
-  recipient: string | null;
-}
 
 export interface IntakeRequest {
   headers: Record<string, string | string[] | undefined>;

@@ -9,7 +9,6 @@ import { buildTemplateView, composeEmail } from '../email/compose';
 import { resolveSender, type SenderChoice } from '../email/sender';
 import { TemplateCache, compileTemplate, renderWithFallback, type CompiledTemplate } from '../email/templates';
 import { WorkerError, isWorkerError, type ErrorCode } from '../errors';
-import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
 import type { OutgoingEmail } from '../providers/types';
@@ -17,6 +16,7 @@ import { secondsSince, type WorkerMetrics } from '../telemetry/metrics';
 import { annotateEventSpan, inSpan } from '../telemetry/tracing';
 import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings, type SenderTier, type TemplateUse } from '../types';
 import { LateWrites, recordWithRetry } from './lateWrites';
+import type { IntakeEvent } from '../core/event';
 
 /** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */
 export type EventOutcome =

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { IntakeEvent } from '../intake/cloudEventIntake';
 import type { EventOutcome } from './processEvent';
+import type { IntakeEvent } from '../core/event';
 
 export const REPLY_SENT = 'codetether.email.sent';
 export const REPLY_SKIPPED = 'codetether.email.skipped';

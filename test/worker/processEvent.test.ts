@@ -1,7 +1,6 @@
 import { loadConfig } from '../../src/config';
 import type { ClaimRequest, ClaimResult, DeliveryStore, OutcomeRecord } from '../../src/db/deliveries';
 import { WorkerError } from '../../src/errors';
-import type { IntakeEvent } from '../../src/intake/cloudEventIntake';
 import { createLogger } from '../../src/logger';
 import type { ProviderClients } from '../../src/providers/clients';
 import type { EmailProvider, OutgoingEmail } from '../../src/providers/types';
@@ -10,6 +9,7 @@ import { LateWrites } from '../../src/worker/lateWrites';
 import { createEventProcessor } from '../../src/worker/processEvent';
 import { taskData } from '../helpers/events';
 import { CANARY_DB_KEY } from '../helpers/worker';
+import type { IntakeEvent } from '../../src/core/event';
 
 /**
  * The processor on its own, between a ledger and providers that answer as each case needs:

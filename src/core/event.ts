@@ -1,7 +1,9 @@
 import { z } from 'zod';
-import { oneLine } from '../core/text';
+import { oneLine } from './text';
 
 /**
+ * The event the worker handles, as every layer after intake sees it.
+ *
  * `data` of codetether.task.created (DESIGN §2). Unknown fields are kept and ignored. Strings that
  * end up in headers are checked again when the email is composed.
  */
@@ -32,4 +34,18 @@ export function taskOutput(data: EventData): string | null {
   const m = data.metadata?.output;
   if (m === undefined || m === null) return null;
   return typeof m === 'string' ? m : JSON.stringify(m, null, 2);
+}
+
+/** An event as intake (intake/cloudEventIntake.ts) hands it on: checked, with its recipient validated. */
+export interface IntakeEvent {
+  id: string;
+  source: string;
+  type: string;
+  /** null: no tenant anywhere in the event; the global configuration applies. */
+  tenantId: string | null;
+  traceparent: string | null;
+  mode: 'binary' | 'structured';
+  data: EventData;
+  /** The validated recipient, or null when the event names none. */
+  recipient: string | null;
 }
