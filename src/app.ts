@@ -1,7 +1,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from './config';
 import { describeError } from './db/errors';
-import { WorkerError, bodyErrorKind, errorBody, isWorkerError } from './errors';
+import { WorkerError, bodyReadError, errorBody, isWorkerError } from './errors';
 import { parseCloudEvent } from './intake/cloudEventIntake';
 import type { Logger } from './logger';
 import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
@@ -161,20 +161,13 @@ export function makeApp(deps: AppDeps): express.Express {
 
   // Body-parser errors (size, encoding, aborted) and anything else that escaped a handler.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const kind = bodyErrorKind(err);
-    let we: WorkerError;
-    if (kind === 'too_large') we = new WorkerError('body_too_large', `the body exceeds ${config.bodyLimitBytes} bytes`);
-    else if (kind === 'unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
-    else if (kind === 'incomplete') we = new WorkerError('invalid_event', 'the request body was incomplete');
-    else if (kind !== null) we = new WorkerError('invalid_event', 'the request could not be decoded (body encoding or URL escapes)');
-    else {
-      we = new WorkerError('internal_error');
-      logger.error({ err: describeError(err) }, 'unhandled error');
-    }
+    const bodyError = bodyReadError(err, 'event', `${config.bodyLimitBytes} bytes`);
+    const we = bodyError ?? new WorkerError('internal_error');
+    if (!bodyError) logger.error({ err: describeError(err) }, 'unhandled error');
     send(res, we);
     // An event refused before its body was read still leaves one log line and one metric.
     const started = res.locals.eventStarted as bigint | undefined;
-    if (started !== undefined && kind !== null) {
+    if (started !== undefined && bodyError) {
       metrics?.event({ result: 'rejected', errorCode: we.code, seconds: secondsSince(started) });
       logger.info({ event_id: req.header('ce-id')?.slice(0, 200), ...rejectedLine(we, started), reason: we.message }, 'event rejected');
     }

@@ -156,9 +156,26 @@ export function errorBody(err: WorkerError): { code: ErrorCode; message: string 
  * cut short, not JSON, or any other of its own 4xx (a corrupt gzip body, say). null: not a
  * body-parser client error, so a 500.
  */
-export type BodyErrorKind = 'too_large' | 'unsupported' | 'incomplete' | 'not_json' | 'undecodable';
+type BodyErrorKind = 'too_large' | 'unsupported' | 'incomplete' | 'not_json' | 'undecodable';
 
-export function bodyErrorKind(err: unknown): BodyErrorKind | null {
+/**
+ * The answer to a request whose body could not be read, or null when `err` is not body-parser's
+ * (a bug: the caller answers 500). One table for both surfaces: events answer in the event's
+ * codes (invalid_event), the admin API in its own (invalid_request, naming the body).
+ */
+export function bodyReadError(err: unknown, surface: 'event' | 'admin', limit: string): WorkerError | null {
+  const kind = bodyErrorKind(err);
+  if (kind === null) return null;
+  if (kind === 'too_large') return new WorkerError('body_too_large', surface === 'event' ? `the body exceeds ${limit}` : `the body is larger than ${limit}`);
+  if (kind === 'unsupported') return new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
+  if (surface === 'admin') {
+    const what = { not_json: 'is not valid JSON', incomplete: 'was incomplete', undecodable: 'could not be decoded (body encoding or URL escapes)' }[kind];
+    return invalidRequest([{ path: '(body)', message: what }]);
+  }
+  return new WorkerError('invalid_event', kind === 'incomplete' ? 'the request body was incomplete' : 'the request could not be decoded (body encoding or URL escapes)');
+}
+
+function bodyErrorKind(err: unknown): BodyErrorKind | null {
   const e = (err ?? {}) as { type?: unknown; status?: unknown };
   if (e.type === 'entity.too.large') return 'too_large';
   if (e.type === 'encoding.unsupported' || e.type === 'charset.unsupported') return 'unsupported';

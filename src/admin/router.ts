@@ -7,7 +7,7 @@ import helmet from 'helmet';
 import { describeError, mapDatabaseError } from '../db/errors';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { tenantStats } from '../db/stats';
-import { WorkerError, bodyErrorKind, errorBody, isWorkerError, invalidRequest } from '../errors';
+import { WorkerError, bodyReadError, errorBody, isWorkerError, invalidRequest } from '../errors';
 import { verifyAccounts } from '../providers/verify';
 import { toIssues, validateSettingsInput } from '../settings/input';
 import { TENANT_ID_PATTERN } from '../types';
@@ -148,17 +148,9 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     res.status(404).json(errorBody(new WorkerError('not_found', 'no such admin endpoint')));
   });
   router.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const kind = bodyErrorKind(err);
-    let we: WorkerError;
-    if (kind === 'not_json') we = invalidRequest([{ path: '(body)', message: 'is not valid JSON' }]);
-    else if (kind === 'too_large') we = new WorkerError('body_too_large', `the body is larger than ${ADMIN_BODY_LIMIT}`);
-    else if (kind === 'unsupported') we = new WorkerError('unsupported_media_type', 'unsupported content encoding or charset');
-    else if (kind === 'incomplete') we = invalidRequest([{ path: '(body)', message: 'was incomplete' }]);
-    else if (kind === 'undecodable') we = invalidRequest([{ path: '(body)', message: 'could not be decoded (body encoding or URL escapes)' }]);
-    else {
-      we = new WorkerError('internal_error');
-      logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
-    }
+    const bodyError = bodyReadError(err, 'admin', ADMIN_BODY_LIMIT);
+    const we = bodyError ?? new WorkerError('internal_error');
+    if (!bodyError) logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
     res.status(we.status).json({ ...errorBody(we), ...(we.issues ? { issues: we.issues } : {}) });
   });
   return router;
