@@ -74,6 +74,8 @@ export async function migrate(sql: Sql, opts: { workerRole: string; adminRole?: 
       }
       applied.push(m.name);
     }
+    // The current body of every function (sql/functions.sql), then the grants on them.
+    await tx.unsafe(readFileSync(path.join(SQL_DIR, 'functions.sql'), 'utf8'));
     for (const r of roles) await tx.unsafe(grantsSql('grants.sql', r));
     await tx.unsafe(grantsSql('grants_admin.sql', adminRole));
     // An admin API with a role of its own: the worker role (which may have had them when the two
