@@ -3,16 +3,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { keyId } from '../../src/config';
-import { createSql, type Sql } from '../../src/db/connect';
-import { migrate } from '../../src/db/migrate';
-import { putSettings } from '../../src/db/settings';
-import { bootstrapDatabase, roleUrl } from '../../dev/embeddedPostgres';
 import { chartRenderer, parseDocs } from '../deploy/render';
 import { deliver, summarize, type Delivery, type DeliveryPolicy } from '../helpers/broker';
+import { startOwnDatabase, type OwnDatabase } from '../helpers/pgControl';
 import { binaryEvent, taskData } from '../helpers/events';
-import { startControlledPostgres, type ControlledPostgres } from '../helpers/pgControl';
-import { TEST_ROLES } from '../helpers/roles';
 import { serveOutput, type ServeOutput } from '../helpers/serveProcess';
 import { CANARY_DB_KEY } from '../helpers/worker';
 
@@ -26,7 +20,6 @@ import { CANARY_DB_KEY } from '../helpers/worker';
  */
 
 const CLI = path.join(__dirname, '..', '..', 'dist', 'cli.js');
-const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
 const TENANTS = 8;
 const N = 400;
 type Child = ChildProcessByStdio<null, Readable, Readable>;
@@ -84,32 +77,20 @@ async function startProvider() {
 }
 
 describe('chaos with the chart’s delivery settings', () => {
-  let pg: ControlledPostgres;
+  let db: OwnDatabase;
+  let pg: OwnDatabase['pg'];
   let workerUrl: string;
-  let superuser: Sql;
+  let superuser: OwnDatabase['superuser'];
   let provider: Awaited<ReturnType<typeof startProvider>>;
 
   beforeAll(async () => {
-    pg = await startControlledPostgres();
-    await bootstrapDatabase(pg.superuserUrl(), { database: 'chaos', ...TEST_ROLES });
-    const owner = createSql(roleUrl(pg.superuserUrl(), TEST_ROLES.ownerRole, TEST_ROLES.ownerPassword, 'chaos'), { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'chaos-migrate' });
-    await migrate(owner, { workerRole: TEST_ROLES.workerRole });
-    await owner.end({ timeout: 5 });
-    workerUrl = roleUrl(pg.superuserUrl(), TEST_ROLES.workerRole, TEST_ROLES.workerPassword, 'chaos');
-    superuser = createSql(pg.superuserUrl('chaos'), { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'chaos-check' });
     provider = await startProvider();
-    const sql = createSql(workerUrl, { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'chaos-setup' });
-    for (let t = 0; t < TENANTS; t++) {
-      await putSettings(sql, { current: KEY }, `chaos-${t}`, {
-        provider: 'sendgrid', api_key: `SG.CANARY-chaos-${t}-0000000000`, from_email: `noreply@chaos${t}.example`, provider_settings: { base_url: provider.url }, enabled: true, daily_limit: 100_000,
-      } as never);
-    }
-    await sql.end({ timeout: 5 });
+    db = await startOwnDatabase('chaos', { tenants: TENANTS, tenant: (t) => `chaos-${t}`, providerUrl: provider.url });
+    ({ pg, workerUrl, superuser } = db);
   }, 600_000);
   afterAll(async () => {
-    await superuser?.end({ timeout: 5 });
+    await db?.close();
     await provider?.close();
-    await pg?.close();
   });
 
   it('kill the worker twice and restart PostgreSQL twice mid-burst: every event sent, extra copies only for emails sent by a killed worker before it wrote the outcome', async () => {

@@ -1,48 +1,30 @@
-import { keyId } from '../../src/config';
-import { createSql, type Sql } from '../../src/db/connect';
-import { migrate } from '../../src/db/migrate';
-import { putSettings } from '../../src/db/settings';
-import { bootstrapDatabase, roleUrl } from '../../dev/embeddedPostgres';
 import { classifyCopies, deliverAll, summarize } from '../helpers/broker';
+import { startOwnDatabase, type OwnDatabase } from '../helpers/pgControl';
 import { binaryEvent, taskData } from '../helpers/events';
 import { startFaultyProvider, type FaultyProvider } from '../helpers/faultyProvider';
 import { captureLogs } from '../helpers/logCapture';
-import { startControlledPostgres, type ControlledPostgres } from '../helpers/pgControl';
-import { TEST_ROLES } from '../helpers/roles';
-import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+import { startTestWorker } from '../helpers/worker';
 
 /**
  * A PostgreSQL of this file's own (the shared one serves the other test files), so it can be
  * stopped and started mid-run.
  */
 describe('database faults', () => {
-  let pg: ControlledPostgres;
+  let db: OwnDatabase;
+  let pg: OwnDatabase['pg'];
   let workerUrl: string;
-  let superuser: Sql;
+  let superuser: OwnDatabase['superuser'];
   let provider: FaultyProvider;
   const TENANTS = 10;
 
   beforeAll(async () => {
-    pg = await startControlledPostgres();
-    await bootstrapDatabase(pg.superuserUrl(), { database: 'faults', ...TEST_ROLES });
-    const owner = createSql(roleUrl(pg.superuserUrl(), TEST_ROLES.ownerRole, TEST_ROLES.ownerPassword, 'faults'), { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'faults-migrate' });
-    await migrate(owner, { workerRole: TEST_ROLES.workerRole });
-    await owner.end({ timeout: 5 });
-    workerUrl = roleUrl(pg.superuserUrl(), TEST_ROLES.workerRole, TEST_ROLES.workerPassword, 'faults');
-    superuser = createSql(pg.superuserUrl('faults'), { max: 2, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'faults-check' });
     provider = await startFaultyProvider({ error500: 0, rate429: 0, reset: 0, hang: 0, slow: 0 }, { slowMs: 0 });
-    const sql = createSql(workerUrl, { max: 1, connectTimeoutSeconds: 10, statementTimeoutMs: 60_000, applicationName: 'faults-setup' });
-    for (let t = 0; t < TENANTS; t++) {
-      await putSettings(sql, { current: { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY } }, `dbf-${t}`, {
-        provider: 'sendgrid', api_key: `SG.CANARY-dbf-${t}-0000000000`, from_email: `noreply@dbf${t}.example`, provider_settings: { base_url: provider.url }, enabled: true, daily_limit: 100_000,
-      } as never);
-    }
-    await sql.end({ timeout: 5 });
+    db = await startOwnDatabase('faults', { tenants: TENANTS, tenant: (t) => `dbf-${t}`, providerUrl: provider.url, superuserPool: 2 });
+    ({ pg, workerUrl, superuser } = db);
   }, 600_000);
   afterAll(async () => {
-    await superuser?.end({ timeout: 5 });
+    await db?.close();
     await provider?.close();
-    await pg?.close();
   });
 
   const events = (prefix: string, n: number) =>
