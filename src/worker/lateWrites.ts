@@ -95,7 +95,9 @@ export class LateWrites {
       const ok = await p.write();
       this.pending.delete(p);
       if (p.what === 'outcome') p.log.info({ recorded_late: ok }, ok ? 'delivery outcome recorded late' : 'the claim was taken over before the outcome was written');
-      else p.log.info({ released: ok }, ok ? 'gave up a claim whose answer was lost; a redelivery can claim the event now' : 'no claim to give up (it had not been written)');
+      else if (ok) p.log.info({ released: true }, 'gave up a claim whose answer was lost; a redelivery can claim the event now');
+      // The usual case after a timeout: the claim had rolled back, so there was nothing to give up.
+      else p.log.debug({ released: false }, 'no claim to give up (it had not been written)');
     } catch (err) {
       p.log.debug({ error_code: mapDatabaseError(err).code }, 'ledger write still failing');
       p.delay = Math.min(p.delay * 2, MAX_DELAY_MS);
