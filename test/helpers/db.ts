@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { createSql, type Sql } from '../../src/db/connect';
-import { quoteIdent, roleUrl } from '../../dev/embeddedPostgres';
+import { createSql, quoteIdent, type Sql } from '../../src/db/connect';
+import { roleUrl } from '../../dev/embeddedPostgres';
 import { TEST_ROLES } from './roles';
 
 export interface TestDatabase {
