@@ -13,9 +13,8 @@ import type { Logger } from '../logger';
  *
  * A write that finds the claim taken over changes nothing (email_record_outcome checks the
  * token). Each write is retried after 250 ms, then doubling up to every 10 s (and at once when
- * a claim shows the database is back), for up to
- * RETRY_FOR_MS: after the lease a redelivery may have taken the claim over, but a write that
- * lands before one does still saves a resend. At most MAX_PENDING are held; past that the
+ * a claim shows the database is back), for up to RETRY_FOR_MS: after the lease a redelivery may
+ * have taken the claim over, but a write that lands before one does still saves a resend. At most MAX_PENDING are held; past that the
  * oldest is dropped (logged and counted), so an outage cannot grow memory without bound.
  */
 
@@ -35,7 +34,8 @@ interface Pending {
   readonly until: number;
   delay: number;
   timer: NodeJS.Timeout | undefined;
-  running: boolean;
+  /** The try under way, if any: a second one waits for it instead of writing twice at once. */
+  inflight: Promise<void> | undefined;
 }
 
 export class LateWrites {
@@ -54,7 +54,7 @@ export class LateWrites {
       const oldest = this.pending.values().next().value as Pending;
       this.drop(oldest, 'too many ledger writes waiting for the database; dropped the oldest');
     }
-    const p: Pending = { what, write, log, until: Date.now() + RETRY_FOR_MS, delay: FIRST_DELAY_MS, timer: undefined, running: false };
+    const p: Pending = { what, write, log, until: Date.now() + RETRY_FOR_MS, delay: FIRST_DELAY_MS, timer: undefined, inflight: undefined };
     this.pending.add(p);
     this.schedule(p);
   }
@@ -70,16 +70,16 @@ export class LateWrites {
     if (now - this.nudgedAt < NUDGE_EVERY_MS) return;
     this.nudgedAt = now;
     for (const p of this.pending) {
-      if (p.running) continue;
+      if (p.inflight) continue;
       clearTimeout(p.timer);
       p.delay = FIRST_DELAY_MS;
       void this.attempt(p, true);
     }
   }
 
-  /** One more try of every pending write, for shutdown: whatever is still pending after it is logged. */
+  /** One more try of every pending write (or the end of the one under way), for shutdown: whatever is still pending after it is logged. */
   async flush(): Promise<void> {
-    await Promise.all([...this.pending].map((p) => (clearTimeout(p.timer), this.attempt(p, false))));
+    await Promise.all([...this.pending].map((p) => (clearTimeout(p.timer), p.inflight ?? this.attempt(p, false))));
     for (const p of this.pending) this.drop(p, 'stopping with a ledger write the database did not take');
   }
 
@@ -88,9 +88,13 @@ export class LateWrites {
     p.timer.unref();
   }
 
-  private async attempt(p: Pending, again: boolean): Promise<void> {
-    if (p.running || !this.pending.has(p)) return;
-    p.running = true;
+  private attempt(p: Pending, again: boolean): Promise<void> {
+    if (!this.pending.has(p)) return Promise.resolve();
+    p.inflight ??= this.tryOnce(p, again).finally(() => (p.inflight = undefined));
+    return p.inflight;
+  }
+
+  private async tryOnce(p: Pending, again: boolean): Promise<void> {
     try {
       const ok = await p.write();
       this.pending.delete(p);
@@ -104,8 +108,6 @@ export class LateWrites {
       if (!again) return;
       if (Date.now() + p.delay < p.until) this.schedule(p);
       else this.drop(p, 'gave up a ledger write after retrying it for 15 minutes');
-    } finally {
-      p.running = false;
     }
   }
 
@@ -115,7 +117,7 @@ export class LateWrites {
     this.onDropped(p.what);
     // An outcome left unwritten keeps the event claimed until its lease ends; then a redelivery
     // (or a replay) sends it again. A release left unwritten only delays the next claim.
-    p.log.error({ ledger_write: p.what }, p.what === 'outcome' ? `${msg} (the ledger row stays claimed: a later redelivery sends again)` : msg);
+    p.log.error({ ledger_write: p.what }, p.what === 'outcome' ? `${msg} (the ledger row stays claimed: a redelivery or a replay after its lease sends it again)` : msg);
   }
 }
 
