@@ -62,11 +62,10 @@ export async function startWorker(
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
   });
   const state: AppState = { draining: false, inFlight: 0 };
-  const metrics = config.metricsEnabled
-    ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight)
-    : undefined;
   const lateWrites = new LateWrites((what) => metrics?.lateWriteDropped(what));
-  if (metrics) metrics.lateWritesPending = () => lateWrites.size;
+  const metrics = config.metricsEnabled
+    ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight, () => lateWrites.size)
+    : undefined;
   const processEvent = createEventProcessor({
     config,
     deliveries,

@@ -20,7 +20,6 @@ import type { IntakeEvent } from '../core/event';
 
 const ADMIN_BODY_LIMIT = '512kb';
 
-
 /**
  * /api/v1/admin/tenants/{tenant_id}/... (DESIGN §6). Every handler authenticates, authorizes the
  * tenant, and works through the worker role under RLS with the tenant's context: never a bypass.

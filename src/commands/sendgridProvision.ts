@@ -36,7 +36,6 @@ export interface ProvisionReport {
   ip: StepResult;
 }
 
-
 const KEY_NAME = 'tenant-email-worker';
 
 interface SgClient {

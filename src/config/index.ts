@@ -10,7 +10,6 @@ import { UsageError } from '../errors';
  * fails start-up with a message that says how to fix it. README.md has the same table.
  */
 
-
 /** Reply events are codetether.email.sent and codetether.email.skipped. */
 export const REPLY_EVENT_PREFIX = 'codetether.email.';
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { ProviderName, SenderSettings, SenderTier, TemplateUse } from '../types';
 import { type Sql, callDeadline } from './connect';
 import { bounded } from './deadline';
@@ -14,7 +13,7 @@ export interface ClaimRequest {
   eventType: string;
   taskId: string;
   hasRecipient: boolean;
-  /** Drawn by the caller (a random UUID), who then knows its claim even when the answer is lost; omitted, one is drawn here. */
+  /** Drawn by the caller (a random UUID), who then knows its claim even when the answer is lost; omitted, the database draws one. */
   claimToken?: string | undefined;
 }
 
@@ -68,7 +67,7 @@ export function createDeliveryStore(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
           ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text,
-          ${req.claimToken ?? randomUUID()}::uuid)`, deadline);
+          ${req.claimToken ?? null}::uuid)`, deadline);
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':

@@ -10,7 +10,6 @@ import { UsageError } from '../errors';
  * owner given BYPASSRLS); the worker and the admin API never use that connection.
  */
 
-
 export async function assertMaintenanceRole(sql: Sql): Promise<void> {
   const [r] = await sql`SELECT rolsuper OR rolbypassrls AS bypasses FROM pg_roles WHERE rolname = current_user`;
   if (!r?.bypasses) {

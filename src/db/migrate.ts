@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../core/packageRoot';
 import { quoteIdent, type Sql } from './connect';
+import { ADMIN_API_FUNCTIONS } from './roleCheck';
 
 /** Where the numbered migrations live, both from src/ (tests) and dist/ (built). */
 export const SQL_DIR = path.join(packageRoot(), 'sql');
@@ -33,12 +34,10 @@ function grantsSql(file: 'grants.sql' | 'grants_admin.sql', role: string, dir = 
   return readFileSync(path.join(dir, file), 'utf8').replace(/\{\{(worker|admin)_role\}\}/g, quoteIdent(role));
 }
 
-/** The admin API key functions: only the admin API calls them. */
-const ADMIN_FUNCTIONS = ['admin_api_key_lookup(text)', 'admin_api_key_touch(uuid)'];
-
 /**
  * Apply pending migrations in one transaction under an advisory lock, then (re)apply the worker
- * role's grants, and the admin API role's (ADMIN_DB_ROLE, the worker role when unset). A second migrator waits for the lock and then finds nothing to do. Forward only.
+ * role's grants, and the admin API role's (ADMIN_DB_ROLE, the worker role when unset). A second
+ * migrator waits for the lock and then finds nothing to do. Forward only.
  */
 export async function migrate(sql: Sql, opts: { workerRole: string; adminRole?: string | undefined }): Promise<MigrateResult> {
   const migrations = loadMigrations();
@@ -79,7 +78,7 @@ export async function migrate(sql: Sql, opts: { workerRole: string; adminRole?: 
     // An admin API with a role of its own: the worker role (which may have had them when the two
     // were one) keeps none of its functions.
     if (adminRole !== opts.workerRole) {
-      for (const f of ADMIN_FUNCTIONS) await tx.unsafe(`REVOKE EXECUTE ON FUNCTION ${f} FROM ${quoteIdent(opts.workerRole)}`);
+      for (const f of ADMIN_API_FUNCTIONS) await tx.unsafe(`REVOKE EXECUTE ON FUNCTION ${f} FROM ${quoteIdent(opts.workerRole)}`);
     }
   });
 

@@ -13,7 +13,6 @@ import { UsageError } from '../errors';
  * port, never the URL itself (it carries the password).
  */
 
-
 /** Where a URL points, for messages: host:port, or the socket directory. Never user or password. */
 export function describeTarget(url: string): { where: string; tcp?: { host: string; port: number } } {
   try {

@@ -3,6 +3,8 @@ import { UsageError } from '../errors';
 
 export const TENANT_TABLES = ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries', 'tenant_email_templates', 'tenant_email_domains'] as const;
 
+/** The functions only the admin API calls (sql/grants_admin.sql grants them to its role). */
+export const ADMIN_API_FUNCTIONS = ['admin_api_key_lookup(text)', 'admin_api_key_touch(uuid)'] as const;
 
 /**
  * Refuse to run as a role for which row-level security would not hold: a superuser, a role with
@@ -45,10 +47,9 @@ export async function assertSafeWorkerRole(sql: Sql): Promise<void> {
  */
 export async function assertAdminFunctions(sql: Sql): Promise<void> {
   const [r] = await sql`
-    SELECT current_user AS name,
-           has_function_privilege('admin_api_key_lookup(text)', 'EXECUTE') AS lookup,
-           has_function_privilege('admin_api_key_touch(uuid)', 'EXECUTE') AS touch`;
-  if (r && r.lookup && r.touch) return;
+    SELECT current_user AS name, bool_and(has_function_privilege(f, 'EXECUTE')) AS allowed
+    FROM unnest(string_to_array(${ADMIN_API_FUNCTIONS.join(';')}, ';')) AS f`;
+  if (r?.allowed) return;
   throw new UsageError(
     `refusing to start the admin API: role "${r?.name}" may not execute admin_api_key_lookup/admin_api_key_touch. ` +
       'Connect the admin API as the role `tenant-email migrate` was given as ADMIN_DB_ROLE (chart: admin.databaseRole and secrets.keys.adminDatabaseUrl), ' +

@@ -9,7 +9,6 @@ import { WorkerError } from '../errors';
 /** pgcrypto options: AES-256, no compression (length oracle), a single S2K pass (the key is random). */
 export const PGP_OPTIONS = 'cipher-algo=aes256, compress-algo=0, s2k-mode=1';
 
-
 export interface MaskedAccount {
   provider: string;
   api_key_set: boolean;
@@ -34,7 +33,6 @@ export interface MaskedSettings extends MaskedAccount {
   created_at: string;
   updated_at: string;
 }
-
 
 /**
  * A stored account as the sender sees it: the platform's mark (PLATFORM_PAID_SETTING) becomes

@@ -16,7 +16,6 @@ export { headerSafe };
 export const MAX_OUTPUT_CHARS = 100 * 1024;
 const MAX_PROMPT_CHARS = 10 * 1024;
 
-
 /** `reply+{task_id}@{domain}` by default: replies route back to the task. */
 export function replyToAddress(pattern: string, taskId: string, domain: string | null): string | null {
   if (!domain) return null;

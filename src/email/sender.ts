@@ -20,7 +20,6 @@ import { GLOBAL_TENANT, type ProviderAccount, type SenderDomainPolicy, type Send
  *   SMTP accounts are never checked: the relay is the tenant's, with no domain API.
  */
 
-
 export interface SenderChoice {
   email: string;
   name: string | null;

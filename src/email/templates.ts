@@ -137,7 +137,6 @@ export function renderTemplate(t: CompiledTemplate, view: unknown): RenderedCont
   return out;
 }
 
-
 /**
  * Render with the tenant's template when there is one, else the built-in; when the tenant's
  * template fails (or, 'broken', a stored one no longer compiles), the built-in one is rendered

@@ -7,7 +7,6 @@ import { oneLine } from '../core/text';
 import { eventDataSchema, type IntakeEvent } from '../core/event';
 import { isEmailAddress } from '../core/emailAddress';
 
-
 export interface IntakeRequest {
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;

@@ -201,7 +201,6 @@ function normaliseHost(host: string): string {
   return host.trim().toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
 }
 
-
 /** The host a tenant-chosen destination connects to: the SMTP host, or the host of an endpoint override URL. */
 export function destinationHost(value: string): string | undefined {
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return value;

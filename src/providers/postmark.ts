@@ -103,7 +103,6 @@ function postmarkDomainState(d: {
   return { providerDomainId: String(d.ID), status: d.DKIMVerified ? 'verified' : 'pending', records };
 }
 
-
 // Postmark API ErrorCodes (https://postmarkapp.com/developer/api/overview#error-codes).
 const AUTH_CODES = new Set([10]);
 // The account or sender is the problem: another provider account may succeed.

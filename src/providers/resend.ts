@@ -119,8 +119,6 @@ function resendDomainState(d: ResendDomain, domain: string): DomainState {
   return { providerDomainId: d.id, status, records };
 }
 
-
-
 /** By statusCode (null: no response) and the retry-after header (DESIGN §5). */
 export function mapResendError(
   error: { statusCode?: number | null; name?: string },

@@ -109,8 +109,6 @@ function sesDomainState(
   return { providerDomainId: domain, status, records };
 }
 
-
-
 const PERMANENT_MESSAGE = new Set(['MessageRejected', 'BadRequestException', 'NotFoundException']);
 const PERMANENT_ACCOUNT = new Set(['MailFromDomainNotVerifiedException', 'AccountSuspendedException', 'SendingPausedException', 'AccessDeniedException']);
 const AUTH = new Set(['UnrecognizedClientException', 'InvalidSignatureException', 'SignatureDoesNotMatch', 'InvalidClientTokenId', 'ExpiredTokenException', 'CredentialsProviderError']);

@@ -91,7 +91,6 @@ export const settingsInputSchema = z
 
 export type SettingsInput = z.infer<typeof settingsInputSchema>;
 
-
 const httpUrl = z.string().regex(/^https?:\/\/[^\s]+$/, 'must be an http(s) URL');
 const plainText = (max: number) => z.string().min(1).max(max).refine(oneLine, ONE_LINE);
 

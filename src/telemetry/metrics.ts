@@ -42,7 +42,7 @@ export class WorkerMetrics {
   private readonly templateFallbacks: Counter<string>;
   private readonly lateWritesDropped: Counter<string>;
 
-  constructor(opts: MetricsOptions, inFlight: () => number) {
+  constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0) {
     this.eventTypes = new Set(opts.eventTypes);
     this.tenants = new Set(opts.tenantLabels);
     this.withTenant = this.tenants.size > 0;
@@ -110,13 +110,12 @@ export class WorkerMetrics {
       labelNames: ['kind'],
       registers,
     });
-    const pending = () => this.lateWritesPending();
     new Gauge({
       name: 'tew_ledger_writes_pending',
       help: 'Ledger writes waiting for the database (outcomes and claim releases retried in the background).',
       registers,
       collect() {
-        this.set(pending());
+        this.set(ledgerWritesPending());
       },
     });
     this.templateFallbacks = new Counter({
@@ -179,9 +178,6 @@ export class WorkerMetrics {
   lateWriteDropped(kind: 'outcome' | 'release'): void {
     this.lateWritesDropped.inc({ kind });
   }
-
-  /** Where the pending-writes gauge reads from (the server's LateWrites). */
-  lateWritesPending: () => number = () => 0;
 
   templateFallback(eventType: string): void {
     this.templateFallbacks.inc({ event_type: this.eventType(eventType) });
