@@ -111,7 +111,10 @@ CREATE OR REPLACE FUNCTION email_claim_event(
   p_prev_key           text,
   -- Chosen by the caller, so that a caller who never saw the answer (the connection broke during
   -- the commit) still knows its claim and can give it up (sql/008's header). NULL: one is drawn.
-  p_claim_token        uuid DEFAULT NULL
+  p_claim_token        uuid DEFAULT NULL,
+  -- The recipient, checked against the tenant's suppression list (sql/009). NULL: not checked
+  -- (a worker of the release before 009).
+  p_recipient          text DEFAULT NULL
 ) RETURNS TABLE (
   outcome                    text,
   claim_token                uuid,
@@ -132,7 +135,8 @@ CREATE OR REPLACE FUNCTION email_claim_event(
   extra_headers              jsonb,
   template_version           bigint,
   from_domain_status         text,
-  from_domain_provider       text
+  from_domain_provider       text,
+  suppression_reason         text
 )
 LANGUAGE plpgsql
 VOLATILE
@@ -174,7 +178,7 @@ BEGIN
         attempts = d.attempts + 1,
         error_code = NULL,
         updated_at = now()
-    WHERE d.status IN ('failed', 'quota_exceeded')
+    WHERE d.status IN ('failed', 'quota_exceeded', 'paused')
        OR (d.status = 'claimed' AND d.lease_expires_at < now())
   RETURNING d.claim_token, d.quota_day, d.quota_slot INTO v_token, v_quota_day, v_quota_slot;
 
@@ -198,6 +202,27 @@ BEGIN
           error_code = CASE WHEN p_has_recipient THEN 'tenant_disabled' ELSE 'no_recipient' END
       WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id;
     outcome := CASE WHEN p_has_recipient THEN 'skipped_disabled' ELSE 'skipped_no_recipient' END;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+
+  -- The tenant's suppression list, then the reputation guard's pause (sql/009): neither sends
+  -- nor spends quota. A suppressed recipient is final; a paused event is claimed again after resume.
+  IF p_recipient IS NOT NULL THEN
+    SELECT sp.reason INTO suppression_reason FROM email_suppressions sp
+      WHERE sp.tenant_id = p_tenant_id AND sp.address = lower(p_recipient);
+  END IF;
+  IF suppression_reason IS NOT NULL
+     OR EXISTS (SELECT 1 FROM tenant_email_reputation r WHERE r.tenant_id = p_tenant_id AND r.paused_at IS NOT NULL) THEN
+    IF v_quota_day IS NOT NULL THEN
+      PERFORM email_quota_give_back(p_tenant_id, v_quota_day, v_quota_slot);
+    END IF;
+    UPDATE email_deliveries d
+      SET status = CASE WHEN suppression_reason IS NOT NULL THEN 'suppressed' ELSE 'paused' END,
+          claim_token = NULL, lease_expires_at = NULL, quota_day = NULL, quota_slot = NULL,
+          error_code = CASE WHEN suppression_reason IS NOT NULL THEN 'recipient_suppressed' ELSE 'tenant_paused' END
+      WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id;
+    outcome := CASE WHEN suppression_reason IS NOT NULL THEN 'suppressed' ELSE 'tenant_paused' END;
     RETURN NEXT;
     RETURN;
   END IF;
@@ -315,6 +340,232 @@ BEGIN
 END
 $$;
 
+-- The rank of a delivery status: a webhook event changes a delivery only to a higher rank, so
+-- duplicates and out-of-order events change nothing twice, a deferral never overwrites a final
+-- status, and a later bounce or complaint beats an earlier delivery.
+CREATE OR REPLACE FUNCTION email_delivery_status_rank(p_status text, p_bounce_type text)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+AS $$
+  SELECT CASE p_status
+    WHEN 'deferred' THEN 1
+    WHEN 'delivered' THEN 2
+    WHEN 'bounced' THEN CASE p_bounce_type WHEN 'soft' THEN 3 ELSE 4 END
+    WHEN 'dropped' THEN 4
+    WHEN 'unsubscribed' THEN 5
+    WHEN 'complained' THEN 6
+    ELSE 0
+  END
+$$;
+
+-- email_apply_feedback: one verified webhook request of one tenant, in one round trip (DESIGN §9).
+-- p_events: [{id, message_id, recipient, status, bounce_type, raw_type, reason, at}], normalised
+-- by the receiver. Events already applied (by provider event id) are skipped; each delivery
+-- (found by the provider's message id) moves to the highest-ranked status; its sending day's
+-- counters follow; hard bounces, complaints, unsubscribes and drops suppress the recipient, soft
+-- bounces after p_soft_bounce_limit (0: never); past a threshold the reputation guard pauses the
+-- tenant. Rates are over the last p_window_days sending days (from the day of the last resume),
+-- counted only from p_min_volume sends on.
+CREATE OR REPLACE FUNCTION email_apply_feedback(
+  p_tenant_id           text,
+  p_provider            text,
+  p_events              jsonb,
+  p_soft_bounce_limit   integer,
+  p_complaint_threshold numeric,
+  p_bounce_threshold    numeric,
+  p_min_volume          integer,
+  p_window_days         integer
+) RETURNS TABLE (
+  received      integer,
+  duplicates    integer,
+  applied       integer,
+  unmatched     integer,
+  suppressed    integer,
+  statuses      jsonb,
+  paused_reason text,
+  paused_detail jsonb
+)
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+#variable_conflict use_column
+DECLARE
+  v_new     jsonb;
+  v_changed jsonb;
+  v_bad     boolean;
+  v_rep     tenant_email_reputation%ROWTYPE;
+  v_from    date;
+  v_sent    bigint;
+  v_compl   bigint;
+  v_hard    bigint;
+  v_c_limit numeric;
+  v_b_limit numeric;
+BEGIN
+  PERFORM set_config('app.current_tenant_id', p_tenant_id, true);
+  received := jsonb_array_length(p_events);
+
+  -- Receipts older than a week are forgotten (providers retry for at most three days).
+  DELETE FROM email_webhook_receipts r WHERE r.ctid IN (
+    SELECT o.ctid FROM email_webhook_receipts o
+    WHERE o.tenant_id = p_tenant_id AND o.received_at < now() - interval '7 days' LIMIT 1000);
+
+  -- The events not seen before, in the order they happened.
+  WITH ev AS (
+    SELECT DISTINCT ON (e.id) e.* FROM jsonb_to_recordset(p_events)
+      AS e(id text, message_id text, recipient text, status text, bounce_type text, raw_type text, reason text, at timestamptz)
+    ORDER BY e.id
+  ), fresh AS (
+    INSERT INTO email_webhook_receipts (tenant_id, provider, provider_event_id)
+      SELECT p_tenant_id, p_provider, ev.id FROM ev
+    ON CONFLICT DO NOTHING
+    RETURNING provider_event_id
+  )
+  SELECT COALESCE(jsonb_agg(to_jsonb(ev) ORDER BY ev.at), '[]'::jsonb) INTO v_new
+    FROM ev JOIN fresh ON fresh.provider_event_id = ev.id;
+  duplicates := received - jsonb_array_length(v_new);
+
+  -- Each delivery to the best of its new events, when that beats what it has. The rows are
+  -- locked first (in key order), so a concurrent request for the same delivery waits and then
+  -- reads the status this one left: a status is counted once, whichever request brings it.
+  WITH best AS (
+    SELECT DISTINCT ON (e.message_id) e.*, email_delivery_status_rank(e.status, e.bounce_type) AS rank
+    FROM jsonb_to_recordset(v_new)
+      AS e(id text, message_id text, recipient text, status text, bounce_type text, raw_type text, reason text, at timestamptz)
+    WHERE e.message_id IS NOT NULL
+    ORDER BY e.message_id, email_delivery_status_rank(e.status, e.bounce_type) DESC, e.at
+  ), cur AS (
+    SELECT d.event_source, d.event_id, COALESCE(d.quota_day, (d.created_at AT TIME ZONE 'UTC')::date) AS day,
+           d.delivery_status AS old_status, d.bounce_type AS old_bounce,
+           b.status, b.bounce_type, lower(b.recipient) AS recipient, b.raw_type, b.reason, b.at, b.rank
+    FROM email_deliveries d JOIN best b ON d.message_id = b.message_id
+    WHERE d.tenant_id = p_tenant_id AND d.provider = p_provider
+    ORDER BY d.event_source, d.event_id
+    FOR UPDATE OF d
+  )
+  SELECT COALESCE(jsonb_agg(to_jsonb(cur)), '[]'::jsonb) INTO v_changed FROM cur
+    WHERE cur.rank > email_delivery_status_rank(cur.old_status, cur.old_bounce);
+
+  UPDATE email_deliveries d
+    SET delivery_status = c.status, bounce_type = c.bounce_type, delivery_raw_type = left(c.raw_type, 100),
+        delivery_reason = left(c.reason, 500), delivery_status_at = COALESCE(c.at, now()), updated_at = now()
+    FROM jsonb_to_recordset(v_changed) AS c(event_source text, event_id text, status text, bounce_type text, raw_type text, reason text, at timestamptz)
+    WHERE d.tenant_id = p_tenant_id AND d.event_source = c.event_source AND d.event_id = c.event_id;
+  applied := jsonb_array_length(v_changed);
+
+  -- Events whose message id no delivery of this tenant carries (mail this worker did not send).
+  SELECT count(*)::int INTO unmatched
+    FROM jsonb_to_recordset(v_new) AS e(message_id text)
+    WHERE e.message_id IS NULL OR NOT EXISTS (
+      SELECT 1 FROM email_deliveries d WHERE d.tenant_id = p_tenant_id AND d.provider = p_provider AND d.message_id = e.message_id);
+
+  IF applied = 0 THEN
+    suppressed := 0;
+    statuses := '{}'::jsonb;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+
+  SELECT jsonb_object_agg(k, n) INTO statuses FROM (
+    SELECT CASE WHEN c.status = 'bounced' THEN 'bounced_' || c.bounce_type ELSE c.status END AS k, count(*) AS n
+    FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text) GROUP BY 1) t;
+
+  -- The sending days' counters: the new status up, the old one down.
+  WITH c AS (
+    SELECT * FROM jsonb_to_recordset(v_changed)
+      AS c(day date, old_status text, old_bounce text, status text, bounce_type text)
+  ), delta AS (
+    SELECT c.day, k.col, sum(k.d)::int AS d FROM c,
+      LATERAL (VALUES (CASE WHEN c.status = 'bounced' THEN 'bounced_' || c.bounce_type ELSE c.status END, 1),
+                      (CASE WHEN c.old_status = 'bounced' THEN 'bounced_' || c.old_bounce ELSE c.old_status END, -1)) AS k(col, d)
+    WHERE k.col IS NOT NULL
+    GROUP BY 1, 2
+  )
+  INSERT INTO email_feedback_daily AS f (tenant_id, day, delivered, deferred, bounced_hard, bounced_soft, complained, unsubscribed, dropped)
+    SELECT p_tenant_id, delta.day,
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'delivered'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'deferred'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'bounced_hard'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'bounced_soft'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'complained'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'unsubscribed'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'dropped'), 0)
+    FROM delta GROUP BY delta.day
+  ON CONFLICT (tenant_id, day) DO UPDATE SET
+    delivered = f.delivered + EXCLUDED.delivered, deferred = f.deferred + EXCLUDED.deferred,
+    bounced_hard = f.bounced_hard + EXCLUDED.bounced_hard, bounced_soft = f.bounced_soft + EXCLUDED.bounced_soft,
+    complained = f.complained + EXCLUDED.complained, unsubscribed = f.unsubscribed + EXCLUDED.unsubscribed,
+    dropped = f.dropped + EXCLUDED.dropped;
+
+  -- Soft bounces are counted per address; hard bounces, complaints, unsubscribes and drops
+  -- suppress at once, soft bounces once an address has p_soft_bounce_limit of them.
+  WITH c AS (
+    SELECT * FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text, recipient text, raw_type text)
+    WHERE c.recipient IS NOT NULL AND c.recipient <> ''
+  ), soft AS (
+    INSERT INTO email_soft_bounces AS s (tenant_id, address, bounces)
+      SELECT p_tenant_id, c.recipient, count(*) FROM c WHERE c.status = 'bounced' AND c.bounce_type = 'soft' GROUP BY c.recipient
+    ON CONFLICT (tenant_id, address) DO UPDATE SET bounces = s.bounces + EXCLUDED.bounces, last_at = now()
+    RETURNING s.address, s.bounces
+  ), wanted AS (
+    SELECT DISTINCT ON (w.address) w.address, w.reason, w.raw_type FROM (
+      SELECT c.recipient AS address,
+             CASE c.status WHEN 'bounced' THEN 'hard_bounce' WHEN 'complained' THEN 'complaint' WHEN 'unsubscribed' THEN 'unsubscribe' ELSE 'dropped' END AS reason,
+             c.raw_type, 1 AS pri
+      FROM c WHERE (c.status = 'bounced' AND c.bounce_type = 'hard') OR c.status IN ('complained', 'unsubscribed', 'dropped')
+      UNION ALL
+      SELECT soft.address, 'soft_bounce', NULL, 2 FROM soft WHERE p_soft_bounce_limit > 0 AND soft.bounces >= p_soft_bounce_limit
+    ) w ORDER BY w.address, w.pri
+  ), added AS (
+    INSERT INTO email_suppressions (tenant_id, address, reason, source, provider, detail)
+      SELECT p_tenant_id, wanted.address, wanted.reason, 'webhook', p_provider, left(wanted.raw_type, 500) FROM wanted
+      WHERE length(wanted.address) <= 320
+    ON CONFLICT (tenant_id, address) DO NOTHING
+    RETURNING 1
+  )
+  SELECT count(*)::int INTO suppressed FROM added;
+
+  -- The reputation guard, when this request added a complaint or a hard bounce.
+  SELECT EXISTS (SELECT 1 FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text)
+                 WHERE c.status = 'complained' OR (c.status = 'bounced' AND c.bounce_type = 'hard')) INTO v_bad;
+  IF NOT v_bad THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  SELECT r.* INTO v_rep FROM tenant_email_reputation r WHERE r.tenant_id = p_tenant_id FOR UPDATE;
+  IF v_rep.paused_at IS NOT NULL THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  v_from := GREATEST((now() AT TIME ZONE 'UTC')::date - (p_window_days - 1), (v_rep.resumed_at AT TIME ZONE 'UTC')::date);
+  SELECT COALESCE(sum(u.sent_count), 0) INTO v_sent FROM tenant_email_usage u WHERE u.tenant_id = p_tenant_id AND u.day >= v_from;
+  SELECT COALESCE(sum(f.complained), 0), COALESCE(sum(f.bounced_hard), 0) INTO v_compl, v_hard
+    FROM email_feedback_daily f WHERE f.tenant_id = p_tenant_id AND f.day >= v_from;
+  v_c_limit := LEAST(p_complaint_threshold, COALESCE(v_rep.complaint_threshold, p_complaint_threshold));
+  v_b_limit := LEAST(p_bounce_threshold, COALESCE(v_rep.bounce_threshold, p_bounce_threshold));
+  IF v_sent < GREATEST(p_min_volume, 1) THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF v_compl::numeric / v_sent >= v_c_limit THEN
+    paused_reason := 'complaint_rate';
+  ELSIF v_hard::numeric / v_sent >= v_b_limit THEN
+    paused_reason := 'bounce_rate';
+  ELSE
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  paused_detail := jsonb_build_object('sent', v_sent, 'complaints', v_compl, 'hard_bounces', v_hard, 'since', v_from,
+    'complaint_rate', round(v_compl::numeric / v_sent, 6), 'bounce_rate', round(v_hard::numeric / v_sent, 6),
+    'complaint_threshold', v_c_limit, 'bounce_threshold', v_b_limit);
+  INSERT INTO tenant_email_reputation AS r (tenant_id, paused_at, paused_reason, paused_detail)
+    VALUES (p_tenant_id, now(), paused_reason, paused_detail)
+  ON CONFLICT (tenant_id) DO UPDATE SET paused_at = now(), paused_reason = EXCLUDED.paused_reason,
+    paused_detail = EXCLUDED.paused_detail, updated_at = now();
+  RETURN NEXT;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION admin_api_key_lookup(p_prefix text)
 RETURNS TABLE (id uuid, key_hash bytea, tenant_id text, role text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
@@ -359,8 +610,10 @@ $$;
 REVOKE ALL ON FUNCTION email_from_domain(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_quota_take(text, date, integer, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_quota_give_back(text, date, smallint) FROM PUBLIC;
-REVOKE ALL ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text, text, bigint, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_delivery_status_rank(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION admin_api_key_lookup(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION admin_api_key_touch(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_encryption_key_count() FROM PUBLIC;

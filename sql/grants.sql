@@ -34,7 +34,27 @@ GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, le
               template_source, template_version, sender_tier, sender_note)
   ON email_deliveries TO {{worker_role}};
 
-GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid)
+-- Delivery feedback (sql/009). The claim reads the suppression list and the pause; the admin API
+-- manages both, the webhook set-up and the counters, and its receivers write through
+-- email_apply_feedback (grants_admin.sql).
+GRANT SELECT, INSERT, DELETE ON email_suppressions TO {{worker_role}};
+GRANT SELECT, INSERT, DELETE ON email_soft_bounces TO {{worker_role}};
+GRANT SELECT, INSERT ON email_suppression_log TO {{worker_role}};
+GRANT UPDATE (bounces, last_at) ON email_soft_bounces TO {{worker_role}};
+GRANT SELECT, INSERT ON tenant_email_reputation TO {{worker_role}};
+GRANT UPDATE (paused_at, paused_reason, paused_detail, complaint_threshold, bounce_threshold, resumed_at, resumed_by, updated_at)
+  ON tenant_email_reputation TO {{worker_role}};
+GRANT SELECT, INSERT, DELETE ON tenant_email_webhooks TO {{worker_role}};
+GRANT UPDATE (public_key, signing_secret_encrypted, signing_secret_hint, topic_arns, basic_username, basic_password_sha256,
+              key_id, provider_webhook_id, registered_at, updated_at)
+  ON tenant_email_webhooks TO {{worker_role}};
+GRANT SELECT, INSERT, DELETE ON email_webhook_receipts TO {{worker_role}};
+GRANT SELECT, INSERT ON email_feedback_daily TO {{worker_role}};
+GRANT UPDATE (delivered, deferred, bounced_hard, bounced_soft, complained, unsubscribed, dropped) ON email_feedback_daily TO {{worker_role}};
+GRANT UPDATE (delivery_status, bounce_type, delivery_raw_type, delivery_reason, delivery_status_at) ON email_deliveries TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION email_delivery_status_rank(text, text) TO {{worker_role}};
+
+GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid, text)
   TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_quota_take(text, date, integer, text) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_from_domain(text, text) TO {{worker_role}};

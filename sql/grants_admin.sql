@@ -6,3 +6,6 @@
 -- Admin API keys: lookup and last-use only, through SECURITY DEFINER functions (sql/003).
 GRANT EXECUTE ON FUNCTION admin_api_key_lookup(text) TO {{admin_role}};
 GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO {{admin_role}};
+
+-- Delivery feedback: the provider webhooks are served by the admin API's server (DESIGN §9).
+GRANT EXECUTE ON FUNCTION email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer) TO {{admin_role}};

@@ -24,6 +24,8 @@ export interface AppDeps {
   state: AppState;
   /** The admin API router, mounted at /api/v1/admin when the admin API is on. */
   adminRouter?: express.Router;
+  /** The provider webhooks and the unsubscribe links (DESIGN §9), mounted beside the admin API. */
+  feedbackRouters?: { webhooks: express.Router; unsubscribe: express.Router };
   /** Served at GET /metrics when given. */
   metrics?: WorkerMetrics | undefined;
 }
@@ -155,6 +157,10 @@ export function makeApp(deps: AppDeps): express.Express {
   });
 
   if (deps.adminRouter) app.use('/api/v1/admin', deps.adminRouter);
+  if (deps.feedbackRouters) {
+    app.use('/api/v1/webhooks', deps.feedbackRouters.webhooks);
+    app.use('/api/v1/unsubscribe', deps.feedbackRouters.unsubscribe);
+  }
 
   app.all('/', (_req, res) => send(res, new WorkerError('method_not_allowed')));
   app.use((_req, res) => send(res, new WorkerError('not_found')));

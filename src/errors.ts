@@ -34,6 +34,7 @@ export const ERRORS = {
   sender_not_configured: { status: 422, description: 'The tenant has no from_email and EMAIL_TENANT_FROM_PATTERN is not set (or gives no valid address for this tenant).' },
   sender_domain_unverified: { status: 422, description: "The from_email's domain is not verified at the sending provider (…/email-domains) and there is no platform tier (EMAIL_TENANT_FROM_PATTERN) to send from instead." },
   quota_exceeded: { status: 422, description: "The tenant's daily limit is used up; the event lands in the dead letter sink and can be replayed after midnight UTC." },
+  tenant_paused: { status: 422, description: "The reputation guard paused the tenant (its complaint or hard-bounce rate passed the threshold, DESIGN §9); nothing was sent. The event lands in the dead letter sink and can be replayed after POST …/tenants/{t}/resume." },
 
   // --- concurrency ---
   event_in_flight: { status: 409, description: 'The same event is being sent by another request right now; Knative retries later and finds it done.' },
@@ -70,6 +71,15 @@ export const ERRORS = {
   domain_api_unsupported: { status: 422, description: "Admin API: the tenant's provider has no domain API (SMTP). An SMTP relay decides itself which senders it accepts, so the worker sends an SMTP tenant's from_email as given." },
   template_render_failed: { status: 422, description: 'Admin API (preview): the template compiled but failed on this data (the worker would send the built-in template instead and record builtin_fallback).' },
   account_token_required: { status: 400, description: 'Admin API: Postmark manages domains with an account token (not the server token); send it as account_token. It is used for this request only and never stored.' },
+  webhook_not_configured: { status: 404, description: 'Admin API: the tenant has no webhook set up for this provider (PUT …/email-webhooks/{provider}).' },
+  suppression_not_found: { status: 404, description: "Admin API: the address is not on the tenant's suppression list." },
+  webhook_registration_unsupported: { status: 422, description: "Admin API: this provider's webhooks cannot be registered through its API with the tenant's credentials (SES publishes through SNS: subscribe the URL to the topic; SMTP has no webhooks)." },
+
+  // --- provider webhooks (/api/v1/webhooks) and unsubscribe (/api/v1/unsubscribe) ---
+  webhook_unauthorized: { status: 401, description: 'Webhook: the signature, timestamp or credentials do not verify for this tenant (or the tenant has no webhook set up for this provider). Nothing was written.' },
+  webhook_forbidden: { status: 403, description: "Webhook: the SNS message is signed but its TopicArn is not one the tenant registered. Nothing was written." },
+  webhook_invalid_payload: { status: 400, description: 'Webhook: the verified body is not the JSON this provider sends. Nothing was written.' },
+  unsubscribe_invalid_token: { status: 400, description: 'Unsubscribe: the link is not one this platform signed (altered, truncated or forged).' },
   api_key_required: { status: 400, description: 'Admin API: api_key is required when settings are created or the provider changes.' },
 
   // --- plain HTTP ---

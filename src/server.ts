@@ -17,6 +17,7 @@ import { startTracing } from './telemetry/tracing';
 import { packageVersion } from './version';
 import { LateWrites } from './worker/lateWrites';
 import { createEventProcessor } from './worker/processEvent';
+import { UnsubscribeTokens } from './feedback/unsubscribe';
 import type { AdminDeps } from './admin/deps';
 import { databaseUrlSetting, requireDatabaseUrl, requireKeyRing, startupProbeMs } from './config/require';
 
@@ -73,10 +74,12 @@ export async function startWorker(
     metrics,
     lateWrites,
     loadTemplate: templateReader(sql),
+    unsubscribeTokens: config.feedback.publicBaseUrl ? new UnsubscribeTokens(keys) : undefined,
   });
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }
+  const adminDeps: AdminDeps | undefined = config.admin ? { config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent, metrics } : undefined;
   const app = makeApp({
     config,
     logger,
@@ -84,9 +87,18 @@ export async function startWorker(
     processEvent,
     metrics,
     // The admin API (jose, its schemas, the OpenAPI document) is loaded only when it is on.
-    adminRouter: config.admin
-      ? // eslint-disable-next-line @typescript-eslint/no-require-imports
-        (require('./admin/router') as typeof import('./admin/router')).makeAdminRouter({ config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent }) : undefined,
+    ...(adminDeps
+      ? {
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          adminRouter: (require('./admin/router') as typeof import('./admin/router')).makeAdminRouter(adminDeps),
+          feedbackRouters: {
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            webhooks: (require('./admin/webhookRouter') as typeof import('./admin/webhookRouter')).makeWebhookRouter(adminDeps),
+            // eslint-disable-next-line @typescript-eslint/no-require-imports
+            unsubscribe: (require('./admin/unsubscribeRouter') as typeof import('./admin/unsubscribeRouter')).makeUnsubscribeRouter(adminDeps),
+          },
+        }
+      : {}),
     checkReady: async () => {
       await bounded(sql`SELECT 1`, config.dbConnectTimeoutSeconds * 1000);
       return true;

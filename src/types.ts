@@ -20,6 +20,8 @@ export const TENANT_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export const PROVIDERS = ['sendgrid', 'ses', 'postmark', 'smtp', 'resend'] as const;
 export type ProviderName = (typeof PROVIDERS)[number];
+/** The providers whose delivery events come back through a webhook (SMTP has none: DSNs go to the envelope sender). */
+export type WebhookProvider = Exclude<ProviderName, 'smtp'>;
 
 /**
  * The setting in provider_settings that overrides an HTTP provider's API endpoint (DESIGN §6),

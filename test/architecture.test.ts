@@ -9,7 +9,7 @@ import ts from 'typescript';
  */
 const SRC = path.join(__dirname, '..', 'src');
 
-type Layer = 'core' | 'net' | 'telemetry' | 'config' | 'settings' | 'intake' | 'providers' | 'db' | 'email' | 'worker' | 'admin' | 'commands' | 'entry';
+type Layer = 'core' | 'net' | 'telemetry' | 'config' | 'settings' | 'intake' | 'providers' | 'db' | 'email' | 'feedback' | 'worker' | 'admin' | 'commands' | 'entry';
 
 function layerOf(rel: string): Layer {
   const [top, ...rest] = rel.split('/');
@@ -18,12 +18,12 @@ function layerOf(rel: string): Layer {
     if (['app.ts', 'server.ts', 'cli.ts'].includes(top!)) return 'entry';
     throw new Error(`src/${rel}: a file at the top of src/ must be an entry point or belong to a folder of its concern`);
   }
-  const known: Layer[] = ['core', 'net', 'telemetry', 'config', 'settings', 'intake', 'providers', 'db', 'email', 'worker', 'admin', 'commands'];
+  const known: Layer[] = ['core', 'net', 'telemetry', 'config', 'settings', 'intake', 'providers', 'db', 'email', 'feedback', 'worker', 'admin', 'commands'];
   if (known.includes(top as Layer)) return top as Layer;
   throw new Error(`src/${rel}: folder ${top} has no place in test/architecture.test.ts`);
 }
 
-const BELOW_WORKER: Layer[] = ['core', 'net', 'telemetry', 'config', 'settings', 'intake', 'providers', 'db', 'email'];
+const BELOW_WORKER: Layer[] = ['core', 'net', 'telemetry', 'config', 'settings', 'intake', 'providers', 'db', 'email', 'feedback'];
 /** What each layer may import besides itself. */
 const MAY_IMPORT: Record<Layer, Layer[]> = {
   core: [],
@@ -38,6 +38,8 @@ const MAY_IMPORT: Record<Layer, Layer[]> = {
   db: ['core', 'config', 'settings'],
   // Rendering works on the event (core/event.ts), never on intake's parsing; it never queries.
   email: ['core', 'providers', 'settings'],
+  // Delivery feedback: verifying and normalising provider webhooks, unsubscribe tokens. No queries.
+  feedback: ['core', 'config'],
   worker: [...BELOW_WORKER],
   // The admin API and the CLI are siblings: neither imports the other.
   admin: [...BELOW_WORKER, 'worker'],

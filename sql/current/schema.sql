@@ -44,22 +44,33 @@ CREATE TABLE email_deliveries (
   template_version bigint,
   sender_tier text,
   sender_note text,
-  quota_slot smallint
+  quota_slot smallint,
+  delivery_status text,
+  bounce_type text,
+  delivery_raw_type text,
+  delivery_reason text,
+  delivery_status_at timestamp with time zone
 );
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_bounce_type_check CHECK ((bounce_type = ANY (ARRAY['hard'::text, 'soft'::text])));
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_bounce_type_with_status CHECK (((bounce_type IS NOT NULL) = (NOT (delivery_status IS DISTINCT FROM 'bounced'::text))));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_check CHECK (((status = 'claimed'::text) = (claim_token IS NOT NULL)));
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_delivery_raw_type_check CHECK ((length(delivery_raw_type) <= 100));
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_delivery_reason_check CHECK ((length(delivery_reason) <= 500));
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_delivery_status_check CHECK ((delivery_status = ANY (ARRAY['delivered'::text, 'deferred'::text, 'bounced'::text, 'complained'::text, 'unsubscribed'::text, 'dropped'::text])));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_quota_slot_check CHECK (((quota_slot >= 0) AND (quota_slot <= 7)));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_sender_tier_check CHECK ((sender_tier = ANY (ARRAY['platform'::text, 'custom'::text])));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_settings_source_check CHECK ((settings_source = ANY (ARRAY['tenant'::text, 'global'::text])));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_status_check CHECK ((status = ANY (ARRAY['claimed'::text, 'sent'::text, 'failed'::text, 'skipped'::text, 'quota_exceeded'::text])));
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_status_check CHECK ((status = ANY (ARRAY['claimed'::text, 'sent'::text, 'failed'::text, 'skipped'::text, 'quota_exceeded'::text, 'suppressed'::text, 'paused'::text])));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_template_source_check CHECK ((template_source = ANY (ARRAY['builtin'::text, 'tenant'::text, 'builtin_fallback'::text])));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_tenant_id_check CHECK ((tenant_id <> ''::text));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_pkey PRIMARY KEY (tenant_id, event_source, event_id);
+CREATE INDEX email_deliveries_message_idx ON public.email_deliveries USING btree (tenant_id, provider, message_id) WHERE (message_id IS NOT NULL);
 CREATE INDEX email_deliveries_tenant_created_idx ON public.email_deliveries USING btree (tenant_id, created_at);
 ALTER TABLE email_deliveries ENABLE ROW LEVEL SECURITY;
 ALTER TABLE email_deliveries FORCE ROW LEVEL SECURITY;
 CREATE POLICY email_deliveries_isolation ON email_deliveries FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
 GRANT INSERT, SELECT ON email_deliveries TO email_worker;
-GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day, settings_source, provider, message_id, error_code, updated_at, template_source, template_version, sender_tier, sender_note, quota_slot) ON email_deliveries TO email_worker;
+GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day, settings_source, provider, message_id, error_code, updated_at, template_source, template_version, sender_tier, sender_note, quota_slot, delivery_status, bounce_type, delivery_raw_type, delivery_reason, delivery_status_at) ON email_deliveries TO email_worker;
 
 CREATE TABLE email_encryption_key_use (
   key_id text NOT NULL,
@@ -69,6 +80,102 @@ ALTER TABLE email_encryption_key_use ADD CONSTRAINT email_encryption_key_use_key
 ALTER TABLE email_encryption_key_use ADD CONSTRAINT email_encryption_key_use_settings_rows_check CHECK ((settings_rows >= 0));
 ALTER TABLE email_encryption_key_use ADD CONSTRAINT email_encryption_key_use_pkey PRIMARY KEY (key_id);
 ALTER TABLE email_encryption_key_use ENABLE ROW LEVEL SECURITY;
+
+CREATE TABLE email_feedback_daily (
+  tenant_id text NOT NULL,
+  day date NOT NULL,
+  delivered integer NOT NULL DEFAULT 0,
+  deferred integer NOT NULL DEFAULT 0,
+  bounced_hard integer NOT NULL DEFAULT 0,
+  bounced_soft integer NOT NULL DEFAULT 0,
+  complained integer NOT NULL DEFAULT 0,
+  unsubscribed integer NOT NULL DEFAULT 0,
+  dropped integer NOT NULL DEFAULT 0
+);
+ALTER TABLE email_feedback_daily ADD CONSTRAINT email_feedback_daily_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_feedback_daily ADD CONSTRAINT email_feedback_daily_pkey PRIMARY KEY (tenant_id, day);
+ALTER TABLE email_feedback_daily ENABLE ROW LEVEL SECURITY;
+ALTER TABLE email_feedback_daily FORCE ROW LEVEL SECURITY;
+CREATE POLICY email_feedback_daily_isolation ON email_feedback_daily FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT INSERT, SELECT ON email_feedback_daily TO email_worker;
+GRANT UPDATE (delivered, deferred, bounced_hard, bounced_soft, complained, unsubscribed, dropped) ON email_feedback_daily TO email_worker;
+
+CREATE TABLE email_soft_bounces (
+  tenant_id text NOT NULL,
+  address text NOT NULL,
+  bounces integer NOT NULL,
+  last_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE email_soft_bounces ADD CONSTRAINT email_soft_bounces_address_check CHECK (((address <> ''::text) AND (address = lower(address)) AND (length(address) <= 320)));
+ALTER TABLE email_soft_bounces ADD CONSTRAINT email_soft_bounces_bounces_check CHECK ((bounces > 0));
+ALTER TABLE email_soft_bounces ADD CONSTRAINT email_soft_bounces_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_soft_bounces ADD CONSTRAINT email_soft_bounces_pkey PRIMARY KEY (tenant_id, address);
+ALTER TABLE email_soft_bounces ENABLE ROW LEVEL SECURITY;
+ALTER TABLE email_soft_bounces FORCE ROW LEVEL SECURITY;
+CREATE POLICY email_soft_bounces_isolation ON email_soft_bounces FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT DELETE, INSERT, SELECT ON email_soft_bounces TO email_worker;
+GRANT UPDATE (bounces, last_at) ON email_soft_bounces TO email_worker;
+
+CREATE TABLE email_suppression_log (
+  tenant_id text NOT NULL,
+  id bigint NOT NULL,
+  address text NOT NULL,
+  action text NOT NULL,
+  reason text,
+  actor text,
+  note text,
+  at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE email_suppression_log ADD CONSTRAINT email_suppression_log_action_check CHECK ((action = ANY (ARRAY['added'::text, 'removed'::text])));
+ALTER TABLE email_suppression_log ADD CONSTRAINT email_suppression_log_actor_check CHECK ((length(actor) <= 200));
+ALTER TABLE email_suppression_log ADD CONSTRAINT email_suppression_log_address_check CHECK ((length(address) <= 320));
+ALTER TABLE email_suppression_log ADD CONSTRAINT email_suppression_log_note_check CHECK ((length(note) <= 500));
+ALTER TABLE email_suppression_log ADD CONSTRAINT email_suppression_log_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_suppression_log ADD CONSTRAINT email_suppression_log_pkey PRIMARY KEY (tenant_id, id);
+CREATE INDEX email_suppression_log_address_idx ON public.email_suppression_log USING btree (tenant_id, address, at);
+ALTER TABLE email_suppression_log ENABLE ROW LEVEL SECURITY;
+ALTER TABLE email_suppression_log FORCE ROW LEVEL SECURITY;
+CREATE POLICY email_suppression_log_isolation ON email_suppression_log FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT INSERT, SELECT ON email_suppression_log TO email_worker;
+
+CREATE TABLE email_suppressions (
+  tenant_id text NOT NULL,
+  address text NOT NULL,
+  reason text NOT NULL,
+  source text NOT NULL,
+  provider text,
+  detail text,
+  created_by text,
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_address_check CHECK (((address <> ''::text) AND (address = lower(address)) AND (length(address) <= 320)));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_created_by_check CHECK ((length(created_by) <= 200));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_detail_check CHECK ((length(detail) <= 500));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_provider_check CHECK ((provider = ANY (ARRAY['sendgrid'::text, 'ses'::text, 'postmark'::text, 'smtp'::text, 'resend'::text])));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_reason_check CHECK ((reason = ANY (ARRAY['hard_bounce'::text, 'soft_bounce'::text, 'complaint'::text, 'unsubscribe'::text, 'dropped'::text, 'manual'::text])));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_source_check CHECK ((source = ANY (ARRAY['webhook'::text, 'unsubscribe'::text, 'admin'::text])));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_suppressions ADD CONSTRAINT email_suppressions_pkey PRIMARY KEY (tenant_id, address);
+CREATE INDEX email_suppressions_reason_idx ON public.email_suppressions USING btree (tenant_id, reason, address);
+ALTER TABLE email_suppressions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE email_suppressions FORCE ROW LEVEL SECURITY;
+CREATE POLICY email_suppressions_isolation ON email_suppressions FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT DELETE, INSERT, SELECT ON email_suppressions TO email_worker;
+
+CREATE TABLE email_webhook_receipts (
+  tenant_id text NOT NULL,
+  provider text NOT NULL,
+  provider_event_id text NOT NULL,
+  received_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE email_webhook_receipts ADD CONSTRAINT email_webhook_receipts_provider_event_id_check CHECK (((provider_event_id <> ''::text) AND (length(provider_event_id) <= 200)));
+ALTER TABLE email_webhook_receipts ADD CONSTRAINT email_webhook_receipts_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_webhook_receipts ADD CONSTRAINT email_webhook_receipts_pkey PRIMARY KEY (tenant_id, provider, provider_event_id);
+CREATE INDEX email_webhook_receipts_received_idx ON public.email_webhook_receipts USING btree (tenant_id, received_at);
+ALTER TABLE email_webhook_receipts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE email_webhook_receipts FORCE ROW LEVEL SECURITY;
+CREATE POLICY email_webhook_receipts_isolation ON email_webhook_receipts FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT DELETE, INSERT, SELECT ON email_webhook_receipts TO email_worker;
 
 CREATE TABLE email_worker_meta (
   key text NOT NULL,
@@ -108,6 +215,30 @@ ALTER TABLE tenant_email_domains FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_email_domains_isolation ON tenant_email_domains FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
 GRANT DELETE, INSERT, SELECT ON tenant_email_domains TO email_worker;
 GRANT UPDATE (provider, provider_domain_id, status, dns_records, verified_at, checked_at, updated_at) ON tenant_email_domains TO email_worker;
+
+CREATE TABLE tenant_email_reputation (
+  tenant_id text NOT NULL,
+  paused_at timestamp with time zone,
+  paused_reason text,
+  paused_detail jsonb,
+  complaint_threshold numeric,
+  bounce_threshold numeric,
+  resumed_at timestamp with time zone,
+  resumed_by text,
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_bounce_threshold_check CHECK (((bounce_threshold > (0)::numeric) AND (bounce_threshold <= (1)::numeric)));
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_check CHECK (((paused_at IS NULL) = (paused_reason IS NULL)));
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_complaint_threshold_check CHECK (((complaint_threshold > (0)::numeric) AND (complaint_threshold <= (1)::numeric)));
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_paused_reason_check CHECK ((paused_reason = ANY (ARRAY['complaint_rate'::text, 'bounce_rate'::text])));
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_resumed_by_check CHECK ((length(resumed_by) <= 200));
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE tenant_email_reputation ADD CONSTRAINT tenant_email_reputation_pkey PRIMARY KEY (tenant_id);
+ALTER TABLE tenant_email_reputation ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tenant_email_reputation FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_email_reputation_isolation ON tenant_email_reputation FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT INSERT, SELECT ON tenant_email_reputation TO email_worker;
+GRANT UPDATE (paused_at, paused_reason, paused_detail, complaint_threshold, bounce_threshold, resumed_at, resumed_by, updated_at) ON tenant_email_reputation TO email_worker;
 
 CREATE TABLE tenant_email_settings (
   tenant_id text NOT NULL,
@@ -187,6 +318,36 @@ CREATE POLICY tenant_email_usage_isolation ON tenant_email_usage FOR ALL TO publ
 GRANT INSERT, SELECT ON tenant_email_usage TO email_worker;
 GRANT UPDATE (sent_count) ON tenant_email_usage TO email_worker;
 
+CREATE TABLE tenant_email_webhooks (
+  tenant_id text NOT NULL,
+  provider text NOT NULL,
+  public_key text,
+  signing_secret_encrypted bytea,
+  signing_secret_hint text,
+  topic_arns text[] NOT NULL DEFAULT '{}'::text[],
+  basic_username text,
+  basic_password_sha256 bytea,
+  key_id text,
+  provider_webhook_id text,
+  registered_at timestamp with time zone,
+  created_at timestamp with time zone NOT NULL DEFAULT now(),
+  updated_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_basic_password_sha256_check CHECK ((length(basic_password_sha256) = 32));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_basic_username_check CHECK ((length(basic_username) <= 100));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_check CHECK (((signing_secret_encrypted IS NULL) = (key_id IS NULL)));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_check1 CHECK (((basic_username IS NULL) = (basic_password_sha256 IS NULL)));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_provider_check CHECK ((provider = ANY (ARRAY['sendgrid'::text, 'ses'::text, 'postmark'::text, 'resend'::text])));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_provider_webhook_id_check CHECK ((length(provider_webhook_id) <= 200));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_public_key_check CHECK ((length(public_key) <= 4000));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_pkey PRIMARY KEY (tenant_id, provider);
+ALTER TABLE tenant_email_webhooks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE tenant_email_webhooks FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_email_webhooks_isolation ON tenant_email_webhooks FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT DELETE, INSERT, SELECT ON tenant_email_webhooks TO email_worker;
+GRANT UPDATE (public_key, signing_secret_encrypted, signing_secret_hint, topic_arns, basic_username, basic_password_sha256, key_id, provider_webhook_id, registered_at, updated_at) ON tenant_email_webhooks TO email_worker;
+
 CREATE TABLE tenants (
   id text NOT NULL,
   display_name text,
@@ -199,6 +360,7 @@ ALTER TABLE tenants FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenants_isolation ON tenants FOR ALL TO public USING ((id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
 GRANT INSERT, SELECT ON tenants TO email_worker;
 
+CREATE SEQUENCE email_suppression_log_id_seq;
 CREATE SEQUENCE tenant_email_template_version_seq;
 GRANT USAGE ON SEQUENCE tenant_email_template_version_seq TO email_worker;
 
@@ -224,8 +386,190 @@ AS $function$
 $function$;
 GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO email_worker;
 
-CREATE OR REPLACE FUNCTION public.email_claim_event(p_tenant_id text, p_event_source text, p_event_id text, p_event_type text, p_task_id text, p_has_recipient boolean, p_lease_seconds integer, p_global_daily_limit integer, p_key_id text, p_key text, p_prev_key_id text, p_prev_key text, p_claim_token uuid DEFAULT NULL::uuid)
- RETURNS TABLE(outcome text, claim_token uuid, settings_source text, provider text, api_key text, provider_settings jsonb, fallback_provider text, fallback_api_key text, fallback_provider_settings jsonb, from_email text, from_name text, reply_to_domain text, settings_version bigint, daily_limit integer, sent_today integer, list_unsubscribe text, extra_headers jsonb, template_version bigint, from_domain_status text, from_domain_provider text)
+CREATE OR REPLACE FUNCTION public.email_apply_feedback(p_tenant_id text, p_provider text, p_events jsonb, p_soft_bounce_limit integer, p_complaint_threshold numeric, p_bounce_threshold numeric, p_min_volume integer, p_window_days integer)
+ RETURNS TABLE(received integer, duplicates integer, applied integer, unmatched integer, suppressed integer, statuses jsonb, paused_reason text, paused_detail jsonb)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+DECLARE
+  v_new     jsonb;
+  v_changed jsonb;
+  v_bad     boolean;
+  v_rep     tenant_email_reputation%ROWTYPE;
+  v_from    date;
+  v_sent    bigint;
+  v_compl   bigint;
+  v_hard    bigint;
+  v_c_limit numeric;
+  v_b_limit numeric;
+BEGIN
+  PERFORM set_config('app.current_tenant_id', p_tenant_id, true);
+  received := jsonb_array_length(p_events);
+
+  -- Receipts older than a week are forgotten (providers retry for at most three days).
+  DELETE FROM email_webhook_receipts r WHERE r.ctid IN (
+    SELECT o.ctid FROM email_webhook_receipts o
+    WHERE o.tenant_id = p_tenant_id AND o.received_at < now() - interval '7 days' LIMIT 1000);
+
+  -- The events not seen before, in the order they happened.
+  WITH ev AS (
+    SELECT DISTINCT ON (e.id) e.* FROM jsonb_to_recordset(p_events)
+      AS e(id text, message_id text, recipient text, status text, bounce_type text, raw_type text, reason text, at timestamptz)
+    ORDER BY e.id
+  ), fresh AS (
+    INSERT INTO email_webhook_receipts (tenant_id, provider, provider_event_id)
+      SELECT p_tenant_id, p_provider, ev.id FROM ev
+    ON CONFLICT DO NOTHING
+    RETURNING provider_event_id
+  )
+  SELECT COALESCE(jsonb_agg(to_jsonb(ev) ORDER BY ev.at), '[]'::jsonb) INTO v_new
+    FROM ev JOIN fresh ON fresh.provider_event_id = ev.id;
+  duplicates := received - jsonb_array_length(v_new);
+
+  -- Each delivery to the best of its new events, when that beats what it has. The rows are
+  -- locked first (in key order), so a concurrent request for the same delivery waits and then
+  -- reads the status this one left: a status is counted once, whichever request brings it.
+  WITH best AS (
+    SELECT DISTINCT ON (e.message_id) e.*, email_delivery_status_rank(e.status, e.bounce_type) AS rank
+    FROM jsonb_to_recordset(v_new)
+      AS e(id text, message_id text, recipient text, status text, bounce_type text, raw_type text, reason text, at timestamptz)
+    WHERE e.message_id IS NOT NULL
+    ORDER BY e.message_id, email_delivery_status_rank(e.status, e.bounce_type) DESC, e.at
+  ), cur AS (
+    SELECT d.event_source, d.event_id, COALESCE(d.quota_day, (d.created_at AT TIME ZONE 'UTC')::date) AS day,
+           d.delivery_status AS old_status, d.bounce_type AS old_bounce,
+           b.status, b.bounce_type, lower(b.recipient) AS recipient, b.raw_type, b.reason, b.at, b.rank
+    FROM email_deliveries d JOIN best b ON d.message_id = b.message_id
+    WHERE d.tenant_id = p_tenant_id AND d.provider = p_provider
+    ORDER BY d.event_source, d.event_id
+    FOR UPDATE OF d
+  )
+  SELECT COALESCE(jsonb_agg(to_jsonb(cur)), '[]'::jsonb) INTO v_changed FROM cur
+    WHERE cur.rank > email_delivery_status_rank(cur.old_status, cur.old_bounce);
+
+  UPDATE email_deliveries d
+    SET delivery_status = c.status, bounce_type = c.bounce_type, delivery_raw_type = left(c.raw_type, 100),
+        delivery_reason = left(c.reason, 500), delivery_status_at = COALESCE(c.at, now()), updated_at = now()
+    FROM jsonb_to_recordset(v_changed) AS c(event_source text, event_id text, status text, bounce_type text, raw_type text, reason text, at timestamptz)
+    WHERE d.tenant_id = p_tenant_id AND d.event_source = c.event_source AND d.event_id = c.event_id;
+  applied := jsonb_array_length(v_changed);
+
+  -- Events whose message id no delivery of this tenant carries (mail this worker did not send).
+  SELECT count(*)::int INTO unmatched
+    FROM jsonb_to_recordset(v_new) AS e(message_id text)
+    WHERE e.message_id IS NULL OR NOT EXISTS (
+      SELECT 1 FROM email_deliveries d WHERE d.tenant_id = p_tenant_id AND d.provider = p_provider AND d.message_id = e.message_id);
+
+  IF applied = 0 THEN
+    suppressed := 0;
+    statuses := '{}'::jsonb;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+
+  SELECT jsonb_object_agg(k, n) INTO statuses FROM (
+    SELECT CASE WHEN c.status = 'bounced' THEN 'bounced_' || c.bounce_type ELSE c.status END AS k, count(*) AS n
+    FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text) GROUP BY 1) t;
+
+  -- The sending days' counters: the new status up, the old one down.
+  WITH c AS (
+    SELECT * FROM jsonb_to_recordset(v_changed)
+      AS c(day date, old_status text, old_bounce text, status text, bounce_type text)
+  ), delta AS (
+    SELECT c.day, k.col, sum(k.d)::int AS d FROM c,
+      LATERAL (VALUES (CASE WHEN c.status = 'bounced' THEN 'bounced_' || c.bounce_type ELSE c.status END, 1),
+                      (CASE WHEN c.old_status = 'bounced' THEN 'bounced_' || c.old_bounce ELSE c.old_status END, -1)) AS k(col, d)
+    WHERE k.col IS NOT NULL
+    GROUP BY 1, 2
+  )
+  INSERT INTO email_feedback_daily AS f (tenant_id, day, delivered, deferred, bounced_hard, bounced_soft, complained, unsubscribed, dropped)
+    SELECT p_tenant_id, delta.day,
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'delivered'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'deferred'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'bounced_hard'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'bounced_soft'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'complained'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'unsubscribed'), 0),
+           COALESCE(sum(delta.d) FILTER (WHERE delta.col = 'dropped'), 0)
+    FROM delta GROUP BY delta.day
+  ON CONFLICT (tenant_id, day) DO UPDATE SET
+    delivered = f.delivered + EXCLUDED.delivered, deferred = f.deferred + EXCLUDED.deferred,
+    bounced_hard = f.bounced_hard + EXCLUDED.bounced_hard, bounced_soft = f.bounced_soft + EXCLUDED.bounced_soft,
+    complained = f.complained + EXCLUDED.complained, unsubscribed = f.unsubscribed + EXCLUDED.unsubscribed,
+    dropped = f.dropped + EXCLUDED.dropped;
+
+  -- Soft bounces are counted per address; hard bounces, complaints, unsubscribes and drops
+  -- suppress at once, soft bounces once an address has p_soft_bounce_limit of them.
+  WITH c AS (
+    SELECT * FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text, recipient text, raw_type text)
+    WHERE c.recipient IS NOT NULL AND c.recipient <> ''
+  ), soft AS (
+    INSERT INTO email_soft_bounces AS s (tenant_id, address, bounces)
+      SELECT p_tenant_id, c.recipient, count(*) FROM c WHERE c.status = 'bounced' AND c.bounce_type = 'soft' GROUP BY c.recipient
+    ON CONFLICT (tenant_id, address) DO UPDATE SET bounces = s.bounces + EXCLUDED.bounces, last_at = now()
+    RETURNING s.address, s.bounces
+  ), wanted AS (
+    SELECT DISTINCT ON (w.address) w.address, w.reason, w.raw_type FROM (
+      SELECT c.recipient AS address,
+             CASE c.status WHEN 'bounced' THEN 'hard_bounce' WHEN 'complained' THEN 'complaint' WHEN 'unsubscribed' THEN 'unsubscribe' ELSE 'dropped' END AS reason,
+             c.raw_type, 1 AS pri
+      FROM c WHERE (c.status = 'bounced' AND c.bounce_type = 'hard') OR c.status IN ('complained', 'unsubscribed', 'dropped')
+      UNION ALL
+      SELECT soft.address, 'soft_bounce', NULL, 2 FROM soft WHERE p_soft_bounce_limit > 0 AND soft.bounces >= p_soft_bounce_limit
+    ) w ORDER BY w.address, w.pri
+  ), added AS (
+    INSERT INTO email_suppressions (tenant_id, address, reason, source, provider, detail)
+      SELECT p_tenant_id, wanted.address, wanted.reason, 'webhook', p_provider, left(wanted.raw_type, 500) FROM wanted
+      WHERE length(wanted.address) <= 320
+    ON CONFLICT (tenant_id, address) DO NOTHING
+    RETURNING 1
+  )
+  SELECT count(*)::int INTO suppressed FROM added;
+
+  -- The reputation guard, when this request added a complaint or a hard bounce.
+  SELECT EXISTS (SELECT 1 FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text)
+                 WHERE c.status = 'complained' OR (c.status = 'bounced' AND c.bounce_type = 'hard')) INTO v_bad;
+  IF NOT v_bad THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  SELECT r.* INTO v_rep FROM tenant_email_reputation r WHERE r.tenant_id = p_tenant_id FOR UPDATE;
+  IF v_rep.paused_at IS NOT NULL THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  v_from := GREATEST((now() AT TIME ZONE 'UTC')::date - (p_window_days - 1), (v_rep.resumed_at AT TIME ZONE 'UTC')::date);
+  SELECT COALESCE(sum(u.sent_count), 0) INTO v_sent FROM tenant_email_usage u WHERE u.tenant_id = p_tenant_id AND u.day >= v_from;
+  SELECT COALESCE(sum(f.complained), 0), COALESCE(sum(f.bounced_hard), 0) INTO v_compl, v_hard
+    FROM email_feedback_daily f WHERE f.tenant_id = p_tenant_id AND f.day >= v_from;
+  v_c_limit := LEAST(p_complaint_threshold, COALESCE(v_rep.complaint_threshold, p_complaint_threshold));
+  v_b_limit := LEAST(p_bounce_threshold, COALESCE(v_rep.bounce_threshold, p_bounce_threshold));
+  IF v_sent < GREATEST(p_min_volume, 1) THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  IF v_compl::numeric / v_sent >= v_c_limit THEN
+    paused_reason := 'complaint_rate';
+  ELSIF v_hard::numeric / v_sent >= v_b_limit THEN
+    paused_reason := 'bounce_rate';
+  ELSE
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  paused_detail := jsonb_build_object('sent', v_sent, 'complaints', v_compl, 'hard_bounces', v_hard, 'since', v_from,
+    'complaint_rate', round(v_compl::numeric / v_sent, 6), 'bounce_rate', round(v_hard::numeric / v_sent, 6),
+    'complaint_threshold', v_c_limit, 'bounce_threshold', v_b_limit);
+  INSERT INTO tenant_email_reputation AS r (tenant_id, paused_at, paused_reason, paused_detail)
+    VALUES (p_tenant_id, now(), paused_reason, paused_detail)
+  ON CONFLICT (tenant_id) DO UPDATE SET paused_at = now(), paused_reason = EXCLUDED.paused_reason,
+    paused_detail = EXCLUDED.paused_detail, updated_at = now();
+  RETURN NEXT;
+END
+$function$;
+GRANT EXECUTE ON FUNCTION email_apply_feedback(text,text,jsonb,integer,numeric,numeric,integer,integer) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_claim_event(p_tenant_id text, p_event_source text, p_event_id text, p_event_type text, p_task_id text, p_has_recipient boolean, p_lease_seconds integer, p_global_daily_limit integer, p_key_id text, p_key text, p_prev_key_id text, p_prev_key text, p_claim_token uuid DEFAULT NULL::uuid, p_recipient text DEFAULT NULL::text)
+ RETURNS TABLE(outcome text, claim_token uuid, settings_source text, provider text, api_key text, provider_settings jsonb, fallback_provider text, fallback_api_key text, fallback_provider_settings jsonb, from_email text, from_name text, reply_to_domain text, settings_version bigint, daily_limit integer, sent_today integer, list_unsubscribe text, extra_headers jsonb, template_version bigint, from_domain_status text, from_domain_provider text, suppression_reason text)
  LANGUAGE plpgsql
 AS $function$
 #variable_conflict use_column
@@ -265,7 +609,7 @@ BEGIN
         attempts = d.attempts + 1,
         error_code = NULL,
         updated_at = now()
-    WHERE d.status IN ('failed', 'quota_exceeded')
+    WHERE d.status IN ('failed', 'quota_exceeded', 'paused')
        OR (d.status = 'claimed' AND d.lease_expires_at < now())
   RETURNING d.claim_token, d.quota_day, d.quota_slot INTO v_token, v_quota_day, v_quota_slot;
 
@@ -289,6 +633,27 @@ BEGIN
           error_code = CASE WHEN p_has_recipient THEN 'tenant_disabled' ELSE 'no_recipient' END
       WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id;
     outcome := CASE WHEN p_has_recipient THEN 'skipped_disabled' ELSE 'skipped_no_recipient' END;
+    RETURN NEXT;
+    RETURN;
+  END IF;
+
+  -- The tenant's suppression list, then the reputation guard's pause (sql/009): neither sends
+  -- nor spends quota. A suppressed recipient is final; a paused event is claimed again after resume.
+  IF p_recipient IS NOT NULL THEN
+    SELECT sp.reason INTO suppression_reason FROM email_suppressions sp
+      WHERE sp.tenant_id = p_tenant_id AND sp.address = lower(p_recipient);
+  END IF;
+  IF suppression_reason IS NOT NULL
+     OR EXISTS (SELECT 1 FROM tenant_email_reputation r WHERE r.tenant_id = p_tenant_id AND r.paused_at IS NOT NULL) THEN
+    IF v_quota_day IS NOT NULL THEN
+      PERFORM email_quota_give_back(p_tenant_id, v_quota_day, v_quota_slot);
+    END IF;
+    UPDATE email_deliveries d
+      SET status = CASE WHEN suppression_reason IS NOT NULL THEN 'suppressed' ELSE 'paused' END,
+          claim_token = NULL, lease_expires_at = NULL, quota_day = NULL, quota_slot = NULL,
+          error_code = CASE WHEN suppression_reason IS NOT NULL THEN 'recipient_suppressed' ELSE 'tenant_paused' END
+      WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id;
+    outcome := CASE WHEN suppression_reason IS NOT NULL THEN 'suppressed' ELSE 'tenant_paused' END;
     RETURN NEXT;
     RETURN;
   END IF;
@@ -352,7 +717,24 @@ BEGIN
   RETURN NEXT;
 END
 $function$;
-GRANT EXECUTE ON FUNCTION email_claim_event(text,text,text,text,text,boolean,integer,integer,text,text,text,text,uuid) TO email_worker;
+GRANT EXECUTE ON FUNCTION email_claim_event(text,text,text,text,text,boolean,integer,integer,text,text,text,text,uuid,text) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_delivery_status_rank(p_status text, p_bounce_type text)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE
+AS $function$
+  SELECT CASE p_status
+    WHEN 'deferred' THEN 1
+    WHEN 'delivered' THEN 2
+    WHEN 'bounced' THEN CASE p_bounce_type WHEN 'soft' THEN 3 ELSE 4 END
+    WHEN 'dropped' THEN 4
+    WHEN 'unsubscribed' THEN 5
+    WHEN 'complained' THEN 6
+    ELSE 0
+  END
+$function$;
+GRANT EXECUTE ON FUNCTION email_delivery_status_rank(text,text) TO email_worker;
 
 CREATE OR REPLACE FUNCTION public.email_encryption_key_census()
  RETURNS TABLE(key_id text, settings_rows bigint)

@@ -3,6 +3,7 @@ import type { Sql } from '../db/connect';
 import type { KeyRing } from '../config/require';
 import type { Logger } from '../logger';
 import type { ProviderClients } from '../providers/clients';
+import type { WorkerMetrics } from '../telemetry/metrics';
 import type { EventOutcome } from '../worker/processEvent';
 import type { IntakeEvent } from '../core/event';
 
@@ -14,4 +15,5 @@ export interface AdminDeps {
   providers: ProviderClients;
   logger: Logger;
   processEvent: (event: IntakeEvent, log: Logger) => Promise<EventOutcome>;
+  metrics?: WorkerMetrics | undefined;
 }

@@ -14,6 +14,7 @@ import { TENANT_ID_PATTERN } from '../types';
 import { authorize, createTokenVerifier, type Principal } from './auth';
 import { buildOpenApi } from './openapi';
 import { addContentRoutes } from './contentRoutes';
+import { addFeedbackRoutes } from './feedbackRoutes';
 import { daysQuery, testEmailBody } from '../settings/schemas';
 import type { AdminDeps } from './deps';
 import type { IntakeEvent } from '../core/event';
@@ -141,6 +142,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
   }));
 
   addContentRoutes(router, route, deps);
+  addFeedbackRoutes(router, route, deps);
 
   // Unknown admin paths and body-parser failures.
   router.use((_req: Request, res: Response) => {

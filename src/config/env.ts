@@ -26,6 +26,20 @@ const int = (dflt: number, min: number, max: number) =>
       return n;
     });
 
+const ratio = (dflt: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return dflt;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n <= 0 || n > 1) {
+        ctx.addIssue({ code: 'custom', message: 'must be a fraction above 0 and at most 1, e.g. 0.003 for 0.3%' });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const optionalString = z
   .string()
   .optional()
@@ -123,6 +137,25 @@ export const envSchema = z.object({
   ADMIN_JWT_JWKS_URL: optionalString.refine((v) => v === undefined || /^https?:\/\//.test(v), 'must be an http(s) URL'),
   ADMIN_JWT_ISSUER: optionalString,
   ADMIN_JWT_AUDIENCE: optionalString,
+  PUBLIC_BASE_URL: optionalString.refine(
+    (v) => v === undefined || (/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~-]+)*$/.test(v)),
+    'must be the https URL the admin API is reachable at from the internet, without a trailing slash, e.g. https://email.example.com',
+  ),
+  WEBHOOK_MAX_AGE_SECONDS: int(600, 60, 86_400),
+  SNS_CERT_HOST_PATTERN: optionalString.refine((v) => {
+    if (v === undefined) return true;
+    try {
+      new RegExp(v);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'must be a regular expression'),
+  SOFT_BOUNCE_SUPPRESS_AFTER: int(3, 0, 1000),
+  REPUTATION_COMPLAINT_THRESHOLD: ratio(0.003),
+  REPUTATION_BOUNCE_THRESHOLD: ratio(0.05),
+  REPUTATION_MIN_VOLUME: int(500, 1, 100_000_000),
+  REPUTATION_WINDOW_DAYS: int(7, 1, 90),
 });
 
 export type Env = z.infer<typeof envSchema>;

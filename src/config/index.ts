@@ -85,7 +85,26 @@ export interface Config {
   readonly sendgridBaseUrl: string | undefined;
   /** Undefined when the admin API is off. Without a JWT secret or JWKS, it takes API keys only. */
   readonly admin: AdminConfig | undefined;
+  /** Delivery feedback (DESIGN §9): webhooks, suppression, reputation guard, one-click unsubscribe. */
+  readonly feedback: FeedbackConfig;
 }
+
+export interface FeedbackConfig {
+  /** Where the admin API's server is reachable from the internet; unset, no List-Unsubscribe link is added. */
+  readonly publicBaseUrl: string | undefined;
+  /** A signed webhook request older than this (SendGrid's timestamp) is refused as a replay. */
+  readonly webhookMaxAgeSeconds: number;
+  /** Hosts SNS signing certificates may come from (AWS's own pattern unless a test sets SNS_CERT_HOST_PATTERN). */
+  readonly snsCertHostPattern: RegExp;
+  readonly softBounceLimit: number;
+  readonly complaintThreshold: number;
+  readonly bounceThreshold: number;
+  readonly minVolume: number;
+  readonly windowDays: number;
+}
+
+/** Where SNS signing certificates come from: sns.<region>.amazonaws.com(.cn). */
+export const SNS_CERT_HOST = /^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$/;
 
 export interface AdminConfig {
   /** Failed authentications (401) a client address may have per minute before it gets 429. */
@@ -179,6 +198,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         : undefined,
     sendgridMasterApiKey: e.SENDGRID_MASTER_API_KEY,
     sendgridBaseUrl: e.SENDGRID_BASE_URL,
+    feedback: Object.freeze({
+      publicBaseUrl: e.PUBLIC_BASE_URL,
+      webhookMaxAgeSeconds: e.WEBHOOK_MAX_AGE_SECONDS,
+      snsCertHostPattern: e.SNS_CERT_HOST_PATTERN ? new RegExp(e.SNS_CERT_HOST_PATTERN) : SNS_CERT_HOST,
+      softBounceLimit: e.SOFT_BOUNCE_SUPPRESS_AFTER,
+      complaintThreshold: e.REPUTATION_COMPLAINT_THRESHOLD,
+      bounceThreshold: e.REPUTATION_BOUNCE_THRESHOLD,
+      minVolume: e.REPUTATION_MIN_VOLUME,
+      windowDays: e.REPUTATION_WINDOW_DAYS,
+    }),
     admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ authFailureLimit: e.ADMIN_AUTH_FAILURE_LIMIT, jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,

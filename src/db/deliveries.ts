@@ -13,6 +13,8 @@ export interface ClaimRequest {
   eventType: string;
   taskId: string;
   hasRecipient: boolean;
+  /** Checked against the tenant's suppression list in the same call (sql/009). */
+  recipient?: string | null | undefined;
   /** Drawn by the caller (a random UUID), who then knows its claim even when the answer is lost; omitted, the database draws one. */
   claimToken?: string | undefined;
 }
@@ -27,7 +29,8 @@ export type ClaimResult =
       templateVersion: number | null;
     }
   | { outcome: 'quota_exceeded'; dailyLimit: number }
-  | { outcome: 'duplicate' | 'in_flight' | 'skipped_disabled' | 'skipped_no_recipient' | 'unknown_tenant' };
+  | { outcome: 'suppressed'; reason: string }
+  | { outcome: 'duplicate' | 'in_flight' | 'skipped_disabled' | 'skipped_no_recipient' | 'unknown_tenant' | 'tenant_paused' };
 
 export interface OutcomeRecord {
   tenantId: string;
@@ -67,7 +70,7 @@ export function createDeliveryStore(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
           ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text,
-          ${req.claimToken ?? null}::uuid)`, deadline);
+          ${req.claimToken ?? null}::uuid, ${req.recipient ?? null}::text)`, deadline);
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':
@@ -87,6 +90,9 @@ export function createDeliveryStore(
           };
         case 'quota_exceeded':
           return { outcome: 'quota_exceeded', dailyLimit: r.daily_limit };
+        case 'suppressed':
+          return { outcome: 'suppressed', reason: r.suppression_reason };
+        case 'tenant_paused':
         case 'duplicate':
         case 'in_flight':
         case 'skipped_disabled':

@@ -1,10 +1,27 @@
 import type { Sql } from './connect';
 import { UsageError } from '../errors';
 
-export const TENANT_TABLES = ['tenant_email_settings', 'tenant_email_usage', 'email_deliveries', 'tenant_email_templates', 'tenant_email_domains'] as const;
+export const TENANT_TABLES = [
+  'tenant_email_settings',
+  'tenant_email_usage',
+  'email_deliveries',
+  'tenant_email_templates',
+  'tenant_email_domains',
+  'email_suppressions',
+  'email_soft_bounces',
+  'tenant_email_webhooks',
+  'email_webhook_receipts',
+  'email_feedback_daily',
+  'tenant_email_reputation',
+  'email_suppression_log',
+] as const;
 
 /** The functions only the admin API calls (sql/grants_admin.sql grants them to its role). */
-export const ADMIN_API_FUNCTIONS = ['admin_api_key_lookup(text)', 'admin_api_key_touch(uuid)'] as const;
+export const ADMIN_API_FUNCTIONS = [
+  'admin_api_key_lookup(text)',
+  'admin_api_key_touch(uuid)',
+  'email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer)',
+] as const;
 
 /**
  * Refuse to run as a role for which row-level security would not hold: a superuser, a role with
@@ -51,7 +68,7 @@ export async function assertAdminFunctions(sql: Sql): Promise<void> {
     FROM unnest(string_to_array(${ADMIN_API_FUNCTIONS.join(';')}, ';')) AS f`;
   if (r?.allowed) return;
   throw new UsageError(
-    `refusing to start the admin API: role "${r?.name}" may not execute admin_api_key_lookup/admin_api_key_touch. ` +
+    `refusing to start the admin API: role "${r?.name}" may not execute the admin API's functions (${ADMIN_API_FUNCTIONS.map((f) => f.split('(')[0]).join(', ')}). ` +
       'Connect the admin API as the role `tenant-email migrate` was given as ADMIN_DB_ROLE (chart: admin.databaseRole and secrets.keys.adminDatabaseUrl), ' +
       'or run migrate without ADMIN_DB_ROLE to let the worker role serve the admin API.',
   );

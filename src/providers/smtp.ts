@@ -72,7 +72,9 @@ export function createSmtpProvider(account: ProviderAccount, opts: ProviderOptio
           subject: email.subject,
           text: email.text,
           html: email.html,
-          headers: { ...email.headers },
+          // List-Unsubscribe stays on one line (prepared: not folded), as DKIM signs it and
+          // mailbox providers parse it (a folded one broke DKIM in nodemailer #1654).
+          headers: Object.fromEntries(Object.entries(email.headers).map(([k, v]) => [k, k.toLowerCase() === 'list-unsubscribe' ? { prepared: true, value: v } : v])),
           // Stable per delivery: a resend after a crash has the same Message-ID.
           messageId: email.reference,
         });

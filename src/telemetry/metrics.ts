@@ -41,6 +41,11 @@ export class WorkerMetrics {
   private readonly recordFailures: Counter<string>;
   private readonly templateFallbacks: Counter<string>;
   private readonly lateWritesDropped: Counter<string>;
+  private readonly webhookRequests: Counter<string>;
+  private readonly webhookEvents: Counter<string>;
+  private readonly deliveryStatuses: Counter<string>;
+  private readonly suppressionsAdded: Counter<string>;
+  private readonly tenantsPaused: Counter<string>;
 
   constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0) {
     this.eventTypes = new Set(opts.eventTypes);
@@ -132,6 +137,36 @@ export class WorkerMetrics {
         this.set(inFlight());
       },
     });
+    this.webhookRequests = new Counter({
+      name: 'tew_webhook_requests_total',
+      help: 'Provider webhook requests (DESIGN §9) by provider and result: ok, or the error code (webhook_unauthorized, webhook_forbidden, webhook_invalid_payload, database_unavailable, …).',
+      labelNames: ['provider', 'result'],
+      registers,
+    });
+    this.webhookEvents = new Counter({
+      name: 'tew_webhook_events_total',
+      help: 'Provider events in verified webhook requests by provider and what became of them: applied (changed a delivery), duplicate (seen before), stale (a status the delivery already had or outranked), unmatched (not a delivery of this worker), ignored (opens, clicks, sends).',
+      labelNames: ['provider', 'result'],
+      registers,
+    });
+    this.deliveryStatuses = new Counter({
+      name: 'tew_delivery_status_total',
+      help: 'Deliveries that moved to a status by provider and status (delivered, deferred, bounced_hard, bounced_soft, complained, unsubscribed, dropped).',
+      labelNames: ['provider', 'status'],
+      registers,
+    });
+    this.suppressionsAdded = new Counter({
+      name: 'tew_suppressions_added_total',
+      help: "Addresses added to a tenant's suppression list, by source (webhook, unsubscribe, admin).",
+      labelNames: ['source'],
+      registers,
+    });
+    this.tenantsPaused = new Counter({
+      name: 'tew_tenants_paused_total',
+      help: 'Tenants the reputation guard paused, by reason (complaint_rate, bounce_rate).',
+      labelNames: ['reason'],
+      registers,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tew_' });
   }
 
@@ -177,6 +212,26 @@ export class WorkerMetrics {
 
   lateWriteDropped(kind: 'outcome' | 'release'): void {
     this.lateWritesDropped.inc({ kind });
+  }
+
+  webhook(provider: string, result: string): void {
+    this.webhookRequests.inc({ provider, result });
+  }
+
+  webhookEventCounts(provider: string, counts: Record<'applied' | 'duplicate' | 'stale' | 'unmatched' | 'ignored', number>): void {
+    for (const [result, n] of Object.entries(counts)) if (n > 0) this.webhookEvents.inc({ provider, result }, n);
+  }
+
+  deliveryStatus(provider: string, statuses: Record<string, number>): void {
+    for (const [status, n] of Object.entries(statuses)) if (n > 0) this.deliveryStatuses.inc({ provider, status }, n);
+  }
+
+  suppressed(source: 'webhook' | 'unsubscribe' | 'admin', n = 1): void {
+    if (n > 0) this.suppressionsAdded.inc({ source }, n);
+  }
+
+  tenantPaused(reason: string): void {
+    this.tenantsPaused.inc({ reason });
   }
 
   templateFallback(eventType: string): void {

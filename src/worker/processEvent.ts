@@ -17,6 +17,7 @@ import { annotateEventSpan, inSpan } from '../telemetry/tracing';
 import { GLOBAL_TENANT, type ProviderAccount, type ProviderName, type SenderSettings, type SenderTier, type TemplateUse } from '../types';
 import { LateWrites, recordWithRetry } from './lateWrites';
 import type { IntakeEvent } from '../core/event';
+import type { UnsubscribeTokens } from '../feedback/unsubscribe';
 
 /** What happened to an event that is answered 2xx. Everything else is thrown as a WorkerError. */
 export type EventOutcome =
@@ -30,7 +31,7 @@ export type EventOutcome =
       senderTier: SenderTier;
     }
   | { kind: 'duplicate' }
-  | { kind: 'skipped'; reason: 'no_recipient' | 'tenant_disabled' };
+  | { kind: 'skipped'; reason: 'no_recipient' | 'tenant_disabled' | 'recipient_suppressed'; suppression?: string };
 
 export interface ProcessorDeps {
   config: Config;
@@ -42,6 +43,8 @@ export interface ProcessorDeps {
   metrics?: WorkerMetrics | undefined;
   /** Ledger writes retried in the background while the database is away (the server flushes them at shutdown). */
   lateWrites?: LateWrites | undefined;
+  /** One-click unsubscribe links for the platform tier (when PUBLIC_BASE_URL is set). */
+  unsubscribeTokens?: UnsubscribeTokens | undefined;
 }
 
 const DB_SPAN = { 'db.system.name': 'postgresql' } as const;
@@ -91,6 +94,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
             eventType: event.type,
             taskId: event.data.task_id,
             hasRecipient: event.recipient !== null,
+            recipient: event.recipient,
             claimToken,
           });
           span.setAttribute('email.claim_outcome', c.outcome);
@@ -123,6 +127,10 @@ export function createEventProcessor(deps: ProcessorDeps) {
         return { kind: 'skipped', reason: 'no_recipient' };
       case 'skipped_disabled':
         return { kind: 'skipped', reason: 'tenant_disabled' };
+      case 'suppressed':
+        return { kind: 'skipped', reason: 'recipient_suppressed', suppression: claim.reason };
+      case 'tenant_paused':
+        throw new WorkerError('tenant_paused', `tenant "${tenantId}" is paused by the reputation guard; resume it with POST /api/v1/admin/tenants/${tenantId}/resume`);
       case 'quota_exceeded':
         throw new WorkerError('quota_exceeded', `daily limit of ${claim.dailyLimit} emails reached for tenant "${tenantId}"`);
       case 'claimed':
@@ -151,6 +159,13 @@ export function createEventProcessor(deps: ProcessorDeps) {
         log.warn({ template_version: templateVersion, event_type: event.type, reason: content.fallbackReason }, "the tenant's template failed; sending the built-in one");
       }
       const rendered = content.content;
+      // RFC 8058 one-click unsubscribe on the platform's own domain tier, unless the tenant set
+      // its own List-Unsubscribe (that wins, on every tier).
+      const base = config.feedback.publicBaseUrl;
+      const oneClick =
+        base && deps.unsubscribeTokens && !settings.listUnsubscribe
+          ? await deps.unsubscribeTokens.link(base, { tenantId, recipient: event.recipient as string, eventType: event.type })
+          : null;
       sent = await sendWithFallback(tenantId, settings, log, sendFits, (account) => {
         const choice = resolveSender({ tenantId, settings, account, fromPattern: config.tenantFromPattern, policy: config.senderDomainPolicy });
         lastSender = choice;
@@ -162,7 +177,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
           sender: choice,
           replyToPattern: config.replyToPattern,
           replyToDomain: settings.replyToDomain,
-          listUnsubscribe: settings.listUnsubscribe,
+          listUnsubscribe: settings.listUnsubscribe ?? (choice.tier === 'platform' ? oneClick : null),
           extraHeaders: settings.extraHeaders,
         });
         return { email, sender: choice };

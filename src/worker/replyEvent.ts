@@ -41,7 +41,7 @@ export function buildReply(event: IntakeEvent, outcome: EventOutcome, source: st
           template_source: outcome.template,
           sender_tier: outcome.senderTier,
         }
-      : { ...common, reason: outcome.reason };
+      : { ...common, reason: outcome.reason, ...(outcome.suppression ? { suppression_reason: outcome.suppression } : {}) };
   // Loaded on the first reply, so workers without REPLY_EVENTS never load it for this.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { CloudEvent, HTTP } = require('cloudevents') as typeof import('cloudevents');

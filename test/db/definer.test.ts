@@ -64,7 +64,7 @@ describe('SECURITY DEFINER functions and the caller’s temporary tables', () =>
       ]);
       // The admin API refuses to start as a role without them, and starts as the admin role.
       const adminEnv = { ADMIN_API_ENABLED: 'true', ADMIN_JWT_SECRET: 'x'.repeat(40) };
-      await expect(startTestWorker(db, captureLogs().logger, adminEnv)).rejects.toThrow(/refusing to start the admin API: role "email_worker" may not execute admin_api_key_lookup/);
+      await expect(startTestWorker(db, captureLogs().logger, adminEnv)).rejects.toThrow(/refusing to start the admin API: role "email_worker" may not execute the admin API.s functions \(admin_api_key_lookup/);
       const w = await startTestWorker({ workerUrl: roleUrl(db.superuserUrl, adminRole, password, db.name) }, captureLogs().logger, adminEnv);
       const res = await fetch(new URL('/api/v1/admin/tenants/acme/email-settings', w.url), { headers: { authorization: `Bearer ${key.key}` } });
       await w.shutdown();
