@@ -1,0 +1,167 @@
+import { generateKeyPairSync, randomUUID, sign as signData } from 'node:crypto';
+import { SignJWT } from 'jose';
+import { keyId } from '../../src/config';
+import type { Sql } from '../../src/db/connect';
+import { putSettings } from '../../src/db/settings';
+import { startMailbox, type Mailbox } from '../../dev/mailbox';
+import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { binaryEvent, post, taskData } from '../helpers/events';
+import { captureLogs } from '../helpers/logCapture';
+import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+
+const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
+const JWT_SECRET = 'reputation-jwt-secret-for-tests-0123456789abc';
+
+/** A small deterministic PRNG, so a failing shuffle can be run again: FEEDBACK_SEED=<seed>. */
+function prng(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('delivery feedback at volume, and the reputation guard', () => {
+  let db: TestDatabase;
+  let mailbox: Mailbox;
+  let worker: Awaited<ReturnType<typeof startTestWorker>>;
+  let su: Sql;
+  let admin: string;
+  const logs = captureLogs();
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const publicKeyB64 = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+
+  const sendgridHook = (tenant: string, events: unknown[]) => {
+    const body = JSON.stringify(events);
+    const ts = Math.floor(Date.now() / 1000);
+    return fetch(new URL(`/api/v1/webhooks/sendgrid/${tenant}`, worker.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-twilio-email-event-webhook-timestamp': String(ts), 'x-twilio-email-event-webhook-signature': signData('sha256', Buffer.from(`${ts}${body}`), privateKey).toString('base64') },
+      body,
+    });
+  };
+  const adminCall = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(new URL(`/api/v1/admin/tenants/${path}`, worker.url), { method, headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    return { status: res.status, json: text ? JSON.parse(text) : null };
+  };
+  const send = async (tenant: string, id = `evt-${randomUUID()}`, to = `r-${randomUUID().slice(0, 8)}@example.com`) => {
+    const res = await post(worker.url, binaryEvent({ tenant, id, data: taskData({ notify_email: to }) }));
+    return { status: res.status, id, body: res.text, to };
+  };
+  const messageId = async (tenant: string, eventId: string) => (await su`SELECT message_id FROM email_deliveries WHERE tenant_id = ${tenant} AND event_id = ${eventId}`)[0]!.message_id as string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    su = db.admin();
+    mailbox = await startMailbox();
+    const sql = db.worker(2);
+    for (const t of ['bulk', 'noisy']) {
+      await putSettings(sql, { current: KEY }, t, { provider: 'sendgrid', api_key: 'SG.CANARY-rep-000000000000', from_email: `noreply@${t}.example`, provider_settings: { base_url: mailbox.url }, enabled: true, daily_limit: 100_000 });
+    }
+    worker = await startTestWorker(db, logs.logger, { ADMIN_JWT_SECRET: JWT_SECRET, REPUTATION_MIN_VOLUME: '20' });
+    admin = await new SignJWT({ role: 'platform_admin', sub: 'ops@test' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(JWT_SECRET));
+    for (const t of ['bulk', 'noisy']) expect((await adminCall('PUT', `${t}/email-webhooks/sendgrid`, { public_key: publicKeyB64 })).status).toBe(201);
+  });
+  afterAll(async () => {
+    await worker.shutdown();
+    await mailbox.close();
+    await db.drop();
+  });
+
+  it('applies 1,000 SendGrid events, each delivered three times in shuffled batches of 1,000: the final statuses are right and nothing is counted twice', async () => {
+    const seed = Number(process.env.FEEDBACK_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    // eslint-disable-next-line no-console
+    console.log(`feedback shuffle seed ${seed} (run again with FEEDBACK_SEED=${seed})`);
+    const random = prng(seed);
+    // 500 deliveries the worker sent (ledger rows as email_record_outcome leaves them).
+    const n = 500;
+    await su`INSERT INTO email_deliveries (tenant_id, event_source, event_id, event_type, status, provider, message_id, quota_day)
+             SELECT 'bulk', '/bulk', 'e' || g, 'codetether.task.created', 'sent', 'sendgrid', 'm' || g, (now() AT TIME ZONE 'UTC')::date FROM generate_series(1, ${n}) g`;
+    // Per delivery: delivered for all; then 150 hard bounces, 50 complaints, 300 deferrals (1,000 events).
+    const events: Array<Record<string, unknown>> = [];
+    const expected = new Map<number, string>();
+    const ev = (i: number, type: string, extra: Record<string, unknown> = {}) =>
+      events.push({ email: `u${i}@bulk.example`, event: type, sg_event_id: `${type}-${i}`, sg_message_id: `m${i}.filterdrecv-x`, timestamp: 1_700_000_000 + i, ...extra });
+    for (let i = 1; i <= n; i++) {
+      ev(i, 'delivered');
+      expected.set(i, 'delivered');
+    }
+    for (let i = 1; i <= 150; i++) {
+      ev(i, 'bounce', { type: 'bounce', reason: '550 5.1.1 unknown user' });
+      expected.set(i, 'bounced');
+    }
+    for (let i = 151; i <= 200; i++) {
+      ev(i, 'spamreport');
+      expected.set(i, 'complained');
+    }
+    for (let i = 201; i <= 500; i++) ev(i, 'deferred');
+    expect(events).toHaveLength(1000);
+    const copies = [...events, ...events, ...events];
+    for (let i = copies.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [copies[i], copies[j]] = [copies[j]!, copies[i]!];
+    }
+    let applied = 0;
+    let duplicates = 0;
+    for (let b = 0; b < 3; b++) {
+      const res = await sendgridHook('bulk', copies.slice(b * 1000, (b + 1) * 1000));
+      expect(res.status).toBe(200);
+      const r = await res.json();
+      applied += r.applied;
+      duplicates += r.duplicates;
+    }
+    expect(duplicates).toBe(2000);
+    const rows = await su`SELECT event_id, delivery_status, bounce_type FROM email_deliveries WHERE tenant_id = 'bulk' ORDER BY event_id`;
+    const wrong = rows.filter((r) => r.delivery_status !== expected.get(Number(String(r.event_id).slice(1))));
+    expect(wrong).toEqual([]);
+    const [daily] = await su`SELECT sum(delivered)::int AS delivered, sum(deferred)::int AS deferred, sum(bounced_hard)::int AS bounced_hard, sum(complained)::int AS complained
+                             FROM email_feedback_daily WHERE tenant_id = 'bulk'`;
+    expect(daily).toEqual({ delivered: 300, deferred: 0, bounced_hard: 150, complained: 50 });
+    const [sup] = await su`SELECT count(*)::int AS n FROM email_suppressions WHERE tenant_id = 'bulk'`;
+    expect(sup!.n).toBe(200);
+    // Each change applied once; how many there were depends on the order (a delivery seen after its bounce is no change).
+    expect(applied).toBeGreaterThanOrEqual(500);
+    expect(applied).toBeLessThanOrEqual(1000);
+  });
+
+  it('pauses a tenant past its complaint threshold, not before the minimum volume; paused events are answered 422 and sent after resume', async () => {
+    const first = [];
+    for (let i = 0; i < 10; i++) first.push(await send('noisy'));
+    expect(first.every((s) => s.status === 202)).toBe(true);
+    // One complaint in 10 sends is 10%, far past 0.3%, but below REPUTATION_MIN_VOLUME=20: no pause.
+    let res = await sendgridHook('noisy', [{ email: first[0]!.to, event: 'spamreport', sg_event_id: 'c-1', sg_message_id: `${await messageId('noisy', first[0]!.id)}.f`, timestamp: 1 }]);
+    expect(res.status).toBe(200);
+    expect((await adminCall('GET', 'noisy/reputation')).json).toMatchObject({ paused: false, complaint_threshold: 0.003, bounce_threshold: 0.05 });
+    const more = [];
+    for (let i = 0; i < 10; i++) more.push(await send('noisy'));
+    expect(more.every((s) => s.status === 202)).toBe(true);
+    res = await sendgridHook('noisy', [{ email: more[0]!.to, event: 'spamreport', sg_event_id: 'c-2', sg_message_id: `${await messageId('noisy', more[0]!.id)}.f`, timestamp: 2 }]);
+    expect(res.status).toBe(200);
+    const rep = (await adminCall('GET', 'noisy/reputation')).json;
+    expect(rep).toMatchObject({ paused: true, paused_reason: 'complaint_rate', paused_detail: expect.objectContaining({ sent: 20, complaints: 2 }) });
+    expect(logs.text()).toContain('tenant paused by the reputation guard');
+
+    const emails = mailbox.emails.length;
+    const paused = await send('noisy', 'evt-while-paused');
+    expect(paused.status).toBe(422);
+    expect(JSON.parse(paused.body).code).toBe('tenant_paused');
+    expect(mailbox.emails.length).toBe(emails);
+    expect((await su`SELECT status, quota_day FROM email_deliveries WHERE tenant_id = 'noisy' AND event_id = 'evt-while-paused'`)[0]).toEqual({ status: 'paused', quota_day: null });
+
+    // A tenant may lower its thresholds, not raise them past the platform's.
+    expect((await adminCall('PUT', 'noisy/reputation', { complaint_threshold: 0.01, bounce_threshold: null })).json.code).toBe('invalid_request');
+    expect((await adminCall('PUT', 'noisy/reputation', { complaint_threshold: 0.001, bounce_threshold: null })).json).toMatchObject({ complaint_threshold: 0.001 });
+
+    const resumed = await adminCall('POST', 'noisy/resume');
+    expect(resumed.json).toMatchObject({ resumed: true, paused: false, resumed_by: 'ops@test' });
+    // The dead-lettered event, replayed after the resume, is sent.
+    const replay = await send('noisy', 'evt-while-paused');
+    expect(replay.status).toBe(202);
+    expect(mailbox.emails.length).toBe(emails + 1);
+    expect((await su`SELECT status FROM email_deliveries WHERE tenant_id = 'noisy' AND event_id = 'evt-while-paused'`)[0]!.status).toBe('sent');
+  });
+});
