@@ -102,6 +102,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: EMAIL_TENANT_FROM_PATTERN
   value: {{ . | quote }}
 {{- end }}
+{{- with .Values.config.publicBaseUrl }}
+- name: PUBLIC_BASE_URL
+  value: {{ . | quote }}
+{{- end }}
 {{- range $k, $v := .Values.config.extraEnv }}
 - name: {{ $k }}
   value: {{ $v | quote }}

@@ -31,7 +31,7 @@ type Route = (handler: Handler) => express.RequestHandler;
 
 const SNS_TOPIC_ARN = /^arn:aws(-cn|-us-gov)?:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$/;
 
-const webhookBodies = {
+export const webhookBodies = {
   sendgrid: z.strictObject({
     public_key: z.string().min(1).max(4000).refine(isEcPublicKey, "must be the Event Webhook's verification key (base64 DER or PEM of an ECDSA P-256 public key), from Settings → Mail Settings → Event Webhook → Signature Verification"),
   }),
@@ -54,13 +54,13 @@ function isEcPublicKey(v: string): boolean {
   }
 }
 
-const suppressionQuery = z.strictObject({
+export const suppressionQuery = z.strictObject({
   reason: z.enum(SUPPRESSION_REASONS).optional(),
   cursor: z.string().max(320).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
-const suppressionBody = z.strictObject({ note: z.string().max(500).optional() });
-const thresholdsBody = z.strictObject({
+export const suppressionBody = z.strictObject({ note: z.string().max(500).optional() });
+export const thresholdsBody = z.strictObject({
   complaint_threshold: z.number().gt(0).max(1).nullable(),
   bounce_threshold: z.number().gt(0).max(1).nullable(),
 });

@@ -3,6 +3,8 @@ import { ERRORS } from '../errors';
 import { PROVIDER_SETTINGS, settingsInputSchema } from '../settings/input';
 import { PROVIDERS } from '../types';
 import { DOMAIN_STATUSES } from '../types';
+import { SUPPRESSION_REASONS } from '../db/feedback';
+import { suppressionBody, suppressionQuery, thresholdsBody, webhookBodies } from './feedbackRoutes';
 import { EVENT_TYPE_PATTERN, daysQuery, domainBody, domainVerifyBody, previewBody, templateBody, testEmailBody } from '../settings/schemas';
 
 /**
@@ -38,7 +40,14 @@ const maskedSettings = maskedAccount.extend({
   created_at: z.string(),
   updated_at: z.string(),
 });
-const counts = { sent: z.number().int(), failed: z.number().int(), skipped: z.number().int(), quota_exceeded: z.number().int(), in_flight: z.number().int(), duplicates: z.number().int() };
+const int = () => z.number().int();
+const counts = {
+  sent: int(), failed: int(), skipped: int(), quota_exceeded: int(), in_flight: int(), duplicates: int(),
+  suppressed: int().describe('not sent: the recipient is on the suppression list'),
+  paused: int().describe('not sent: the reputation guard had paused the tenant'),
+  delivered: int(), deferred: int(), bounced: int(), bounced_hard: int(), bounced_soft: int(), complained: int(), unsubscribed: int(), dropped: int(),
+  rates: z.object({ delivered: z.number(), bounced: z.number(), complained: z.number(), unsubscribed: z.number() }).describe('fractions of sent'),
+};
 const stats = z.object({
   tenant_id: z.string(),
   days: z.number().int(),
@@ -52,6 +61,44 @@ const error = z.object({
   code: z.enum(Object.keys(ERRORS) as [string, ...string[]]),
   message: z.string(),
   issues: z.array(z.object({ path: z.string(), message: z.string(), line: z.number().int().optional(), column: z.number().int().optional() })).optional(),
+});
+
+const webhookProviders = z.enum(['sendgrid', 'ses', 'postmark', 'resend']);
+const maskedWebhook = z.object({
+  provider: webhookProviders,
+  public_key: z.string().nullable(),
+  signing_secret_set: z.boolean(),
+  signing_secret_hint: z.string().nullable(),
+  topic_arns: z.array(z.string()),
+  basic_username: z.string().nullable(),
+  basic_password_set: z.boolean(),
+  provider_webhook_id: z.string().nullable(),
+  registered_at: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  webhook_url: z.string().describe('where the provider must POST its events (PUBLIC_BASE_URL + path; the path alone when PUBLIC_BASE_URL is not set)'),
+  public_base_url_set: z.boolean(),
+  basic_auth: z.object({ username: z.string(), password: z.string(), note: z.string() }).optional().describe('Postmark only, in the answer to PUT: shown once'),
+  webhook_url_with_credentials: z.string().optional().describe('Postmark only, in the answer to PUT: the URL to paste into Postmark'),
+});
+const suppression = z.object({
+  address: z.string(),
+  reason: z.enum(SUPPRESSION_REASONS),
+  source: z.enum(['webhook', 'unsubscribe', 'admin']),
+  provider: z.string().nullable(),
+  detail: z.string().nullable(),
+  created_by: z.string().nullable(),
+  created_at: z.string(),
+});
+const reputation = z.object({
+  paused: z.boolean(),
+  paused_at: z.string().nullable(),
+  paused_reason: z.enum(['complaint_rate', 'bounce_rate']).nullable(),
+  paused_detail: z.record(z.string(), z.unknown()).nullable(),
+  complaint_threshold: z.number().describe("in force: the tenant's own when lower than the platform's"),
+  bounce_threshold: z.number(),
+  resumed_at: z.string().nullable(),
+  resumed_by: z.string().nullable(),
 });
 
 const storedTemplate = z.object({
@@ -103,7 +150,7 @@ export function buildOpenApi(version: string): Record<string, unknown> {
     info: {
       title: 'tenant-email-worker admin API',
       version,
-      description: 'Per-tenant email settings, templates, sender domains, verification, test sends and stats. api_key and account_token are write-only.',
+      description: 'Per-tenant email settings, templates, sender domains, verification, test sends, stats, and delivery feedback (webhook set-up, suppression list, reputation guard). api_key, account_token and webhook secrets are write-only. The provider webhooks and the unsubscribe links are served beside it under /api/v1 (their own servers entry).',
     },
     servers: [{ url: '/api/v1/admin' }],
     security: [{ bearer: [] }],
@@ -192,6 +239,74 @@ export function buildOpenApi(version: string): Record<string, unknown> {
           summary: 'Ask the provider whether the DNS records are in place and store the status; the worker sends from the domain once it is verified',
           requestBody: { required: false, content: { 'application/json': { schema: json(domainVerifyBody) } } },
           responses: { '200': ok('the domain with its new status', storedDomain), ...common, '404': err('domain_not_found'), '422': err('provider rejection'), '503': err('provider unavailable') },
+        },
+      },
+      '/tenants/{tenant_id}/email-webhooks/{provider}': {
+        parameters: [tenantParam, { name: 'provider', in: 'path', required: true, schema: json(webhookProviders) }],
+        put: {
+          summary: "Store the webhook's verification material: SendGrid public_key, SES topic_arns, Resend signing_secret (encrypted, never returned); for Postmark the worker generates basic-auth credentials and shows them once",
+          requestBody: { required: true, content: { 'application/json': { schema: { oneOf: Object.values(webhookBodies).map((b) => json(b)) } } } },
+          responses: { '200': ok('replaced', maskedWebhook), '201': ok('created', maskedWebhook), ...common },
+        },
+        get: { summary: 'Read the webhook set-up, secrets masked', responses: { '200': ok('the set-up', maskedWebhook), ...common, '404': err('webhook_not_configured') } },
+        delete: { summary: 'Forget the set-up: the provider\'s requests are refused (401) from now on', responses: { '204': ok('deleted'), ...common, '404': err('webhook_not_configured') } },
+      },
+      '/tenants/{tenant_id}/suppressions': {
+        parameters: [tenantParam, ...Object.keys(suppressionQuery.shape).map((name) => ({ name, in: 'query', required: false, schema: json(suppressionQuery.shape[name as keyof typeof suppressionQuery.shape]) }))],
+        get: { summary: 'One page of the suppression list in address order; pass next_cursor as cursor for the next', responses: { '200': ok('a page', z.object({ items: z.array(suppression), next_cursor: z.string().nullable() })), ...common } },
+      },
+      '/tenants/{tenant_id}/suppressions/{address}': {
+        parameters: [tenantParam, { name: 'address', in: 'path', required: true, schema: { type: 'string', format: 'email' } }],
+        get: { summary: 'Whether an address is suppressed, and why', responses: { '200': ok('the entry', suppression), ...common, '404': err('suppression_not_found') } },
+        put: {
+          summary: 'Suppress an address by hand (reason manual); who did it is taken from the token',
+          requestBody: { required: false, content: { 'application/json': { schema: json(suppressionBody) } } },
+          responses: { '200': ok('already suppressed (first reason kept)', suppression), '201': ok('added', suppression), ...common },
+        },
+        delete: {
+          summary: 'Remove an address (it is mailed again); ?note= says why, recorded with who',
+          parameters: [{ name: 'note', in: 'query', required: false, schema: { type: 'string', maxLength: 500 } }],
+          responses: { '204': ok('removed'), ...common, '404': err('suppression_not_found') },
+        },
+      },
+      '/tenants/{tenant_id}/reputation': {
+        parameters: [tenantParam],
+        get: { summary: "The reputation guard's state and the thresholds in force", responses: { '200': ok('state', reputation), ...common } },
+        put: {
+          summary: "The tenant's own thresholds (fractions); they may only be lower than the platform's. null: the platform's",
+          requestBody: { required: true, content: { 'application/json': { schema: json(thresholdsBody) } } },
+          responses: { '200': ok('state', reputation), ...common },
+        },
+      },
+      '/tenants/{tenant_id}/resume': {
+        parameters: [tenantParam],
+        post: { summary: 'Lift the reputation guard\'s pause; replay the tenant_paused dead letters afterwards. The rolling window restarts on this day.', responses: { '200': ok('state', reputation.extend({ resumed: z.boolean() })), ...common } },
+      },
+      '/webhooks/{provider}/{tenant_id}': {
+        servers: [{ url: '/api/v1' }],
+        parameters: [{ name: 'provider', in: 'path', required: true, schema: json(webhookProviders) }, tenantParam],
+        post: {
+          summary: "A provider's delivery events (DESIGN §9). Authenticated by the provider's own scheme, not a bearer token: SendGrid ECDSA signature, SNS message signature and registered TopicArn, Postmark basic auth, Resend Svix signature. 200 only after the change is committed.",
+          security: [],
+          requestBody: { required: true, content: { 'application/json': { schema: {} }, 'text/plain': { schema: { type: 'string' } } } },
+          responses: {
+            '200': ok('applied', z.object({ received: int(), applied: int(), duplicates: int().optional(), unmatched: int().optional(), ignored: int().optional(), suppressed: int().optional() })),
+            '400': err('webhook_invalid_payload'),
+            '401': err('webhook_unauthorized'),
+            '403': err('webhook_forbidden'),
+            '503': err('database_unavailable (the provider retries)'),
+          },
+        },
+      },
+      '/unsubscribe/{token}': {
+        servers: [{ url: '/api/v1' }],
+        parameters: [{ name: 'token', in: 'path', required: true, schema: { type: 'string' } }],
+        get: { summary: 'A confirmation page with a button; changes nothing (mail scanners follow GET links)', security: [], responses: { '200': { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } }, '400': { description: 'unsubscribe_invalid_token (HTML page)' } } },
+        post: {
+          summary: 'RFC 8058 one-click unsubscribe (body List-Unsubscribe=One-Click): the recipient is added to the tenant\'s suppression list',
+          security: [],
+          requestBody: { required: false, content: { 'application/x-www-form-urlencoded': { schema: { type: 'object', properties: { 'List-Unsubscribe': { type: 'string', const: 'One-Click' } } } } } },
+          responses: { '200': { description: 'unsubscribed (HTML page)' }, '400': { description: 'unsubscribe_invalid_token (HTML page)' }, '503': { description: 'database unavailable (HTML page)' } },
         },
       },
       '/tenants/{tenant_id}/email-stats': {

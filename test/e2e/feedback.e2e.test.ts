@@ -126,7 +126,7 @@ describe('delivery feedback: provider webhooks, suppression on the hot path, one
       const { body: b, headers } = make(body);
       const res = await hook('sendgrid', 'acme', b, headers);
       expect(res.status).toBe(401);
-      expect((await res.json()).code).toBe('webhook_unauthorized');
+      expect(((await res.json()) as { code: string }).code).toBe('webhook_unauthorized');
       expect((await ledger('acme', sent.id))?.delivery_status).toBeNull();
       expect(await su`SELECT 1 FROM email_webhook_receipts WHERE provider_event_id = ${`d-${sent.id}`}`).toHaveLength(0);
     });

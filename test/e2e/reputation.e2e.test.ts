@@ -110,7 +110,7 @@ describe('delivery feedback at volume, and the reputation guard', () => {
     for (let b = 0; b < 3; b++) {
       const res = await sendgridHook('bulk', copies.slice(b * 1000, (b + 1) * 1000));
       expect(res.status).toBe(200);
-      const r = await res.json();
+      const r = (await res.json()) as { applied: number; duplicates: number };
       applied += r.applied;
       duplicates += r.duplicates;
     }

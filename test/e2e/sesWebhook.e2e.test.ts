@@ -35,7 +35,7 @@ describe('SES webhook through SNS', () => {
   const logs = captureLogs();
   const savedCa = https.globalAgent.options.ca;
 
-  const sign = (m: Record<string, string>, version: '1' | '2') => {
+  const sign = (m: Record<string, string>, version: "1" | "2"): Record<string, string> => {
     const keys = m.Type === 'Notification' ? ['Message', 'MessageId', 'Subject', 'Timestamp', 'TopicArn', 'Type'] : ['Message', 'MessageId', 'SubscribeURL', 'Timestamp', 'Token', 'TopicArn', 'Type'];
     const s = createSign(version === '1' ? 'RSA-SHA1' : 'RSA-SHA256');
     for (const k of keys) if (k in m) s.update(`${k}\n${m[k]}\n`);
@@ -130,11 +130,11 @@ describe('SES webhook through SNS', () => {
     const messageId = await sendOne('safe@ses.example');
     const complaint = { eventType: 'Complaint', mail: { messageId }, complaint: { complainedRecipients: [{ emailAddress: 'safe@ses.example' }], timestamp: new Date().toISOString() } };
     const signed = sign(notification(complaint), '2');
-    const tampered = { ...signed, Message: signed.Message.replace('Complaint', 'Delivery') };
+    const tampered = { ...signed, Message: signed.Message!.replace('Complaint', 'Delivery') };
     expect((await hook(tampered)).status).toBe(401);
     const other = await hook(sign(notification(complaint, 'arn:aws:sns:eu-west-1:999999999999:someone-else'), '2'));
     expect(other.status).toBe(403);
-    expect((await other.json()).code).toBe('webhook_forbidden');
+    expect(((await other.json()) as { code: string }).code).toBe('webhook_forbidden');
     const wrongHost = { ...signed, SigningCertURL: 'https://attacker.example/cert.pem' };
     expect((await hook(wrongHost)).status).toBe(401);
     expect(await status(messageId)).toEqual({ delivery_status: null, bounce_type: null });
