@@ -22,6 +22,9 @@ describe('OpenAPI document of the admin API', () => {
       '/tenants/{tenant_id}/email-settings/verify', '/tenants/{tenant_id}/email-stats',
       '/tenants/{tenant_id}/email-templates', '/tenants/{tenant_id}/email-templates/{event_type}',
       '/tenants/{tenant_id}/email-templates/{event_type}/preview',
+      '/tenants/{tenant_id}/email-webhooks/{provider}', '/tenants/{tenant_id}/reputation', '/tenants/{tenant_id}/resume',
+      '/tenants/{tenant_id}/suppressions', '/tenants/{tenant_id}/suppressions/{address}',
+      '/unsubscribe/{token}', '/webhooks/{provider}/{tenant_id}',
     ]);
     expect(committed.components.schemas.Error.properties.issues.items.properties.line).toEqual({ type: 'integer', minimum: expect.any(Number), maximum: expect.any(Number) });
     const body = committed.components.schemas.SettingsInput;
