@@ -375,7 +375,9 @@ CREATE OR REPLACE FUNCTION email_apply_feedback(
   p_complaint_threshold numeric,
   p_bounce_threshold    numeric,
   p_min_volume          integer,
-  p_window_days         integer
+  p_window_days         integer,
+  -- Write the status changes (and a pause) to the outbox for K_SINK (sql/010).
+  p_publish             boolean DEFAULT false
 ) RETURNS TABLE (
   received      integer,
   duplicates    integer,
@@ -435,7 +437,7 @@ BEGIN
     WHERE e.message_id IS NOT NULL
     ORDER BY e.message_id, email_delivery_status_rank(e.status, e.bounce_type) DESC, e.at
   ), cur AS (
-    SELECT d.event_source, d.event_id, COALESCE(d.quota_day, (d.created_at AT TIME ZONE 'UTC')::date) AS day,
+    SELECT d.event_source, d.event_id, d.task_id, d.message_id, COALESCE(d.quota_day, (d.created_at AT TIME ZONE 'UTC')::date) AS day,
            d.delivery_status AS old_status, d.bounce_type AS old_bounce,
            b.status, b.bounce_type, lower(b.recipient) AS recipient, b.raw_type, b.reason, b.at, b.rank
     FROM email_deliveries d JOIN best b ON d.message_id = b.message_id
@@ -525,6 +527,21 @@ BEGIN
   )
   SELECT count(*)::int INTO suppressed FROM added;
 
+  -- Events out: one CloudEvent per delivery that became delivered, bounced, complained or
+  -- unsubscribed. The id is derived from the delivery and its status, so a consumer can drop a
+  -- second publication of the same change by (source, id).
+  IF p_publish THEN
+    PERFORM email_outbox_add(p_tenant_id, COALESCE(jsonb_agg(jsonb_build_object(
+      'ce_id', md5(concat_ws(chr(31), p_tenant_id, c.event_source, c.event_id, c.status, c.bounce_type)),
+      'ce_type', 'codetether.email.' || c.status,
+      'ce_subject', c.task_id,
+      'data', jsonb_build_object('tenant_id', p_tenant_id, 'event_source', c.event_source, 'event_id', c.event_id, 'task_id', c.task_id,
+                                 'provider', p_provider, 'message_id', c.message_id, 'status', c.status, 'bounce_type', c.bounce_type,
+                                 'provider_event_type', c.raw_type, 'at', c.at))), '[]'::jsonb))
+    FROM jsonb_to_recordset(v_changed) AS c(event_source text, event_id text, task_id text, message_id text, status text, bounce_type text, raw_type text, at timestamptz)
+    WHERE c.status IN ('delivered', 'bounced', 'complained', 'unsubscribed');
+  END IF;
+
   -- The reputation guard, when this request added a complaint or a hard bounce.
   SELECT EXISTS (SELECT 1 FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text)
                  WHERE c.status = 'complained' OR (c.status = 'bounced' AND c.bounce_type = 'hard')) INTO v_bad;
@@ -562,8 +579,60 @@ BEGIN
     VALUES (p_tenant_id, now(), paused_reason, paused_detail)
   ON CONFLICT (tenant_id) DO UPDATE SET paused_at = now(), paused_reason = EXCLUDED.paused_reason,
     paused_detail = EXCLUDED.paused_detail, updated_at = now();
+  IF p_publish THEN
+    PERFORM email_outbox_add(p_tenant_id, jsonb_build_array(jsonb_build_object(
+      'ce_id', md5(concat_ws(chr(31), p_tenant_id, 'tenant_paused', now()::text)),
+      'ce_type', 'codetether.email.tenant_paused',
+      'ce_subject', p_tenant_id,
+      'data', jsonb_build_object('tenant_id', p_tenant_id, 'reason', paused_reason, 'detail', paused_detail, 'paused_at', now()))));
+  END IF;
   RETURN NEXT;
 END
+$$;
+
+-- The outbox (sql/010). Add: the caller's tenant context must be the tenant it writes for.
+CREATE OR REPLACE FUNCTION email_outbox_add(p_tenant_id text, p_events jsonb) RETURNS integer
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+  v_n integer;
+BEGIN
+  IF p_tenant_id IS DISTINCT FROM NULLIF(current_setting('app.current_tenant_id', true), '') THEN
+    RAISE EXCEPTION 'email_outbox_add: tenant % is not the transaction''s tenant context', p_tenant_id USING ERRCODE = '42501';
+  END IF;
+  INSERT INTO public.email_outbox (tenant_id, ce_id, ce_type, ce_subject, data)
+    SELECT p_tenant_id, e.ce_id, e.ce_type, e.ce_subject, e.data
+    FROM jsonb_to_recordset(p_events) AS e(ce_id text, ce_type text, ce_subject text, data jsonb);
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  RETURN v_n;
+END
+$$;
+
+-- Take up to p_limit rows that are due, across tenants; each is due again after a backoff
+-- (2^attempts seconds, at most 5 minutes) unless email_outbox_done deletes it first.
+CREATE OR REPLACE FUNCTION email_outbox_take(p_limit integer)
+RETURNS TABLE (id bigint, tenant_id text, ce_id text, ce_type text, ce_subject text, data jsonb, attempts integer, created_at timestamptz)
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  UPDATE public.email_outbox o
+    SET attempts = o.attempts + 1,
+        next_attempt_at = now() + make_interval(secs => LEAST(300, power(2, LEAST(o.attempts + 1, 9))))
+  WHERE o.id IN (SELECT q.id FROM public.email_outbox q WHERE q.next_attempt_at <= now()
+                 ORDER BY q.next_attempt_at, q.id LIMIT p_limit FOR UPDATE SKIP LOCKED)
+  RETURNING o.id, o.tenant_id, o.ce_id, o.ce_type, o.ce_subject, o.data, o.attempts, o.created_at
+$$;
+
+CREATE OR REPLACE FUNCTION email_outbox_done(p_ids bigint[]) RETURNS integer
+LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  WITH d AS (DELETE FROM public.email_outbox o WHERE o.id = ANY(p_ids) RETURNING 1) SELECT count(*)::int FROM d
+$$;
+
+-- What is waiting (for /metrics): rows and the age of the oldest, nothing else.
+CREATE OR REPLACE FUNCTION email_outbox_backlog() RETURNS TABLE (pending bigint, oldest_seconds double precision)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
+AS $$
+  SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(o.created_at)), 0)::double precision FROM public.email_outbox o
 $$;
 
 CREATE OR REPLACE FUNCTION admin_api_key_lookup(p_prefix text)
@@ -613,7 +682,11 @@ REVOKE ALL ON FUNCTION email_quota_give_back(text, date, smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text, text, bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_delivery_status_rank(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_outbox_add(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_outbox_take(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_outbox_done(bigint[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_outbox_backlog() FROM PUBLIC;
 REVOKE ALL ON FUNCTION admin_api_key_lookup(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION admin_api_key_touch(uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_encryption_key_count() FROM PUBLIC;

@@ -8,4 +8,9 @@ GRANT EXECUTE ON FUNCTION admin_api_key_lookup(text) TO {{admin_role}};
 GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO {{admin_role}};
 
 -- Delivery feedback: the provider webhooks are served by the admin API's server (DESIGN §9).
-GRANT EXECUTE ON FUNCTION email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer) TO {{admin_role}};
+GRANT EXECUTE ON FUNCTION email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer, boolean) TO {{admin_role}};
+-- The outbox it writes, and its drainer (sql/010): through SECURITY DEFINER functions only.
+GRANT EXECUTE ON FUNCTION email_outbox_add(text, jsonb) TO {{admin_role}};
+GRANT EXECUTE ON FUNCTION email_outbox_take(integer) TO {{admin_role}};
+GRANT EXECUTE ON FUNCTION email_outbox_done(bigint[]) TO {{admin_role}};
+GRANT EXECUTE ON FUNCTION email_outbox_backlog() TO {{admin_role}};

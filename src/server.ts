@@ -79,7 +79,15 @@ export async function startWorker(
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }
-  const adminDeps: AdminDeps | undefined = config.admin ? { config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent, metrics } : undefined;
+  // Delivery-feedback events go out from the server that applies the webhooks (the admin API's).
+  const outbox =
+    config.admin && config.feedback.sink
+      ? // eslint-disable-next-line @typescript-eslint/no-require-imports
+        new (require('./admin/outboxPublisher') as typeof import('./admin/outboxPublisher')).OutboxPublisher({
+          sql, sink: config.feedback.sink, source: config.replyEventSource, extensions: { ...config.feedback.sinkExtensions }, logger, metrics,
+        })
+      : undefined;
+  const adminDeps: AdminDeps | undefined = config.admin ? { config: config as AdminDeps['config'], sql, keys, providers, logger, processEvent, metrics, outbox } : undefined;
   const app = makeApp({
     config,
     logger,
@@ -119,6 +127,10 @@ export async function startWorker(
   server.keepAliveTimeout = 65_000;
   const port = (server.address() as AddressInfo).port;
   logger.info({ port, global_fallback: Boolean(config.global), event_types: config.eventTypes }, 'worker listening');
+  if (outbox) {
+    outbox.start();
+    logger.info('delivery-feedback events are published to K_SINK');
+  }
 
   let closing: Promise<void> | undefined;
   const shutdown = () =>
@@ -138,6 +150,7 @@ export async function startWorker(
       server.closeAllConnections();
       await closed;
       await providers.closeAll();
+      await outbox?.stop();
       // Ledger writes still waiting for the database get one last try while the pool is open.
       if (lateWrites.size > 0) {
         logger.info({ pending: lateWrites.size }, 'writing the ledger entries the database missed');

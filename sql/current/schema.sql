@@ -100,6 +100,24 @@ CREATE POLICY email_feedback_daily_isolation ON email_feedback_daily FOR ALL TO 
 GRANT INSERT, SELECT ON email_feedback_daily TO email_worker;
 GRANT UPDATE (delivered, deferred, bounced_hard, bounced_soft, complained, unsubscribed, dropped) ON email_feedback_daily TO email_worker;
 
+CREATE TABLE email_outbox (
+  id bigint NOT NULL,
+  tenant_id text NOT NULL,
+  ce_id text NOT NULL,
+  ce_type text NOT NULL,
+  ce_subject text,
+  data jsonb NOT NULL,
+  attempts integer NOT NULL DEFAULT 0,
+  next_attempt_at timestamp with time zone NOT NULL DEFAULT now(),
+  created_at timestamp with time zone NOT NULL DEFAULT now()
+);
+ALTER TABLE email_outbox ADD CONSTRAINT email_outbox_ce_id_check CHECK ((ce_id <> ''::text));
+ALTER TABLE email_outbox ADD CONSTRAINT email_outbox_ce_type_check CHECK ((ce_type ~~ 'codetether.email.%'::text));
+ALTER TABLE email_outbox ADD CONSTRAINT email_outbox_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_outbox ADD CONSTRAINT email_outbox_pkey PRIMARY KEY (id);
+CREATE INDEX email_outbox_due_idx ON public.email_outbox USING btree (next_attempt_at);
+ALTER TABLE email_outbox ENABLE ROW LEVEL SECURITY;
+
 CREATE TABLE email_soft_bounces (
   tenant_id text NOT NULL,
   address text NOT NULL,
@@ -360,6 +378,7 @@ ALTER TABLE tenants FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenants_isolation ON tenants FOR ALL TO public USING ((id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
 GRANT INSERT, SELECT ON tenants TO email_worker;
 
+CREATE SEQUENCE email_outbox_id_seq;
 CREATE SEQUENCE email_suppression_log_id_seq;
 CREATE SEQUENCE tenant_email_template_version_seq;
 GRANT USAGE ON SEQUENCE tenant_email_template_version_seq TO email_worker;
@@ -386,7 +405,7 @@ AS $function$
 $function$;
 GRANT EXECUTE ON FUNCTION admin_api_key_touch(uuid) TO email_worker;
 
-CREATE OR REPLACE FUNCTION public.email_apply_feedback(p_tenant_id text, p_provider text, p_events jsonb, p_soft_bounce_limit integer, p_complaint_threshold numeric, p_bounce_threshold numeric, p_min_volume integer, p_window_days integer)
+CREATE OR REPLACE FUNCTION public.email_apply_feedback(p_tenant_id text, p_provider text, p_events jsonb, p_soft_bounce_limit integer, p_complaint_threshold numeric, p_bounce_threshold numeric, p_min_volume integer, p_window_days integer, p_publish boolean DEFAULT false)
  RETURNS TABLE(received integer, duplicates integer, applied integer, unmatched integer, suppressed integer, statuses jsonb, paused_reason text, paused_detail jsonb)
  LANGUAGE plpgsql
 AS $function$
@@ -436,7 +455,7 @@ BEGIN
     WHERE e.message_id IS NOT NULL
     ORDER BY e.message_id, email_delivery_status_rank(e.status, e.bounce_type) DESC, e.at
   ), cur AS (
-    SELECT d.event_source, d.event_id, COALESCE(d.quota_day, (d.created_at AT TIME ZONE 'UTC')::date) AS day,
+    SELECT d.event_source, d.event_id, d.task_id, d.message_id, COALESCE(d.quota_day, (d.created_at AT TIME ZONE 'UTC')::date) AS day,
            d.delivery_status AS old_status, d.bounce_type AS old_bounce,
            b.status, b.bounce_type, lower(b.recipient) AS recipient, b.raw_type, b.reason, b.at, b.rank
     FROM email_deliveries d JOIN best b ON d.message_id = b.message_id
@@ -526,6 +545,21 @@ BEGIN
   )
   SELECT count(*)::int INTO suppressed FROM added;
 
+  -- Events out: one CloudEvent per delivery that became delivered, bounced, complained or
+  -- unsubscribed. The id is derived from the delivery and its status, so a consumer can drop a
+  -- second publication of the same change by (source, id).
+  IF p_publish THEN
+    PERFORM email_outbox_add(p_tenant_id, COALESCE(jsonb_agg(jsonb_build_object(
+      'ce_id', md5(concat_ws(chr(31), p_tenant_id, c.event_source, c.event_id, c.status, c.bounce_type)),
+      'ce_type', 'codetether.email.' || c.status,
+      'ce_subject', c.task_id,
+      'data', jsonb_build_object('tenant_id', p_tenant_id, 'event_source', c.event_source, 'event_id', c.event_id, 'task_id', c.task_id,
+                                 'provider', p_provider, 'message_id', c.message_id, 'status', c.status, 'bounce_type', c.bounce_type,
+                                 'provider_event_type', c.raw_type, 'at', c.at))), '[]'::jsonb))
+    FROM jsonb_to_recordset(v_changed) AS c(event_source text, event_id text, task_id text, message_id text, status text, bounce_type text, raw_type text, at timestamptz)
+    WHERE c.status IN ('delivered', 'bounced', 'complained', 'unsubscribed');
+  END IF;
+
   -- The reputation guard, when this request added a complaint or a hard bounce.
   SELECT EXISTS (SELECT 1 FROM jsonb_to_recordset(v_changed) AS c(status text, bounce_type text)
                  WHERE c.status = 'complained' OR (c.status = 'bounced' AND c.bounce_type = 'hard')) INTO v_bad;
@@ -563,10 +597,17 @@ BEGIN
     VALUES (p_tenant_id, now(), paused_reason, paused_detail)
   ON CONFLICT (tenant_id) DO UPDATE SET paused_at = now(), paused_reason = EXCLUDED.paused_reason,
     paused_detail = EXCLUDED.paused_detail, updated_at = now();
+  IF p_publish THEN
+    PERFORM email_outbox_add(p_tenant_id, jsonb_build_array(jsonb_build_object(
+      'ce_id', md5(concat_ws(chr(31), p_tenant_id, 'tenant_paused', now()::text)),
+      'ce_type', 'codetether.email.tenant_paused',
+      'ce_subject', p_tenant_id,
+      'data', jsonb_build_object('tenant_id', p_tenant_id, 'reason', paused_reason, 'detail', paused_detail, 'paused_at', now()))));
+  END IF;
   RETURN NEXT;
 END
 $function$;
-GRANT EXECUTE ON FUNCTION email_apply_feedback(text,text,jsonb,integer,numeric,numeric,integer,integer) TO email_worker;
+GRANT EXECUTE ON FUNCTION email_apply_feedback(text,text,jsonb,integer,numeric,numeric,integer,integer,boolean) TO email_worker;
 
 CREATE OR REPLACE FUNCTION public.email_claim_event(p_tenant_id text, p_event_source text, p_event_id text, p_event_type text, p_task_id text, p_has_recipient boolean, p_lease_seconds integer, p_global_daily_limit integer, p_key_id text, p_key text, p_prev_key_id text, p_prev_key text, p_claim_token uuid DEFAULT NULL::uuid, p_recipient text DEFAULT NULL::text)
  RETURNS TABLE(outcome text, claim_token uuid, settings_source text, provider text, api_key text, provider_settings jsonb, fallback_provider text, fallback_api_key text, fallback_provider_settings jsonb, from_email text, from_name text, reply_to_domain text, settings_version bigint, daily_limit integer, sent_today integer, list_unsubscribe text, extra_headers jsonb, template_version bigint, from_domain_status text, from_domain_provider text, suppression_reason text)
@@ -776,6 +817,62 @@ AS $function$
   WHERE dm.tenant_id = p_tenant_id AND dm.domain = lower(split_part(p_from_email, '@', 2))
 $function$;
 GRANT EXECUTE ON FUNCTION email_from_domain(text,text) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_outbox_add(p_tenant_id text, p_events jsonb)
+ RETURNS integer
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+DECLARE
+  v_n integer;
+BEGIN
+  IF p_tenant_id IS DISTINCT FROM NULLIF(current_setting('app.current_tenant_id', true), '') THEN
+    RAISE EXCEPTION 'email_outbox_add: tenant % is not the transaction''s tenant context', p_tenant_id USING ERRCODE = '42501';
+  END IF;
+  INSERT INTO public.email_outbox (tenant_id, ce_id, ce_type, ce_subject, data)
+    SELECT p_tenant_id, e.ce_id, e.ce_type, e.ce_subject, e.data
+    FROM jsonb_to_recordset(p_events) AS e(ce_id text, ce_type text, ce_subject text, data jsonb);
+  GET DIAGNOSTICS v_n = ROW_COUNT;
+  RETURN v_n;
+END
+$function$;
+GRANT EXECUTE ON FUNCTION email_outbox_add(text,jsonb) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_outbox_backlog()
+ RETURNS TABLE(pending bigint, oldest_seconds double precision)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+  SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(o.created_at)), 0)::double precision FROM public.email_outbox o
+$function$;
+GRANT EXECUTE ON FUNCTION email_outbox_backlog() TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_outbox_done(p_ids bigint[])
+ RETURNS integer
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+  WITH d AS (DELETE FROM public.email_outbox o WHERE o.id = ANY(p_ids) RETURNING 1) SELECT count(*)::int FROM d
+$function$;
+GRANT EXECUTE ON FUNCTION email_outbox_done(bigint[]) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_outbox_take(p_limit integer)
+ RETURNS TABLE(id bigint, tenant_id text, ce_id text, ce_type text, ce_subject text, data jsonb, attempts integer, created_at timestamp with time zone)
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+AS $function$
+  UPDATE public.email_outbox o
+    SET attempts = o.attempts + 1,
+        next_attempt_at = now() + make_interval(secs => LEAST(300, power(2, LEAST(o.attempts + 1, 9))))
+  WHERE o.id IN (SELECT q.id FROM public.email_outbox q WHERE q.next_attempt_at <= now()
+                 ORDER BY q.next_attempt_at, q.id LIMIT p_limit FOR UPDATE SKIP LOCKED)
+  RETURNING o.id, o.tenant_id, o.ce_id, o.ce_type, o.ce_subject, o.data, o.attempts, o.created_at
+$function$;
+GRANT EXECUTE ON FUNCTION email_outbox_take(integer) TO email_worker;
 
 CREATE OR REPLACE FUNCTION public.email_quota_give_back(p_tenant_id text, p_day date, p_slot smallint)
  RETURNS void

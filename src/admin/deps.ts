@@ -16,4 +16,6 @@ export interface AdminDeps {
   logger: Logger;
   processEvent: (event: IntakeEvent, log: Logger) => Promise<EventOutcome>;
   metrics?: WorkerMetrics | undefined;
+  /** Set when K_SINK is: status changes go to the outbox, and a commit nudges the publisher. */
+  outbox?: { nudge(): void } | undefined;
 }

@@ -63,7 +63,8 @@ export function makeWebhookRouter(deps: AdminDeps): express.Router {
         return;
       }
       const { events, ignored } = verified.normalised;
-      const r = events.length > 0 ? await applyFeedback(sql, tenantId, provider, events, policy) : { received: 0, duplicates: 0, applied: 0, unmatched: 0, suppressed: 0, statuses: {}, paused: null };
+      const r = events.length > 0 ? await applyFeedback(sql, tenantId, provider, events, policy, deps.outbox !== undefined) : { received: 0, duplicates: 0, applied: 0, unmatched: 0, suppressed: 0, statuses: {}, paused: null };
+      if (r.applied > 0 || r.paused) deps.outbox?.nudge();
       const stale = Math.max(0, r.received - r.duplicates - r.applied - r.unmatched);
       metrics?.webhook(provider, 'ok');
       metrics?.webhookEventCounts(provider, { applied: r.applied, duplicate: r.duplicates, stale, unmatched: r.unmatched, ignored });

@@ -142,6 +142,17 @@ export const envSchema = z.object({
     'must be the https URL the admin API is reachable at from the internet, without a trailing slash, e.g. https://email.example.com',
   ),
   WEBHOOK_MAX_AGE_SECONDS: int(600, 60, 86_400),
+  // Set by a Knative SinkBinding (or by hand): where delivery-feedback events are published.
+  K_SINK: optionalString.refine((v) => v === undefined || /^https?:\/\/[^\s]+$/.test(v), 'must be an http(s) URL (a Knative SinkBinding sets it)'),
+  K_CE_OVERRIDES: optionalString.refine((v) => {
+    if (v === undefined) return true;
+    try {
+      const o = JSON.parse(v) as { extensions?: unknown };
+      return typeof o === 'object' && o !== null && (o.extensions === undefined || (typeof o.extensions === 'object' && o.extensions !== null));
+    } catch {
+      return false;
+    }
+  }, 'must be JSON like {"extensions": {"name": "value"}} (a Knative SinkBinding sets it)'),
   SNS_CERT_HOST_PATTERN: optionalString.refine((v) => {
     if (v === undefined) return true;
     try {

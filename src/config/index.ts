@@ -101,6 +101,10 @@ export interface FeedbackConfig {
   readonly bounceThreshold: number;
   readonly minVolume: number;
   readonly windowDays: number;
+  /** K_SINK: status changes are published there through the outbox; undefined: not published. */
+  readonly sink: string | undefined;
+  /** K_CE_OVERRIDES extensions (string values only) every published event carries. */
+  readonly sinkExtensions: Readonly<Record<string, string>>;
 }
 
 /** Where SNS signing certificates come from: sns.<region>.amazonaws.com(.cn). */
@@ -118,6 +122,11 @@ export interface AdminConfig {
 /** The key id is a fingerprint: enough to tell keys apart, useless for guessing one. */
 export function keyId(secret: string): string {
   return createHash('sha256').update('tenant-email-worker key id\0').update(secret).digest('hex').slice(0, 16);
+}
+
+function ceOverrides(json: string | undefined): Record<string, string> {
+  const ext = json ? (JSON.parse(json) as { extensions?: Record<string, unknown> }).extensions ?? {} : {};
+  return Object.fromEntries(Object.entries(ext).filter(([k, v]) => /^[a-z0-9]{1,20}$/.test(k) && typeof v === 'string')) as Record<string, string>;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -207,6 +216,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       bounceThreshold: e.REPUTATION_BOUNCE_THRESHOLD,
       minVolume: e.REPUTATION_MIN_VOLUME,
       windowDays: e.REPUTATION_WINDOW_DAYS,
+      sink: e.K_SINK,
+      sinkExtensions: Object.freeze(ceOverrides(e.K_CE_OVERRIDES)),
     }),
     admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ authFailureLimit: e.ADMIN_AUTH_FAILURE_LIMIT, jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })

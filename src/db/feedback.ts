@@ -42,10 +42,10 @@ export interface AppliedFeedback {
   paused: { reason: 'complaint_rate' | 'bounce_rate'; detail: Record<string, unknown> } | null;
 }
 
-export async function applyFeedback(sql: Sql, tenantId: string, provider: WebhookProvider, events: FeedbackEventRow[], policy: FeedbackPolicy): Promise<AppliedFeedback> {
+export async function applyFeedback(sql: Sql, tenantId: string, provider: WebhookProvider, events: FeedbackEventRow[], policy: FeedbackPolicy, publish = false): Promise<AppliedFeedback> {
   const [r] = await bounded(
     sql`SELECT * FROM email_apply_feedback(${tenantId}, ${provider}, ${sql.json(events as never)}, ${policy.softBounceLimit},
-          ${policy.complaintThreshold}::numeric, ${policy.bounceThreshold}::numeric, ${policy.minVolume}, ${policy.windowDays})`,
+          ${policy.complaintThreshold}::numeric, ${policy.bounceThreshold}::numeric, ${policy.minVolume}, ${policy.windowDays}, ${publish})`,
     callDeadline(sql),
   );
   if (!r) throw new Error('email_apply_feedback returned no row');

@@ -20,7 +20,11 @@ export const TENANT_TABLES = [
 export const ADMIN_API_FUNCTIONS = [
   'admin_api_key_lookup(text)',
   'admin_api_key_touch(uuid)',
-  'email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer)',
+  'email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer, boolean)',
+  'email_outbox_add(text, jsonb)',
+  'email_outbox_take(integer)',
+  'email_outbox_done(bigint[])',
+  'email_outbox_backlog()',
 ] as const;
 
 /**

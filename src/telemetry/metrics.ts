@@ -46,6 +46,7 @@ export class WorkerMetrics {
   private readonly deliveryStatuses: Counter<string>;
   private readonly suppressionsAdded: Counter<string>;
   private readonly tenantsPaused: Counter<string>;
+  private readonly outboxEvents: Counter<string>;
 
   constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0) {
     this.eventTypes = new Set(opts.eventTypes);
@@ -167,6 +168,12 @@ export class WorkerMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.outboxEvents = new Counter({
+      name: 'tew_outbox_events_total',
+      help: 'Delivery-feedback CloudEvents published to K_SINK from the outbox, by result (ok; failed: kept and tried again).',
+      labelNames: ['result'],
+      registers,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tew_' });
   }
 
@@ -228,6 +235,10 @@ export class WorkerMetrics {
 
   suppressed(source: 'webhook' | 'unsubscribe' | 'admin', n = 1): void {
     if (n > 0) this.suppressionsAdded.inc({ source }, n);
+  }
+
+  outboxPublished(result: 'ok' | 'failed', n: number): void {
+    this.outboxEvents.inc({ result }, n);
   }
 
   tenantPaused(reason: string): void {

@@ -14,11 +14,11 @@ const NON_DEFAULT = {
   secrets: { values: { databaseUrl: 'postgres://email_worker:pw@db/app', migrationDatabaseUrl: 'postgres://email_owner:pw@db/app', encryptionKey: 'CANARY-KEY-0123456789abcdef0123456789abcdef', adminJwtSecret: 'CANARY-JWT-0123456789abcdef0123456789' } },
   config: {
     claimLeaseSeconds: 300, emailTenantFromPattern: 'noreply@{tenant}.mail.example.com', extraEnv: { LOG_LEVEL_EXTRA: 'x' },
-    replyEvents: true, metricsTenantLabels: ['acme', 'globex'], smtpAllowedHosts: ['relay.mail.svc.cluster.local', '10.20.0.0/16'], otlpEndpoint: 'http://otel-collector.observability:4318',
+    replyEvents: true, publicBaseUrl: 'https://email-admin.example.com', metricsTenantLabels: ['acme', 'globex'], smtpAllowedHosts: ['relay.mail.svc.cluster.local', '10.20.0.0/16'], otlpEndpoint: 'http://otel-collector.observability:4318',
   },
   worker: { networkPolicy: { enabled: true, allowNamespaces: ['knative-eventing', 'knative-serving', 'monitoring'] }, visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
   eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 9, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
-  admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
+  admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', sinkBinding: { enabled: true }, ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
 };
 
 describe('Helm chart', () => {
@@ -149,7 +149,11 @@ describe('Helm chart', () => {
     expect(adminEnv.ADMIN_JWT_SECRET.valueFrom.secretKeyRef).toMatchObject({ name: 'mail-secrets', key: 'ADMIN_JWT_SECRET' });
     expect(deployment.spec.template.spec.securityContext).toMatchObject({ runAsNonRoot: true });
     expect(find(objects, 'PodDisruptionBudget')[0]!.spec.minAvailable).toBe(1);
-    expect(find(objects, 'Ingress')[0]!.spec.rules[0].http.paths[0].path).toBe('/api/v1/admin');
+    // The admin API, the provider webhooks and the unsubscribe links; never the event endpoint.
+    expect(find(objects, 'Ingress')[0]!.spec.rules[0].http.paths.map((p: any) => p.path)).toEqual(['/api/v1/admin', '/api/v1/webhooks', '/api/v1/unsubscribe']);
+    expect(adminEnv.PUBLIC_BASE_URL.value).toBe('https://email-admin.example.com');
+    // Delivery-feedback events: K_SINK injected into the admin Deployment, pointing at the Broker.
+    expect(find(objects, 'SinkBinding')[0]!.spec).toMatchObject({ subject: { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name }, sink: { ref: { kind: 'Broker', name: 'platform' } } });
     const triggers = find(objects, 'Trigger');
     expect(triggers).toHaveLength(2);
     expect(triggers[1]!.spec.filters).toEqual([{ exact: { type: 'codetether.task.failed' } }, { cesql: 'EXISTS tenant' }]);
