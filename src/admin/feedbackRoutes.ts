@@ -18,6 +18,7 @@ import {
   type MaskedWebhook,
   type WebhookWrite,
 } from '../db/feedback';
+import { loadSenderSettings } from '../db/settings';
 import { WorkerError, invalidRequest } from '../errors';
 import { WEBHOOK_PROVIDERS } from '../feedback/normalize';
 import { toIssues } from '../settings/input';
@@ -71,7 +72,7 @@ export const thresholdsBody = z.strictObject({
  * its `route` wrapper (authentication, tenant authorization, error answers).
  */
 export function addFeedbackRoutes(router: express.Router, route: Route, deps: AdminDeps): void {
-  const { config, sql, keys } = deps;
+  const { config, sql, keys, providers } = deps;
   const policy = feedbackPolicy(config);
   const base = '/tenants/:tenantId';
 
@@ -137,6 +138,35 @@ export function addFeedbackRoutes(router: express.Router, route: Route, deps: Ad
     const provider = providerParam(req);
     if (!(await deleteWebhook(sql, tenantId, provider))) throw new WorkerError('webhook_not_configured');
     res.status(204).end();
+  }));
+
+  router.post(`${base}/email-webhooks/:provider/register`, route(async (req, res, tenantId) => {
+    const provider = providerParam(req);
+    if (!config.feedback.publicBaseUrl) throw new WorkerError('public_base_url_required');
+    const settings = await loadSenderSettings(sql, keys, tenantId);
+    if (!settings) throw new WorkerError('settings_not_found', 'save email settings first: the webhook is registered with their provider account');
+    // The tenant's account at this provider: the primary, or the fallback.
+    const account = [settings.primary, settings.fallback].find((a) => a?.provider === provider);
+    if (!account) throw invalidRequest([{ path: 'provider', message: `the tenant has no ${provider} account (primary: ${settings.primary.provider}${settings.fallback ? `, fallback: ${settings.fallback.provider}` : ''})` }]);
+    const api = providers.get(tenantId, account).webhooks?.();
+    if (!api) throw new WorkerError('webhook_registration_unsupported', provider === 'ses' ? 'SES publishes events through SNS: subscribe the webhook URL to the topic of a configuration set event destination, then PUT its topic_arns' : undefined);
+    const existing = await getWebhook(sql, tenantId, provider);
+    const url = webhookUrl(provider, tenantId);
+    const basicAuth = provider === 'postmark' ? { username: `tew-${randomBytes(6).toString('hex')}`, password: randomBytes(24).toString('base64url') } : undefined;
+    const reg = await api.register(url, { existingId: existing?.provider_webhook_id ?? null, ...(basicAuth ? { basicAuth } : {}) });
+    const write: WebhookWrite = { providerWebhookId: reg.providerWebhookId, registered: true };
+    if (reg.publicKey !== undefined) write.publicKey = reg.publicKey;
+    if (reg.signingSecret !== undefined) {
+      write.signingSecret = reg.signingSecret;
+      write.signingSecretHint = `whsec_…${reg.signingSecret.slice(-4)}`;
+    }
+    if (basicAuth) {
+      write.basicUsername = basicAuth.username;
+      write.basicPasswordSha256 = createHash('sha256').update(basicAuth.password).digest();
+    }
+    const { webhook } = await putWebhook(sql, keys, tenantId, provider, write);
+    deps.logger.info({ admin: true, tenant: tenantId, provider, provider_webhook_id: reg.providerWebhookId, events: reg.events }, 'webhook registered at the provider');
+    res.json({ ...withUrl(webhook, tenantId), events: reg.events });
   }));
 
   // --- suppression list ---

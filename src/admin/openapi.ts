@@ -251,6 +251,19 @@ export function buildOpenApi(version: string): Record<string, unknown> {
         get: { summary: 'Read the webhook set-up, secrets masked', responses: { '200': ok('the set-up', maskedWebhook), ...common, '404': err('webhook_not_configured') } },
         delete: { summary: 'Forget the set-up: the provider\'s requests are refused (401) from now on', responses: { '204': ok('deleted'), ...common, '404': err('webhook_not_configured') } },
       },
+      '/tenants/{tenant_id}/email-webhooks/{provider}/register': {
+        parameters: [tenantParam, { name: 'provider', in: 'path', required: true, schema: json(webhookProviders) }],
+        post: {
+          summary: "Register the delivery webhook at the provider with the tenant's own credentials (SendGrid: the Event Webhook with signing on, storing its verification key; Postmark: a server webhook with generated basic auth; Resend: a webhook, storing its signing secret). Registering again updates the same webhook. Needs PUBLIC_BASE_URL.",
+          responses: {
+            '200': ok('registered', maskedWebhook.extend({ events: z.array(z.string()).describe('the provider event types subscribed') })),
+            ...common,
+            '404': err('settings_not_found'),
+            '422': err('public_base_url_required, webhook_registration_unsupported (SES, SMTP) or a provider rejection'),
+            '503': err('provider unavailable'),
+          },
+        },
+      },
       '/tenants/{tenant_id}/suppressions': {
         parameters: [tenantParam, ...Object.keys(suppressionQuery.shape).map((name) => ({ name, in: 'query', required: false, schema: json(suppressionQuery.shape[name as keyof typeof suppressionQuery.shape]) }))],
         get: { summary: 'One page of the suppression list in address order; pass next_cursor as cursor for the next', responses: { '200': ok('a page', z.object({ items: z.array(suppression), next_cursor: z.string().nullable() })), ...common } },

@@ -145,6 +145,13 @@ function aroundEveryCall(client: EmailProvider, around: <T>(call: () => Promise<
       return { register: (d) => around(() => api.register(d)), check: (d, id) => around(() => api.check(d, id)) };
     };
   }
+  const webhooks = client.webhooks?.bind(client);
+  if (webhooks) {
+    wrapped.webhooks = () => {
+      const api = webhooks();
+      return { register: (url, o) => around(() => api.register(url, o)) };
+    };
+  }
   return wrapped;
 }
 

@@ -55,6 +55,29 @@ export function createPostmarkProvider(account: ProviderAccount, opts: ProviderO
       call(async () => {
         await client.getServer();
       }),
+    webhooks() {
+      return {
+        // A server webhook with the worker's basic-auth credentials (Postmark signs nothing).
+        async register(url, { existingId, basicAuth }) {
+          const body = {
+            Url: url,
+            ...(basicAuth ? { HttpAuth: { Username: basicAuth.username, Password: basicAuth.password } } : {}),
+            Triggers: {
+              Delivery: { Enabled: true },
+              Bounce: { Enabled: true, IncludeContent: false },
+              SpamComplaint: { Enabled: true, IncludeContent: false },
+              SubscriptionChange: { Enabled: true },
+              Open: { Enabled: false },
+              Click: { Enabled: false },
+            },
+          };
+          const hook = await call(() =>
+            existingId && /^\d+$/.test(existingId) ? client.editWebhook(Number(existingId), body) : client.createWebhook({ ...body, ...(stream ? { MessageStream: stream } : {}) }),
+          );
+          return { providerWebhookId: String(hook.ID), events: ['Delivery', 'Bounce', 'SpamComplaint', 'SubscriptionChange'] };
+        },
+      };
+    },
     domains({ accountToken }) {
       // Domains belong to the Postmark account, not the server: they need the account token.
       if (!accountToken) throw new WorkerError('account_token_required');

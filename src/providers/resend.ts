@@ -77,6 +77,22 @@ export function createResendProvider(account: ProviderAccount, opts: ProviderOpt
     async verify() {
       await call((init) => client.domains.list({}, init as never) as Promise<ResendResult<unknown>>);
     },
+    webhooks() {
+      const events = ['email.delivered', 'email.delivery_delayed', 'email.bounced', 'email.complained', 'email.suppressed'];
+      return {
+        async register(url, { existingId }) {
+          if (existingId) {
+            await call((init) => client.webhooks.update(existingId, { endpoint: url, events: events as never, status: 'enabled' }, init as never) as Promise<ResendResult<unknown>>);
+            // The signing secret stays what it was (and what is stored).
+            return { providerWebhookId: existingId, events };
+          }
+          const created = await call<{ id: string; signing_secret: string }>(
+            (init) => client.webhooks.create({ endpoint: url, events: events as never }, init as never) as Promise<ResendResult<{ id: string; signing_secret: string }>>,
+          );
+          return { providerWebhookId: created.id, events, signingSecret: created.signing_secret };
+        },
+      };
+    },
     domains() {
       const details = async (id: string, domain: string): Promise<DomainState> => {
         const d = await call<ResendDomain>((init) => client.domains.get(id, init as never) as Promise<ResendResult<ResendDomain>>);

@@ -93,8 +93,31 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
         },
       };
     },
+    webhooks() {
+      const call = async <T>(req: ClientRequest): Promise<T> => {
+        try {
+          const [, body] = await client.request(req);
+          return body as T;
+        } catch (err) {
+          throw mapSendgridError(err);
+        }
+      };
+      return {
+        // The account's Event Webhook, then its signing (which answers the verification key).
+        // The key needs the user.webhooks scopes.
+        async register(url) {
+          await call({ method: 'PATCH', url: '/v3/user/webhooks/event/settings', body: { enabled: true, url, ...SENDGRID_EVENTS } });
+          const signed = await call<{ public_key?: string }>({ method: 'PATCH', url: '/v3/user/webhooks/event/settings/signed', body: { enabled: true } });
+          if (!signed?.public_key) throw new WorkerError('provider_rejected', 'SendGrid turned signing on but answered no verification key');
+          return { providerWebhookId: null, events: Object.keys(SENDGRID_EVENTS).filter((k) => SENDGRID_EVENTS[k as keyof typeof SENDGRID_EVENTS]), publicKey: signed.public_key };
+        },
+      };
+    },
   };
 }
+
+/** The Event Webhook's delivery events (engagement events are off: opens and clicks change no status). */
+const SENDGRID_EVENTS = { bounce: true, deferred: true, delivered: true, dropped: true, spam_report: true, unsubscribe: true, group_unsubscribe: true, processed: false, open: false, click: false, group_resubscribe: false };
 
 interface SendgridDomain {
   id: number;

@@ -36,6 +36,24 @@ export interface EmailProvider {
   close?(): Promise<void>;
   /** The provider's sender-domain API, where it has one the worker can use (not SMTP). */
   domains?(opts: DomainApiOptions): DomainApi;
+  /** The provider's webhook API, where it lets the tenant's own credentials register one (SendGrid, Postmark, Resend). */
+  webhooks?(): WebhookApi;
+}
+
+/** The delivery events the worker subscribes to: what DESIGN §9's statuses come from. */
+export interface WebhookRegistration {
+  /** The provider's id of the webhook, to update it when registered again (null: the provider has one per account). */
+  providerWebhookId: string | null;
+  events: string[];
+  /** SendGrid: the signed webhook's verification key. */
+  publicKey?: string;
+  /** Resend: the webhook's signing secret. */
+  signingSecret?: string;
+}
+
+/** Register (or update) the delivery-event webhook at `url`. Rejects with a WorkerError. */
+export interface WebhookApi {
+  register(url: string, opts: { existingId: string | null; basicAuth?: { username: string; password: string } }): Promise<WebhookRegistration>;
 }
 
 export interface DomainApiOptions {

@@ -22,7 +22,7 @@ describe('OpenAPI document of the admin API', () => {
       '/tenants/{tenant_id}/email-settings/verify', '/tenants/{tenant_id}/email-stats',
       '/tenants/{tenant_id}/email-templates', '/tenants/{tenant_id}/email-templates/{event_type}',
       '/tenants/{tenant_id}/email-templates/{event_type}/preview',
-      '/tenants/{tenant_id}/email-webhooks/{provider}', '/tenants/{tenant_id}/reputation', '/tenants/{tenant_id}/resume',
+      '/tenants/{tenant_id}/email-webhooks/{provider}', '/tenants/{tenant_id}/email-webhooks/{provider}/register', '/tenants/{tenant_id}/reputation', '/tenants/{tenant_id}/resume',
       '/tenants/{tenant_id}/suppressions', '/tenants/{tenant_id}/suppressions/{address}',
       '/unsubscribe/{token}', '/webhooks/{provider}/{tenant_id}',
     ]);
