@@ -26,3 +26,17 @@ ALTER TABLE email_outbox ENABLE ROW LEVEL SECURITY;
 
 -- email_apply_feedback gains p_publish (write the outbox); functions.sql creates the new one.
 DROP FUNCTION IF EXISTS email_apply_feedback(text, text, jsonb, integer, numeric, numeric, integer, integer);
+
+-- Webhook signing secrets (sql/009) are encrypted like API keys: the key census counts their rows
+-- too, so the start-up check (a key that stored secrets need is missing) and `keys rotate` cover them.
+-- As in 006: the owner counts the rows with FORCE lifted for this one statement, under the
+-- ALTER TABLE's exclusive lock (held until the migration commits), so nothing is written between
+-- the count and the trigger.
+ALTER TABLE tenant_email_webhooks NO FORCE ROW LEVEL SECURITY;
+CREATE TRIGGER tenant_email_webhooks_key_use
+  AFTER INSERT OR UPDATE OF key_id OR DELETE ON tenant_email_webhooks
+  FOR EACH ROW EXECUTE FUNCTION email_encryption_key_count();
+INSERT INTO email_encryption_key_use AS u (key_id, settings_rows)
+  SELECT key_id, count(*) FROM tenant_email_webhooks WHERE key_id IS NOT NULL GROUP BY key_id
+ON CONFLICT (key_id) DO UPDATE SET settings_rows = u.settings_rows + EXCLUDED.settings_rows;
+ALTER TABLE tenant_email_webhooks FORCE ROW LEVEL SECURITY;

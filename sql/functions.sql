@@ -655,13 +655,14 @@ CREATE OR REPLACE FUNCTION email_encryption_key_count() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp
 AS $$
 BEGIN
-  IF TG_OP = 'UPDATE' AND OLD.key_id = NEW.key_id THEN
+  -- Rows of tables whose secret is optional (tenant_email_webhooks) may have no key: not counted.
+  IF TG_OP = 'UPDATE' AND OLD.key_id IS NOT DISTINCT FROM NEW.key_id THEN
     RETURN NULL;
   END IF;
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.key_id IS NOT NULL THEN
     UPDATE public.email_encryption_key_use SET settings_rows = settings_rows - 1 WHERE key_id = OLD.key_id;
   END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.key_id IS NOT NULL THEN
     INSERT INTO public.email_encryption_key_use AS u (key_id, settings_rows) VALUES (NEW.key_id, 1)
     ON CONFLICT (key_id) DO UPDATE SET settings_rows = u.settings_rows + 1;
   END IF;

@@ -6,6 +6,7 @@ import { createLogger } from './logger';
 import { startWorker } from './server';
 import { registerEvents } from './commands/events';
 import { registerPlatform } from './commands/platform';
+import { registerFeedback } from './commands/feedback';
 import { registerSettings } from './commands/settings';
 import { registerTemplates } from './commands/templates';
 import { print, withSql, type CliIO } from './commands/shared';
@@ -61,6 +62,7 @@ export function buildCli(io: CliIO): Command {
   registerTemplates(program, ctx);
   registerEvents(program, ctx);
   registerPlatform(program, ctx);
+  registerFeedback(program, ctx);
   return program;
 }
 

@@ -1,5 +1,6 @@
 import { keyId } from '../src/config';
 import { createDeliveryStore } from '../src/db/deliveries';
+import { loadWebhookVerifier, putWebhook } from '../src/db/feedback';
 import { startMailbox, type Mailbox } from '../dev/mailbox';
 import { cli } from './helpers/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
@@ -21,6 +22,8 @@ describe('ops commands', () => {
     mailbox = await startMailbox({ respond: (r) => (r.authorization === 'Bearer SG.wrong-key-00000000000' ? { status: 401, body: {} } : undefined) });
     envA = { DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: KEY_A, ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true' };
     for (const t of ['r1', 'r2', 'r3']) expect((await cli(['settings', 'put', '--tenant', t], envA, settings(`SG.rotate-me-${t}-000000000`))).code).toBe(0);
+    // A webhook signing secret is encrypted under the same key (sql/009).
+    await putWebhook(db.worker(1), { current: { id: keyId(KEY_A), secret: KEY_A } }, 'r1', 'resend', { signingSecret: 'whsec_rotate-me-0000000000', signingSecretHint: 'whsec_…0000' });
   });
   afterAll(async () => {
     await mailbox.close();
@@ -31,10 +34,13 @@ describe('ops commands', () => {
     const envRotate = { DB_ENCRYPTION_KEY: KEY_B, DB_ENCRYPTION_KEY_PREVIOUS: KEY_A, MAINTENANCE_DATABASE_URL: db.superuserUrl };
     const first = await cli(['keys', 'rotate', '--batch-size', '1', '--max-batches', '1'], envRotate);
     expect(first.code).toBe(0);
-    expect(JSON.parse(first.stdout)).toMatchObject({ rotated: 1, remaining: 2, unknownKey: 0 });
+    expect(JSON.parse(first.stdout)).toMatchObject({ rotated: 1, remaining: 3, unknownKey: 0 });
     expect(first.stderr).toContain('run keys rotate again');
     const second = await cli(['keys', 'rotate', '--batch-size', '2'], envRotate);
-    expect(JSON.parse(second.stdout)).toMatchObject({ rotated: 2, remaining: 0 });
+    expect(JSON.parse(second.stdout)).toMatchObject({ rotated: 3, remaining: 0 });
+    // The webhook secret opens with the new key alone, and the census no longer names the old key.
+    expect((await loadWebhookVerifier(db.worker(1), { current: { id: keyId(KEY_B), secret: KEY_B } }, 'r1', 'resend'))?.signingSecret).toBe('whsec_rotate-me-0000000000');
+    expect((await db.worker(1)`SELECT key_id FROM email_encryption_key_census()`).map((r) => r.key_id)).toEqual([keyId(KEY_B)]);
     const store = createDeliveryStore(db.worker(1), { keys: { current: { id: keyId(KEY_B), secret: KEY_B } }, leaseSeconds: 60, globalDailyLimit: null });
     for (const t of ['r1', 'r2', 'r3']) {
       const c = await store.claim({ tenantId: t, eventSource: 's', eventId: 'after-rotation', eventType: 't', taskId: 'x', hasRecipient: true });

@@ -363,6 +363,7 @@ ALTER TABLE tenant_email_webhooks ADD CONSTRAINT tenant_email_webhooks_pkey PRIM
 ALTER TABLE tenant_email_webhooks ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tenant_email_webhooks FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_email_webhooks_isolation ON tenant_email_webhooks FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+CREATE TRIGGER tenant_email_webhooks_key_use AFTER INSERT OR DELETE OR UPDATE OF key_id ON public.tenant_email_webhooks FOR EACH ROW EXECUTE FUNCTION email_encryption_key_count();
 GRANT DELETE, INSERT, SELECT ON tenant_email_webhooks TO email_worker;
 GRANT UPDATE (public_key, signing_secret_encrypted, signing_secret_hint, topic_arns, basic_username, basic_password_sha256, key_id, provider_webhook_id, registered_at, updated_at) ON tenant_email_webhooks TO email_worker;
 
@@ -794,13 +795,14 @@ CREATE OR REPLACE FUNCTION public.email_encryption_key_count()
  SET search_path TO 'pg_catalog', 'public', 'pg_temp'
 AS $function$
 BEGIN
-  IF TG_OP = 'UPDATE' AND OLD.key_id = NEW.key_id THEN
+  -- Rows of tables whose secret is optional (tenant_email_webhooks) may have no key: not counted.
+  IF TG_OP = 'UPDATE' AND OLD.key_id IS NOT DISTINCT FROM NEW.key_id THEN
     RETURN NULL;
   END IF;
-  IF TG_OP IN ('UPDATE', 'DELETE') THEN
+  IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.key_id IS NOT NULL THEN
     UPDATE public.email_encryption_key_use SET settings_rows = settings_rows - 1 WHERE key_id = OLD.key_id;
   END IF;
-  IF TG_OP IN ('INSERT', 'UPDATE') THEN
+  IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.key_id IS NOT NULL THEN
     INSERT INTO public.email_encryption_key_use AS u (key_id, settings_rows) VALUES (NEW.key_id, 1)
     ON CONFLICT (key_id) DO UPDATE SET settings_rows = u.settings_rows + 1;
   END IF;

@@ -23,7 +23,7 @@ export async function assertMaintenanceRole(sql: Sql): Promise<void> {
 export interface RotationReport {
   rotated: number;
   batches: number;
-  /** Rows still under the previous key (non-zero only when stopped by maxBatches). */
+  /** Rows (settings and webhook secrets) still under the previous key (non-zero only when stopped by maxBatches). */
   remaining: number;
   /** Rows under a key that is neither the current nor the previous one. */
   unknownKey: number;
@@ -59,10 +59,26 @@ export async function rotateKeys(
     batches++;
     opts.onBatch?.(rows.length);
   }
+  // Webhook signing secrets (sql/009), the same way.
+  while (opts.maxBatches === undefined || batches < opts.maxBatches) {
+    const rows = await sql`
+      UPDATE tenant_email_webhooks h SET
+        signing_secret_encrypted = pgp_sym_encrypt(pgp_sym_decrypt(h.signing_secret_encrypted, ${opts.from.secret}::text), ${opts.to.secret}::text, ${PGP_OPTIONS}),
+        key_id = ${opts.to.id},
+        updated_at = now()
+      WHERE (h.tenant_id, h.provider) IN (
+        SELECT tenant_id, provider FROM tenant_email_webhooks WHERE key_id = ${opts.from.id}
+        ORDER BY tenant_id, provider LIMIT ${opts.batchSize} FOR UPDATE SKIP LOCKED)
+      RETURNING h.tenant_id`;
+    if (rows.length === 0) break;
+    rotated += rows.length;
+    batches++;
+    opts.onBatch?.(rows.length);
+  }
   const [c] = await sql`
     SELECT count(*) FILTER (WHERE key_id = ${opts.from.id})::int AS remaining,
            count(*) FILTER (WHERE key_id NOT IN (${opts.from.id}, ${opts.to.id}))::int AS unknown
-    FROM tenant_email_settings`;
+    FROM (SELECT key_id FROM tenant_email_settings UNION ALL SELECT key_id FROM tenant_email_webhooks WHERE key_id IS NOT NULL) k`;
   return { rotated, batches, remaining: c!.remaining, unknownKey: c!.unknown };
 }
 

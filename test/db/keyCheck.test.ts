@@ -72,8 +72,10 @@ describe('start-up key check', () => {
   it('an upgrade counts the rows written before the census existed (migration 006 on a database with settings)', async () => {
     const old = await createTestDatabase();
     try {
-      // Back to the schema before 006, as an existing deployment has it.
+      // Back to the schema before 006, as an existing deployment has it (the webhook secrets'
+      // trigger of sql/010 uses the same function; this test is about the settings rows).
       await old.admin().unsafe(`
+        DROP TRIGGER tenant_email_webhooks_key_use ON tenant_email_webhooks;
         DROP TRIGGER tenant_email_settings_key_use ON tenant_email_settings;
         DROP FUNCTION email_encryption_key_census(); DROP FUNCTION email_encryption_key_count();
         DROP TABLE email_encryption_key_use;
