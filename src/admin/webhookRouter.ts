@@ -8,6 +8,7 @@ import { WEBHOOK_PROVIDERS } from '../feedback/normalize';
 import { verifyWebhook } from '../feedback/verify';
 import { TENANT_ID_PATTERN, type WebhookProvider } from '../types';
 import type { AdminDeps } from './deps';
+import { SpanStatusCode, inSpan, parentContext, startEventSpan, withSpan } from '../telemetry/tracing';
 
 /** SendGrid posts up to a few thousand events per request; 1,000 typical events are ~500 KB. */
 const WEBHOOK_BODY_LIMIT = '10mb';
@@ -42,40 +43,49 @@ export function makeWebhookRouter(deps: AdminDeps): express.Router {
       res.status(we.status).json(errorBody(we));
       return;
     }
+    // One span per request: provider, tenant, result and counts; never an address.
+    const span = startEventSpan(`webhook ${provider}`, parentContext(req.headers, null), { 'email.provider': provider, 'tenant.id': tenantId.slice(0, 128), 'http.request.method': 'POST' });
     try {
-      // A tenant id that cannot exist is answered like one with nothing set up: 401, nothing said.
-      const material = TENANT_ID_PATTERN.test(tenantId) ? await loadWebhookVerifier(sql, keys, tenantId, provider) : null;
-      const verified = await verifyWebhook(provider, { headers: req.headers, body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }, material, {
-        maxAgeSeconds: config.feedback.webhookMaxAgeSeconds,
-        snsHostPattern: config.feedback.snsCertHostPattern,
+      await withSpan(span, async () => {
+        // A tenant id that cannot exist is answered like one with nothing set up: 401, nothing said.
+        const material = TENANT_ID_PATTERN.test(tenantId) ? await loadWebhookVerifier(sql, keys, tenantId, provider) : null;
+        const verified = await verifyWebhook(provider, { headers: req.headers, body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }, material, {
+          maxAgeSeconds: config.feedback.webhookMaxAgeSeconds,
+          snsHostPattern: config.feedback.snsCertHostPattern,
+        });
+        if (verified.kind === 'sns_subscribe') {
+          await confirmSubscription(verified.subscribeUrl, subscribeLookup);
+          metrics?.webhook(provider, 'ok');
+          log.info({ topic_arn: verified.topicArn, ms: ms(started) }, 'SNS subscription confirmed');
+          res.status(200).json({ confirmed: true });
+          return;
+        }
+        if (verified.kind === 'nothing') {
+          metrics?.webhook(provider, 'ok');
+          log.info({ ignored: verified.why }, 'webhook request with nothing to apply');
+          res.status(200).json({ received: 0, applied: 0 });
+          return;
+        }
+        const { events, ignored } = verified.normalised;
+        const r =
+          events.length > 0
+            ? await inSpan('email_apply_feedback', { 'db.system.name': 'postgresql', 'db.operation.name': 'email_apply_feedback' }, () => applyFeedback(sql, tenantId, provider, events, policy, deps.outbox !== undefined), (err) => mapDatabaseError(err).code)
+            : { received: 0, duplicates: 0, applied: 0, unmatched: 0, suppressed: 0, statuses: {}, paused: null };
+        span.setAttributes({ 'email.webhook.events': r.received + ignored, 'email.webhook.applied': r.applied, 'email.webhook.duplicates': r.duplicates, 'email.webhook.unmatched': r.unmatched });
+        if (r.applied > 0 || r.paused) deps.outbox?.nudge();
+        const stale = Math.max(0, r.received - r.duplicates - r.applied - r.unmatched);
+        metrics?.webhook(provider, 'ok');
+        metrics?.webhookEventCounts(provider, { applied: r.applied, duplicate: r.duplicates, stale, unmatched: r.unmatched, ignored });
+        metrics?.deliveryStatus(provider, r.statuses);
+        metrics?.suppressed('webhook', r.suppressed);
+        if (r.paused) {
+          metrics?.tenantPaused(r.paused.reason);
+          log.warn({ reason: r.paused.reason, ...r.paused.detail }, 'tenant paused by the reputation guard: its events are answered 422 tenant_paused until POST /api/v1/admin/tenants/{t}/resume');
+        }
+        log.info({ received: r.received, duplicates: r.duplicates, applied: r.applied, unmatched: r.unmatched, stale, ignored, suppressed: r.suppressed, statuses: r.statuses, ms: ms(started) }, 'webhook applied');
+        res.status(200).json({ received: r.received + ignored, applied: r.applied, duplicates: r.duplicates, unmatched: r.unmatched, ignored, suppressed: r.suppressed });
       });
-      if (verified.kind === 'sns_subscribe') {
-        await confirmSubscription(verified.subscribeUrl, subscribeLookup);
-        metrics?.webhook(provider, 'ok');
-        log.info({ topic_arn: verified.topicArn, ms: ms(started) }, 'SNS subscription confirmed');
-        res.status(200).json({ confirmed: true });
-        return;
-      }
-      if (verified.kind === 'nothing') {
-        metrics?.webhook(provider, 'ok');
-        log.info({ ignored: verified.why }, 'webhook request with nothing to apply');
-        res.status(200).json({ received: 0, applied: 0 });
-        return;
-      }
-      const { events, ignored } = verified.normalised;
-      const r = events.length > 0 ? await applyFeedback(sql, tenantId, provider, events, policy, deps.outbox !== undefined) : { received: 0, duplicates: 0, applied: 0, unmatched: 0, suppressed: 0, statuses: {}, paused: null };
-      if (r.applied > 0 || r.paused) deps.outbox?.nudge();
-      const stale = Math.max(0, r.received - r.duplicates - r.applied - r.unmatched);
-      metrics?.webhook(provider, 'ok');
-      metrics?.webhookEventCounts(provider, { applied: r.applied, duplicate: r.duplicates, stale, unmatched: r.unmatched, ignored });
-      metrics?.deliveryStatus(provider, r.statuses);
-      metrics?.suppressed('webhook', r.suppressed);
-      if (r.paused) {
-        metrics?.tenantPaused(r.paused.reason);
-        log.warn({ reason: r.paused.reason, ...r.paused.detail }, 'tenant paused by the reputation guard: its events are answered 422 tenant_paused until POST /api/v1/admin/tenants/{t}/resume');
-      }
-      log.info({ received: r.received, duplicates: r.duplicates, applied: r.applied, unmatched: r.unmatched, stale, ignored, suppressed: r.suppressed, statuses: r.statuses, ms: ms(started) }, 'webhook applied');
-      res.status(200).json({ received: r.received + ignored, applied: r.applied, duplicates: r.duplicates, unmatched: r.unmatched, ignored, suppressed: r.suppressed });
+      span.setAttribute('http.response.status_code', res.statusCode);
     } catch (err) {
       const we = isWorkerError(err) ? err : mapDatabaseError(err);
       metrics?.webhook(provider, we.code);
@@ -84,6 +94,10 @@ export function makeWebhookRouter(deps: AdminDeps): express.Router {
       else log.info({ error_code: we.code, status: we.status, why }, 'webhook request refused');
       if (we.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(we.retryAfterSeconds));
       res.status(we.status).json(errorBody(we));
+      span.setAttributes({ 'http.response.status_code': we.status, 'error.type': we.code });
+      if (we.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR, message: we.code });
+    } finally {
+      span.end();
     }
   });
 

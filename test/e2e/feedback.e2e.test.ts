@@ -10,6 +10,11 @@ import { binaryEvent, post, taskData } from '../helpers/events';
 import { PROVIDER_ROUTES, startFakeApi, type FakeApi } from '../helpers/fakeApi';
 import { captureLogs } from '../helpers/logCapture';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+import { InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-node';
+import { testSpanProcessors } from '../helpers/canarySetup';
+
+const spans = new InMemorySpanExporter();
+testSpanProcessors.push(new SimpleSpanProcessor(spans));
 
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
 const JWT_SECRET = 'feedback-jwt-secret-for-tests-0123456789abcdef';
@@ -56,7 +61,7 @@ describe('delivery feedback: provider webhooks, suppression on the hot path, one
   const usage = async (tenant: string) => (await su`SELECT COALESCE(sum(sent_count), 0)::int AS n FROM tenant_email_usage WHERE tenant_id = ${tenant}`)[0]!.n as number;
   const send = async (tenant: string, to: string, id = `evt-${randomUUID()}`) => {
     const res = await post(worker.url, binaryEvent({ tenant, id, data: taskData({ notify_email: to }) }));
-    return { status: res.status, id, text: res.text };
+    return { status: res.status, id, text: res.text, type: res.headers.get('ce-type') };
   };
 
   beforeAll(async () => {
@@ -74,6 +79,7 @@ describe('delivery feedback: provider webhooks, suppression on the hot path, one
     worker = await startTestWorker(db, logs.logger, {
       ADMIN_JWT_SECRET: JWT_SECRET,
       PUBLIC_BASE_URL: 'https://email.platform.example',
+      REPLY_EVENTS: 'true',
       EMAIL_TENANT_FROM_PATTERN: 'noreply@{tenant}.mail.platform.example',
     });
     admin = await new SignJWT({ role: 'platform_admin', sub: 'ops@test' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(JWT_SECRET));
@@ -105,7 +111,10 @@ describe('delivery feedback: provider webhooks, suppression on the hot path, one
       const emailsBefore = mailbox.emails.length;
       const usedBefore = await usage('acme');
       const again = await send('acme', 'GONE@dead.example');
-      expect([again.status, again.text]).toEqual([202, '']);
+      // With REPLY_EVENTS on, the 202 says so: codetether.email.skipped, reason recipient_suppressed (no address).
+      expect([again.status, again.type]).toEqual([202, 'codetether.email.skipped']);
+      expect(JSON.parse(again.text)).toMatchObject({ reason: 'recipient_suppressed', suppression_reason: 'hard_bounce', event_id: again.id });
+      expect(again.text.toLowerCase()).not.toContain('gone@dead.example');
       expect(mailbox.emails.length).toBe(emailsBefore);
       expect(await usage('acme')).toBe(usedBefore);
       expect(await ledger('acme', again.id)).toMatchObject({ status: 'suppressed', error_code: 'recipient_suppressed', quota_day: null });
@@ -266,6 +275,16 @@ describe('delivery feedback: provider webhooks, suppression on the hot path, one
       expect((await send('acme', 'b@list.example')).status).toBe(202);
       expect(mailbox.emails.length).toBe(before + 1);
     });
+  });
+
+  it('traces each webhook request (provider, tenant, result, counts) and puts no address in any span', () => {
+    const hooks = spans.getFinishedSpans().filter((sp) => sp.name.startsWith('webhook '));
+    expect(hooks.length).toBeGreaterThan(5);
+    expect(hooks.find((sp) => sp.attributes['http.response.status_code'] === 200 && sp.attributes['email.webhook.applied'] === 1)?.attributes).toMatchObject({ 'email.provider': 'sendgrid', 'tenant.id': 'acme' });
+    expect(hooks.some((sp) => sp.attributes['error.type'] === 'webhook_unauthorized')).toBe(true);
+    expect(spans.getFinishedSpans().some((sp) => sp.name === 'email_apply_feedback')).toBe(true);
+    const all = JSON.stringify(spans.getFinishedSpans().map((sp) => ({ n: sp.name, a: sp.attributes, e: sp.events })));
+    for (const address of ['gone@dead.example', 'bounced@pm.example', 'annoyed@rs.example', 'reader@tier.example']) expect(all).not.toContain(address);
   });
 
   it('writes no key, signing secret or password to the log', () => {
