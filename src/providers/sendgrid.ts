@@ -37,6 +37,15 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
   client.setDefaultRequest('maxRedirects', 0);
   const mail = new MailService();
   mail.setClient(client);
+  /** A v3 API call with the tenant's key; rejects with a WorkerError. */
+  const call = async <T>(req: ClientRequest): Promise<T> => {
+    try {
+      const [, body] = await client.request(req);
+      return body as T;
+    } catch (err) {
+      throw mapSendgridError(err);
+    }
+  };
 
   return {
     name: 'sendgrid',
@@ -72,14 +81,6 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
       }
     },
     domains() {
-      const call = async <T>(req: ClientRequest): Promise<T> => {
-        try {
-          const [, body] = await client.request(req);
-          return body as T;
-        } catch (err) {
-          throw mapSendgridError(err);
-        }
-      };
       return {
         // Domain authentication (whitelabel): the key needs the whitelabel scopes, not only mail.send.
         async register(domain) {
@@ -94,14 +95,6 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
       };
     },
     webhooks() {
-      const call = async <T>(req: ClientRequest): Promise<T> => {
-        try {
-          const [, body] = await client.request(req);
-          return body as T;
-        } catch (err) {
-          throw mapSendgridError(err);
-        }
-      };
       return {
         // The account's Event Webhook, then its signing (which answers the verification key).
         // The key needs the user.webhooks scopes.

@@ -8,21 +8,10 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { captureLogs } from '../helpers/logCapture';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+import { mulberry32 } from '../helpers/faultyProvider';
 
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
 const JWT_SECRET = 'reputation-jwt-secret-for-tests-0123456789abc';
-
-/** A small deterministic PRNG, so a failing shuffle can be run again: FEEDBACK_SEED=<seed>. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('delivery feedback at volume, and the reputation guard', () => {
   let db: TestDatabase;
@@ -76,7 +65,7 @@ describe('delivery feedback at volume, and the reputation guard', () => {
     const seed = Number(process.env.FEEDBACK_SEED ?? Math.floor(Math.random() * 2 ** 31));
     // eslint-disable-next-line no-console
     console.log(`feedback shuffle seed ${seed} (run again with FEEDBACK_SEED=${seed})`);
-    const random = prng(seed);
+    const random = mulberry32(seed);
     // 500 deliveries the worker sent (ledger rows as email_record_outcome leaves them).
     const n = 500;
     await su`INSERT INTO email_deliveries (tenant_id, event_source, event_id, event_type, status, provider, message_id, quota_day)

@@ -25,7 +25,7 @@ export interface FaultyProvider {
 }
 
 /** A deterministic PRNG, so a failing run can be replayed with its printed seed. */
-function mulberry32(seed: number): () => number {
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
