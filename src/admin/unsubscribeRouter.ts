@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import express, { type Request, type Response } from 'express';
 import { addSuppression } from '../db/feedback';
 import { describeError, mapDatabaseError } from '../db/errors';
@@ -48,8 +49,13 @@ export function makeUnsubscribeRouter(deps: AdminDeps): express.Router {
       return;
     }
     try {
-      const { created } = await addSuppression(sql, claims.tenantId, { address: claims.recipient, reason: 'unsubscribe', source: 'unsubscribe', actor: 'recipient', note: `one-click unsubscribe (${claims.eventType})`.slice(0, 500) });
+      // With K_SINK set, the platform hears of it like of a provider's unsubscribe (no address in it).
+      const publish = deps.outbox
+        ? { ceId: randomUUID(), ceType: 'codetether.email.unsubscribed', data: { tenant_id: claims.tenantId, status: 'unsubscribed', via: 'one_click', event_type: claims.eventType, at: new Date().toISOString() } }
+        : undefined;
+      const { created } = await addSuppression(sql, claims.tenantId, { address: claims.recipient, reason: 'unsubscribe', source: 'unsubscribe', actor: 'recipient', note: `one-click unsubscribe (${claims.eventType})`.slice(0, 500) }, publish);
       if (created) metrics?.suppressed('unsubscribe');
+      if (created && publish) deps.outbox?.nudge();
       logger.info({ unsubscribe: true, tenant: claims.tenantId, event_type: claims.eventType, added: created }, 'recipient unsubscribed');
       res.status(200).type('html').send(page('Unsubscribed', '<p>You will not receive these emails at this address any more.</p>'));
     } catch (err) {

@@ -243,6 +243,8 @@ export async function addSuppression(
   sql: Sql,
   tenantId: string,
   s: { address: string; reason: SuppressionReason; source: 'admin' | 'unsubscribe'; actor: string | null; note: string | null },
+  /** A CloudEvent for the outbox (sql/010), written in the same transaction when the address is new. */
+  publish?: { ceId: string; ceType: string; data: Record<string, unknown> },
 ): Promise<{ created: boolean; suppression: Suppression }> {
   const address = s.address.toLowerCase();
   return withTenant(sql, tenantId, async (tx) => {
@@ -251,6 +253,9 @@ export async function addSuppression(
       VALUES (${tenantId}, ${address}, ${s.reason}, ${s.source}, ${s.note}, ${s.actor})
       ON CONFLICT (tenant_id, address) DO NOTHING RETURNING *`;
     if (ins) await tx`INSERT INTO email_suppression_log (tenant_id, address, action, reason, actor, note) VALUES (${tenantId}, ${address}, 'added', ${s.reason}, ${s.actor}, ${s.note})`;
+    if (ins && publish) {
+      await tx`SELECT email_outbox_add(${tenantId}, ${tx.json([{ ce_id: publish.ceId, ce_type: publish.ceType, ce_subject: null, data: publish.data }] as never)})`;
+    }
     const [r] = ins ? [ins] : await tx`SELECT * FROM email_suppressions WHERE tenant_id = ${tenantId} AND address = ${address}`;
     return { created: Boolean(ins), suppression: suppression(r!) };
   });

@@ -5,6 +5,7 @@ import { SignJWT } from 'jose';
 import { keyId } from '../../src/config';
 import type { Sql } from '../../src/db/connect';
 import { putSettings } from '../../src/db/settings';
+import { UnsubscribeTokens } from '../../src/feedback/unsubscribe';
 import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
@@ -125,5 +126,21 @@ describe('events out: delivery statuses published to K_SINK through the outbox, 
     const complaints = received.filter((r) => r.headers['ce-type'] === 'codetether.email.complained');
     expect(complaints).toHaveLength(1);
     expect(complaints[0]!.body).toMatchObject({ event_id: d.id, status: 'complained' });
+  });
+
+  it('publishes a one-click unsubscribe as codetether.email.unsubscribed, without the address', async () => {
+    const token = await new UnsubscribeTokens({ current: KEY }).create({ tenantId: 'acme', recipient: 'leaver@out.example', eventType: 'codetether.task.created' });
+    const before = received.length;
+    const res = await fetch(new URL(`/api/v1/unsubscribe/${token}`, worker.url), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    expect(res.status).toBe(200);
+    await eventually(() => received.length > before);
+    const e = received.at(-1)!;
+    expect(e.headers).toMatchObject({ 'ce-type': 'codetether.email.unsubscribed', 'ce-tenant': 'acme' });
+    expect(e.body).toMatchObject({ tenant_id: 'acme', status: 'unsubscribed', via: 'one_click', event_type: 'codetether.task.created' });
+    expect(JSON.stringify(e)).not.toContain('leaver');
+    // A second click changes nothing and publishes nothing more.
+    await fetch(new URL(`/api/v1/unsubscribe/${token}`, worker.url), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'List-Unsubscribe=One-Click' });
+    await eventually(async () => (await outboxRows()) === 0);
+    expect(received.filter((r) => r.headers['ce-type'] === 'codetether.email.unsubscribed')).toHaveLength(1);
   });
 });
