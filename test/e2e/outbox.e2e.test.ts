@@ -37,8 +37,15 @@ describe('events out: delivery statuses published to K_SINK through the outbox, 
   const logs = captureLogs();
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 
-  const startSink = async (port = 0) => {
+  // "Down" drops every connection unanswered, as a stopped broker ingress would; the port stays
+  // ours, so no other process can take it while the sink is down.
+  let sinkDown = false;
+  const startSink = async () => {
     sink = createServer((req, res) => {
+      if (sinkDown) {
+        req.socket.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
@@ -46,7 +53,7 @@ describe('events out: delivery statuses published to K_SINK through the outbox, 
         res.writeHead(202).end();
       });
     });
-    await new Promise<void>((r) => sink!.listen(port, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => sink!.listen(0, '127.0.0.1', () => r()));
     return (sink.address() as AddressInfo).port;
   };
   const stopSink = async () => {
@@ -109,8 +116,8 @@ describe('events out: delivery statuses published to K_SINK through the outbox, 
     expect(await outboxRows()).toBe(0);
   });
 
-  it('keeps a status committed while the sink is down and publishes it, once, when the sink is back', async () => {
-    await stopSink();
+  it('keeps a status committed while the sink drops every request and publishes it, once, when the sink is back', async () => {
+    sinkDown = true;
     const d = await sendOne('annoyed@out.example');
     expect((await hook([{ email: 'annoyed@out.example', event: 'spamreport', sg_event_id: `c-${d.id}`, sg_message_id: `${d.messageId}.f`, timestamp: 2 }])).status).toBe(200);
     // The publisher tries, fails, and keeps the row for its backoff.
@@ -119,7 +126,7 @@ describe('events out: delivery statuses published to K_SINK through the outbox, 
     expect(await outboxRows()).toBe(1);
     const before = received.length;
 
-    await startSink(sinkPort);
+    sinkDown = false;
     await eventually(() => received.length > before);
     await eventually(async () => (await outboxRows()) === 0);
     expect(await outboxRows()).toBe(0);
