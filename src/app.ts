@@ -1,8 +1,10 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from './config';
-import { describeError } from './db/errors';
+import { describeError, mapDatabaseError } from './db/errors';
 import { WorkerError, bodyReadError, errorBody, isWorkerError } from './errors';
 import { parseCloudEvent } from './intake/cloudEventIntake';
+import { parseDeadLetter, type DeadLetter } from './intake/deadLetter';
+import { ERRORS } from './errors';
 import type { Logger } from './logger';
 import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
 import { SpanStatusCode, parentContext, startEventSpan, withSpan, type Span } from './telemetry/tracing';
@@ -28,6 +30,8 @@ export interface AppDeps {
   feedbackRouters?: { webhooks: express.Router; unsubscribe: express.Router };
   /** Served at GET /metrics when given. */
   metrics?: WorkerMetrics | undefined;
+  /** Stores a dead letter (POST /dead-letters) when the store is on (DEAD_LETTER_STORE). */
+  storeDeadLetter?: ((d: DeadLetter) => Promise<{ first: boolean }>) | undefined;
 }
 
 /**
@@ -155,6 +159,31 @@ export function makeApp(deps: AppDeps): express.Express {
       state.inFlight--;
     }
   });
+
+  // The dead-letter store: the broker POSTs here what it gave up on (cluster-local, like POST /).
+  // 202 only after the commit, so the broker retries a dead letter that could not be stored.
+  const storeDeadLetter = deps.storeDeadLetter;
+  if (storeDeadLetter) {
+    const limit = Math.max(2 * config.bodyLimitBytes, 1024 * 1024);
+    app.post('/dead-letters', express.raw({ type: () => true, limit }), async (req: Request, res: Response) => {
+      const d = parseDeadLetter({ headers: req.headers, body: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0) }, config.bodyLimitBytes);
+      if (!d) {
+        send(res, new WorkerError('invalid_event', 'a dead letter must be a CloudEvent with an id and a source'));
+        return;
+      }
+      try {
+        const { first } = await storeDeadLetter(d);
+        const code = d.errorCode && d.errorCode in ERRORS ? d.errorCode : d.httpStatus ? `http_${d.httpStatus}` : 'unknown';
+        metrics?.deadLetter(code, first);
+        logger.warn({ dead_letter: true, tenant: d.tenantId, event_id: d.eventId.slice(0, 200), event_source: d.eventSource.slice(0, 200), event_type: d.eventType, error_code: code, http_status: d.httpStatus, first }, 'dead letter stored');
+        res.status(202).end();
+      } catch (err) {
+        const we = isWorkerError(err) ? err : mapDatabaseError(err);
+        logger.error({ dead_letter: true, error_code: we.code, err: describeError(err) }, 'dead letter not stored; the broker retries it');
+        send(res, we);
+      }
+    });
+  }
 
   if (deps.adminRouter) app.use('/api/v1/admin', deps.adminRouter);
   if (deps.feedbackRouters) {

@@ -7,6 +7,7 @@ import { startWorker } from './server';
 import { registerEvents } from './commands/events';
 import { registerPlatform } from './commands/platform';
 import { registerFeedback } from './commands/feedback';
+import { registerDeadLetters } from './commands/deadLetters';
 import { registerSettings } from './commands/settings';
 import { registerTemplates } from './commands/templates';
 import { print, withSql, type CliIO } from './commands/shared';
@@ -63,6 +64,7 @@ export function buildCli(io: CliIO): Command {
   registerEvents(program, ctx);
   registerPlatform(program, ctx);
   registerFeedback(program, ctx);
+  registerDeadLetters(program, ctx);
   return program;
 }
 

@@ -5,6 +5,7 @@ import { type Config } from './config';
 import { createSql, type Sql } from './db/connect';
 import { bounded } from './db/deadline';
 import { createDeliveryStore } from './db/deliveries';
+import { storeDeadLetter } from './db/deadLetters';
 import { assertReachable } from './db/probe';
 import { listen } from './net/listen';
 import { assertKeysOpenSettings } from './db/keyCheck';
@@ -94,6 +95,7 @@ export async function startWorker(
     state,
     processEvent,
     metrics,
+    storeDeadLetter: config.deadLetterStore ? (d) => storeDeadLetter(sql, d) : undefined,
     // The admin API (jose, its schemas, the OpenAPI document) is loaded only when it is on.
     ...(adminDeps
       ? {

@@ -206,8 +206,8 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- if gt (int $w.autoscaling.minScale) (int $w.autoscaling.maxScale) -}}
 {{- fail "worker.autoscaling.minScale must be at most maxScale" -}}
 {{- end -}}
-{{- if and .Values.eventing.enabled (not .Values.eventing.deadLetterSink.uri) (not .Values.eventing.deadLetterSink.ref) (not .Values.eventing.deadLetterSink.display.enabled) -}}
-{{- fail "eventing.deadLetterSink: set uri or ref, or turn display.enabled on — without a dead letter sink Knative drops events after the last retry" -}}
+{{- if and .Values.eventing.enabled (not .Values.eventing.deadLetterSink.uri) (not .Values.eventing.deadLetterSink.ref) (not .Values.eventing.deadLetterSink.store) -}}
+{{- fail "eventing.deadLetterSink: set uri or ref, or turn store on — without a dead letter sink Knative drops events after the last retry" -}}
 {{- end -}}
 {{- if and .Values.eventing.deadLetterSink.uri .Values.eventing.deadLetterSink.ref -}}
 {{- fail "eventing.deadLetterSink: set uri or ref, not both" -}}

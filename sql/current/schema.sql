@@ -22,6 +22,47 @@ ALTER TABLE admin_api_keys ADD CONSTRAINT admin_api_keys_pkey PRIMARY KEY (id);
 ALTER TABLE admin_api_keys ADD CONSTRAINT admin_api_keys_prefix_key UNIQUE (prefix);
 ALTER TABLE admin_api_keys ENABLE ROW LEVEL SECURITY;
 
+CREATE TABLE email_dead_letters (
+  tenant_id text NOT NULL,
+  event_source text NOT NULL,
+  event_id text NOT NULL,
+  event_type text,
+  content_type text,
+  attributes jsonb NOT NULL,
+  body bytea NOT NULL,
+  body_truncated boolean NOT NULL DEFAULT false,
+  http_status integer,
+  error_dest text,
+  error_data text,
+  error_code text,
+  dead_lettered integer NOT NULL DEFAULT 1,
+  first_received_at timestamp with time zone NOT NULL DEFAULT now(),
+  received_at timestamp with time zone NOT NULL DEFAULT now(),
+  replays integer NOT NULL DEFAULT 0,
+  replayed_at timestamp with time zone,
+  replay_status integer,
+  replay_target text
+);
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_attributes_check CHECK ((jsonb_typeof(attributes) = 'object'::text));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_content_type_check CHECK ((length(content_type) <= 256));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_dead_lettered_check CHECK ((dead_lettered > 0));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_error_code_check CHECK ((length(error_code) <= 100));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_error_data_check CHECK ((length(error_data) <= 4000));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_error_dest_check CHECK ((length(error_dest) <= 2000));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_event_id_check CHECK ((length(event_id) <= 1000));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_event_source_check CHECK ((length(event_source) <= 1000));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_event_type_check CHECK ((length(event_type) <= 256));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_replay_target_check CHECK ((length(replay_target) <= 2000));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_tenant_id_check CHECK ((tenant_id <> ''::text));
+ALTER TABLE email_dead_letters ADD CONSTRAINT email_dead_letters_pkey PRIMARY KEY (tenant_id, event_source, event_id);
+CREATE INDEX email_dead_letters_code_idx ON public.email_dead_letters USING btree (tenant_id, error_code, received_at);
+CREATE INDEX email_dead_letters_received_idx ON public.email_dead_letters USING btree (tenant_id, received_at);
+ALTER TABLE email_dead_letters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE email_dead_letters FORCE ROW LEVEL SECURITY;
+CREATE POLICY email_dead_letters_isolation ON email_dead_letters FOR ALL TO public USING ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif"))) WITH CHECK ((tenant_id = ( SELECT NULLIF(current_setting('app.current_tenant_id'::text, true), ''::text) AS "nullif")));
+GRANT DELETE, INSERT, SELECT ON email_dead_letters TO email_worker;
+GRANT UPDATE (event_type, content_type, attributes, body, body_truncated, http_status, error_dest, error_data, error_code, dead_lettered, received_at, replays, replayed_at, replay_status, replay_target) ON email_dead_letters TO email_worker;
+
 CREATE TABLE email_deliveries (
   tenant_id text NOT NULL,
   event_source text NOT NULL,

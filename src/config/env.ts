@@ -128,6 +128,11 @@ export const envSchema = z.object({
   GLOBAL_REPLY_TO_DOMAIN: optionalString,
   GLOBAL_DAILY_LIMIT: int(1000, 0, 100_000_000),
   ADMIN_API_ENABLED: bool(true),
+  // Unset: on where the admin API is off (the chart's Knative worker), off where it is on (the
+  // public admin Deployment), so the store is never served on the public listener.
+  DEAD_LETTER_STORE: z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' }).optional(),
+  DEAD_LETTER_RETENTION_DAYS: int(30, 1, 3650),
+  BROKER_URL: optionalString.refine((v) => v === undefined || /^https?:\/\/\S+$/.test(v), 'must be the http(s) URL of the broker ingress'),
   ADMIN_AUTH_FAILURE_LIMIT: int(20, 1, 100_000),
   TRUST_PROXY: int(0, 0, 10),
   ADMIN_JWT_SECRET: optionalString.refine(

@@ -87,6 +87,12 @@ export interface Config {
   readonly admin: AdminConfig | undefined;
   /** Delivery feedback (DESIGN §9): webhooks, suppression, reputation guard, one-click unsubscribe. */
   readonly feedback: FeedbackConfig;
+  /** Serve POST /dead-letters (the chart's Triggers dead-letter there). */
+  readonly deadLetterStore: boolean;
+  /** `dead-letters purge` deletes what is older. */
+  readonly deadLetterRetentionDays: number;
+  /** The broker's ingress URL: where dead letters are replayed to. */
+  readonly brokerUrl: string | undefined;
 }
 
 export interface FeedbackConfig {
@@ -219,6 +225,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       sink: e.K_SINK,
       sinkExtensions: Object.freeze(ceOverrides(e.K_CE_OVERRIDES)),
     }),
+    deadLetterStore: e.DEAD_LETTER_STORE === undefined ? !e.ADMIN_API_ENABLED : ['true', '1', 'yes'].includes(e.DEAD_LETTER_STORE),
+    deadLetterRetentionDays: e.DEAD_LETTER_RETENTION_DAYS,
+    brokerUrl: e.BROKER_URL,
     admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ authFailureLimit: e.ADMIN_AUTH_FAILURE_LIMIT, jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,

@@ -14,6 +14,7 @@ export const TENANT_TABLES = [
   'email_feedback_daily',
   'tenant_email_reputation',
   'email_suppression_log',
+  'email_dead_letters',
 ] as const;
 
 /** The functions only the admin API calls (sql/grants_admin.sql grants them to its role). */

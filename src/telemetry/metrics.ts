@@ -47,6 +47,7 @@ export class WorkerMetrics {
   private readonly suppressionsAdded: Counter<string>;
   private readonly tenantsPaused: Counter<string>;
   private readonly outboxEvents: Counter<string>;
+  private readonly deadLetters: Counter<string>;
 
   constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0) {
     this.eventTypes = new Set(opts.eventTypes);
@@ -174,6 +175,12 @@ export class WorkerMetrics {
       labelNames: ['result'],
       registers,
     });
+    this.deadLetters = new Counter({
+      name: 'tew_dead_letters_total',
+      help: 'Dead letters stored (POST /dead-letters), by the error code the worker had answered (its registry code; http_<status> for an answer that was not ours) and whether it was the first time for that event.',
+      labelNames: ['error_code', 'first'],
+      registers,
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tew_' });
   }
 
@@ -235,6 +242,10 @@ export class WorkerMetrics {
 
   suppressed(source: 'webhook' | 'unsubscribe' | 'admin', n = 1): void {
     if (n > 0) this.suppressionsAdded.inc({ source }, n);
+  }
+
+  deadLetter(errorCode: string, first: boolean): void {
+    this.deadLetters.inc({ error_code: errorCode, first: String(first) });
   }
 
   outboxPublished(result: 'ok' | 'failed', n: number): void {

@@ -17,7 +17,7 @@ const NON_DEFAULT = {
     replyEvents: true, publicBaseUrl: 'https://email-admin.example.com', metricsTenantLabels: ['acme', 'globex'], smtpAllowedHosts: ['relay.mail.svc.cluster.local', '10.20.0.0/16'], otlpEndpoint: 'http://otel-collector.observability:4318',
   },
   worker: { networkPolicy: { enabled: true, allowNamespaces: ['knative-eventing', 'knative-serving', 'monitoring'] }, visibility: 'external', containerConcurrency: 10, maxInFlightEvents: 10, timeoutSeconds: 120, autoscaling: { minScale: 1, maxScale: 5 } },
-  eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 9, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', display: { enabled: false } } },
+  eventing: { broker: 'platform', eventTypes: ['codetether.task.created', 'codetether.task.failed'], requireTenant: true, delivery: { retry: 9, timeoutSeconds: 45 }, deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local', store: false } },
   admin: { enabled: true, replicas: 3, issuer: 'https://auth.example', sinkBinding: { enabled: true }, ingress: { enabled: true, className: 'nginx', host: 'email-admin.example.com', tlsSecretName: 'email-admin-tls' } },
 };
 
@@ -121,9 +121,12 @@ describe('Helm chart', () => {
     expect(job.spec.template.spec.containers[0].args).toEqual(['migrate']);
     expect(job.spec.template.spec.containers[0].env[0]).toEqual({ name: 'MIGRATION_DATABASE_URL', valueFrom: { secretKeyRef: { name: 'tew-secrets', key: 'MIGRATION_DATABASE_URL' } } });
     expect(find(objects, 'Deployment')).toEqual([]);
-    // The default dead letter sink is the event_display service the chart runs.
-    const dls = find(objects, 'Trigger')[0]!.spec.delivery.deadLetterSink.ref;
-    expect(find(objects, 'Service', (o) => o.metadata.name === dls.name)).toHaveLength(1);
+    // The default dead letter sink is the worker's own store: its Knative Service, at /dead-letters,
+    // and the worker (the admin API off) serves it; no event_display any more.
+    const dlsSink = find(objects, 'Trigger')[0]!.spec.delivery.deadLetterSink;
+    expect(dlsSink).toEqual({ ref: { apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: ksvcWorker(objects).metadata.name }, uri: '/dead-letters' });
+    expect(ksvcWorker(objects).spec.template.spec.containers[0].env.find((e: any) => e.name === 'ADMIN_API_ENABLED').value).toBe('false');
+    expect(JSON.stringify(objects)).not.toMatch(/event_display|event-display/);
   });
 
   it('non-default values: a created Secret (a hook, kept), the admin Deployment, Service, PDB and Ingress, tenant filter', () => {
@@ -172,7 +175,7 @@ describe('Helm chart', () => {
     ['a lease too short for one provider call', { ...MINIMAL, config: { claimLeaseSeconds: 12 } }, /claimLeaseSeconds \(12\) is too short for config\.providerTimeoutMs \(10000\).*at least 13/],
     ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
     ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
-    ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { display: { enabled: false } } } }, /without a dead letter sink/],
+    ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { store: false } } }, /without a dead letter sink/],
     ['retries that end before a crashed attempt’s claim lease (4 from PT1S: 15 s < 30 s)', { ...MINIMAL, eventing: { delivery: { retry: 4 } } }, /the broker's retries span 15 s \(retry 4, exponential from PT1S\), which must outlast config\.claimLeaseSeconds \(30\)/],
     ['linear retries that end with the lease (10+20 s = 30 s)', { ...MINIMAL, eventing: { delivery: { retry: 2, backoffPolicy: 'linear', backoffDelay: 'PT10S' } } }, /retries span 30 s \(retry 2, linear from PT10S\)/],
     ['a lease longer than the retries (300 s against 255 s)', { ...MINIMAL, config: { claimLeaseSeconds: 300 } }, /retries span 255 s .*config\.claimLeaseSeconds \(300\)/],
@@ -265,15 +268,15 @@ describe('Helm chart', () => {
     expect(vars).toEqual({
       NS: 'default',
       WORKER: ksvc.metadata.name,
-      DEAD_LETTERS: find(objs, 'Service', (o) => o.metadata.name.endsWith('-dead-letters'))[0]!.metadata.name,
       IMAGE: ksvc.spec.template.spec.containers[0].image,
       BROKER: "$(kubectl -n default get broker default -o jsonpath='{.status.address.url}')",
     });
     expect(vars.WORKER).toBe('tew-tenant-email-worker');
     expect(notes.yaml).toContain(`logs -l serving.knative.dev/service=${vars.WORKER} -c ${ksvc.spec.template.spec.containers[0].name}`);
-    // A sink of the platform's own: no event_display, so no DEAD_LETTERS line.
+    // The store's own commands are printed; with a sink of the platform's own they are not.
+    expect(notes.yaml).toContain('"dead-letters","list","--tenant","acme"');
     const own = renderer.render({ ...MINIMAL, eventing: { deadLetterSink: { uri: 'http://dls.ops.svc.cluster.local' } } }, { notes: true });
-    expect(own.ok && own.yaml).not.toMatch(/DEAD_LETTERS=/);
+    expect(own.ok && own.yaml).not.toMatch(/dead-letters","list/);
   });
 });
 
@@ -283,11 +286,11 @@ describe('k8s/ (kustomize)', () => {
     expect(r.status).toBe(0);
     const objects = parseDocs(r.stdout);
     expect(validateObjects(r.stdout).filter((x) => !x.ok)).toEqual([]);
-    expect(objects.map((o) => o.kind).sort()).toEqual(['Broker', 'Job', 'Namespace', 'Secret', 'Service', 'Service', 'Trigger']);
+    expect(objects.map((o) => o.kind).sort()).toEqual(['Broker', 'Job', 'Namespace', 'Secret', 'Service', 'Trigger']);
     const ksvc = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'tenant-email-worker')!;
     const trigger = objects.find((o) => o.kind === 'Trigger')!;
     expect(Number(/^PT(\d+)S$/.exec(trigger.spec.delivery.timeout)![1])).toBeLessThan(ksvc.spec.template.spec.timeoutSeconds);
-    expect(trigger.spec.delivery.deadLetterSink.ref.name).toBe('tenant-email-worker-dead-letters');
+    expect(trigger.spec.delivery.deadLetterSink).toEqual({ ref: { apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: 'tenant-email-worker' }, uri: '/dead-letters' });
     // The retries outlast the worker's default claim lease (30 s): 1+2+…+2^(retry-1) seconds.
     expect([trigger.spec.delivery.backoffPolicy, trigger.spec.delivery.backoffDelay]).toEqual(['exponential', 'PT1S']);
     expect(2 ** trigger.spec.delivery.retry - 1).toBeGreaterThan(loadConfig({}).claimLeaseSeconds);
@@ -297,7 +300,8 @@ describe('k8s/ (kustomize)', () => {
     // k8s/REPLAY.md's variables name these very objects.
     const replay = readFileSync(path.join(ROOT, 'k8s', 'REPLAY.md'), 'utf8');
     const vars = Object.fromEntries([...replay.matchAll(/^([A-Z_]+)=(\S+)/gm)].map((m) => [m[1], m[2]]));
-    expect(vars).toMatchObject({ NS: ksvc.metadata.namespace, WORKER: ksvc.metadata.name, DEAD_LETTERS: trigger.spec.delivery.deadLetterSink.ref.name, IMAGE: c.image });
+    expect(vars).toMatchObject({ NS: ksvc.metadata.namespace, WORKER: ksvc.metadata.name, IMAGE: c.image });
+    expect(vars.DEAD_LETTERS).toBeUndefined();
     expect(replay).not.toMatch(/kubectl -n tenant-email|service=tenant-email-worker/);
     expect(c.env.find((e: any) => e.name === 'DB_ENCRYPTION_KEY').valueFrom.secretKeyRef.name).toBe('tenant-email-worker-secrets');
     expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
