@@ -73,6 +73,7 @@ export const ERRORS = {
   account_token_required: { status: 400, description: 'Admin API: Postmark manages domains with an account token (not the server token); send it as account_token. It is used for this request only and never stored.' },
   webhook_not_configured: { status: 404, description: 'Admin API: the tenant has no webhook set up for this provider (PUT …/email-webhooks/{provider}).' },
   suppression_not_found: { status: 404, description: "Admin API: the address is not on the tenant's suppression list." },
+  broker_url_required: { status: 422, description: "Admin API: BROKER_URL (the broker's ingress) is not set, so there is nowhere to replay dead letters to." },
   public_base_url_required: { status: 422, description: 'Admin API: PUBLIC_BASE_URL is not set, so there is no public URL to register at the provider.' },
   webhook_registration_unsupported: { status: 422, description: "Admin API: this provider's webhooks cannot be registered through its API with the tenant's credentials (SES publishes through SNS: subscribe the URL to the topic; SMTP has no webhooks)." },
 

@@ -22,6 +22,7 @@ import { loadSenderSettings } from '../db/settings';
 import { WorkerError, invalidRequest } from '../errors';
 import { WEBHOOK_PROVIDERS } from '../feedback/normalize';
 import { toIssues } from '../settings/input';
+import { replayDeadLetters } from '../worker/deadLetterReplay';
 import type { WebhookProvider } from '../types';
 import type { Principal } from './auth';
 import type { AdminDeps } from './deps';
@@ -220,7 +221,15 @@ export function addFeedbackRoutes(router: express.Router, route: Route, deps: Ad
 
   router.post(`${base}/resume`, route(async (_req, res, tenantId, principal) => {
     const { was_paused, reputation } = await resumeTenant(sql, tenantId, actor(principal), policy);
-    deps.logger.info({ admin: true, tenant: tenantId, was_paused, by: actor(principal) }, was_paused ? 'tenant resumed: its dead-lettered tenant_paused events can be replayed' : 'resume asked for a tenant that was not paused');
-    res.json({ resumed: was_paused, ...reputation });
+    deps.logger.info({ admin: true, tenant: tenantId, was_paused, by: actor(principal) }, was_paused ? 'tenant resumed' : 'resume asked for a tenant that was not paused');
+    // Its events dead-lettered while paused go out again, through the broker, in the background.
+    const replay = was_paused && config.replayPausedOnResume && config.brokerUrl ? config.brokerUrl : null;
+    if (replay) {
+      void replayDeadLetters(sql, { tenantId, errorCode: 'tenant_paused', notReplayed: true, limit: 100_000 }, { target: replay, dryRun: false, ratePerSecond: 10 }).then(
+        (r) => deps.logger.info({ tenant: tenantId, selected: r.selected, replayed: r.replayed, answers: r.answers }, 'tenant_paused dead letters replayed after resume'),
+        (err: unknown) => deps.logger.warn({ tenant: tenantId, err: String((err as Error)?.message ?? err).slice(0, 200) }, 'replaying tenant_paused dead letters after resume failed; run dead-letters replay --code tenant_paused'),
+      );
+    }
+    res.json({ resumed: was_paused, ...reputation, replaying_dead_letters: replay !== null });
   }));
 }

@@ -5,6 +5,7 @@ import { PROVIDERS } from '../types';
 import { DOMAIN_STATUSES } from '../types';
 import { SUPPRESSION_REASONS } from '../db/feedback';
 import { suppressionBody, suppressionQuery, thresholdsBody, webhookBodies } from './feedbackRoutes';
+import { deadLetterQuery, deadLetterReplayBody } from './deadLetterRoutes';
 import { EVENT_TYPE_PATTERN, daysQuery, domainBody, domainVerifyBody, previewBody, templateBody, testEmailBody } from '../settings/schemas';
 
 /**
@@ -99,6 +100,20 @@ const reputation = z.object({
   bounce_threshold: z.number(),
   resumed_at: z.string().nullable(),
   resumed_by: z.string().nullable(),
+});
+
+const deadLetter = z.object({
+  tenant_id: z.string(), event_source: z.string(), event_id: z.string(), event_type: z.string().nullable(),
+  http_status: z.number().int().nullable().describe('what the worker answered the broker (knativeerrorcode)'),
+  error_code: z.string().nullable().describe('its error code, when the answer was the worker\'s'),
+  error_data: z.string().nullable(), error_dest: z.string().nullable(),
+  dead_lettered: z.number().int(), first_received_at: z.string(), received_at: z.string(),
+  replays: z.number().int(), replayed_at: z.string().nullable(), replay_status: z.number().int().nullable(), body_truncated: z.boolean(),
+});
+const replayReport = z.object({
+  target: z.string(), dry_run: z.boolean(), selected: z.number().int(), replayed: z.number().int(),
+  answers: z.record(z.string(), z.number().int()),
+  events: z.array(z.object({ tenant_id: z.string(), event_source: z.string(), event_id: z.string(), error_code: z.string().nullable(), status: z.number().int().nullable() })),
 });
 
 const storedTemplate = z.object({
@@ -294,6 +309,18 @@ export function buildOpenApi(version: string): Record<string, unknown> {
       '/tenants/{tenant_id}/resume': {
         parameters: [tenantParam],
         post: { summary: 'Lift the reputation guard\'s pause; replay the tenant_paused dead letters afterwards. The rolling window restarts on this day.', responses: { '200': ok('state', reputation.extend({ resumed: z.boolean() })), ...common } },
+      },
+      '/tenants/{tenant_id}/dead-letters': {
+        parameters: [tenantParam, ...Object.keys(deadLetterQuery.shape).map((name) => ({ name, in: 'query', required: false, schema: json(deadLetterQuery.shape[name as keyof typeof deadLetterQuery.shape]) }))],
+        get: { summary: "The tenant's dead letters (oldest first) and their counts by error code", responses: { '200': ok('dead letters', z.object({ items: z.array(deadLetter), counts: z.record(z.string(), z.number().int()), total: z.number().int() })), ...common } },
+      },
+      '/tenants/{tenant_id}/dead-letters/replay': {
+        parameters: [tenantParam],
+        post: {
+          summary: "Send the matching dead letters again, each as it was received, to the broker's ingress (BROKER_URL); records each answer. The ledger makes a replay of an event already sent a 202 that sends nothing.",
+          requestBody: { required: false, content: { 'application/json': { schema: json(deadLetterReplayBody) } } },
+          responses: { '200': ok('what was replayed', replayReport), ...common, '422': err('broker_url_required') },
+        },
       },
       '/webhooks/{provider}/{tenant_id}': {
         servers: [{ url: '/api/v1' }],

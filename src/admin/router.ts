@@ -15,6 +15,7 @@ import { authorize, createTokenVerifier, type Principal } from './auth';
 import { buildOpenApi } from './openapi';
 import { addContentRoutes } from './contentRoutes';
 import { addFeedbackRoutes } from './feedbackRoutes';
+import { addDeadLetterRoutes } from './deadLetterRoutes';
 import { daysQuery, testEmailBody } from '../settings/schemas';
 import type { AdminDeps } from './deps';
 import type { IntakeEvent } from '../core/event';
@@ -143,6 +144,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
 
   addContentRoutes(router, route, deps);
   addFeedbackRoutes(router, route, deps);
+  addDeadLetterRoutes(router, route, deps);
 
   // Unknown admin paths and body-parser failures.
   router.use((_req: Request, res: Response) => {

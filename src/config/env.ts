@@ -132,6 +132,7 @@ export const envSchema = z.object({
   // public admin Deployment), so the store is never served on the public listener.
   DEAD_LETTER_STORE: z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' }).optional(),
   DEAD_LETTER_RETENTION_DAYS: int(30, 1, 3650),
+  REPLAY_PAUSED_ON_RESUME: bool(true),
   BROKER_URL: optionalString.refine((v) => v === undefined || /^https?:\/\/\S+$/.test(v), 'must be the http(s) URL of the broker ingress'),
   ADMIN_AUTH_FAILURE_LIMIT: int(20, 1, 100_000),
   TRUST_PROXY: int(0, 0, 10),

@@ -93,6 +93,8 @@ export interface Config {
   readonly deadLetterRetentionDays: number;
   /** The broker's ingress URL: where dead letters are replayed to. */
   readonly brokerUrl: string | undefined;
+  /** Resuming a paused tenant replays its tenant_paused dead letters (needs brokerUrl). */
+  readonly replayPausedOnResume: boolean;
 }
 
 export interface FeedbackConfig {
@@ -228,6 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deadLetterStore: e.DEAD_LETTER_STORE === undefined ? !e.ADMIN_API_ENABLED : ['true', '1', 'yes'].includes(e.DEAD_LETTER_STORE),
     deadLetterRetentionDays: e.DEAD_LETTER_RETENTION_DAYS,
     brokerUrl: e.BROKER_URL,
+    replayPausedOnResume: e.REPLAY_PAUSED_ON_RESUME,
     admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ authFailureLimit: e.ADMIN_AUTH_FAILURE_LIMIT, jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,

@@ -16,6 +16,7 @@ describe('OpenAPI document of the admin API', () => {
   it('describes every endpoint, the settings body from the validating schema, and every error code', () => {
     expect(committed.openapi).toBe('3.1.0');
     expect(Object.keys(committed.paths).sort()).toEqual([
+      '/tenants/{tenant_id}/dead-letters', '/tenants/{tenant_id}/dead-letters/replay',
       '/tenants/{tenant_id}/email-domains', '/tenants/{tenant_id}/email-domains/{domain}',
       '/tenants/{tenant_id}/email-domains/{domain}/verify',
       '/tenants/{tenant_id}/email-settings', '/tenants/{tenant_id}/email-settings/test',

@@ -1,4 +1,6 @@
 import { generateKeyPairSync, randomUUID, sign as signData } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SignJWT } from 'jose';
 import { keyId } from '../../src/config';
 import type { Sql } from '../../src/db/connect';
@@ -19,6 +21,8 @@ describe('delivery feedback at volume, and the reputation guard', () => {
   let worker: Awaited<ReturnType<typeof startTestWorker>>;
   let su: Sql;
   let admin: string;
+  // A stand-in for the broker's ingress: forwards each event to the worker, as a Trigger would.
+  let broker: Server;
   const logs = captureLogs();
   const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const publicKeyB64 = publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
@@ -51,12 +55,28 @@ describe('delivery feedback at volume, and the reputation guard', () => {
     for (const t of ['bulk', 'noisy']) {
       await putSettings(sql, { current: KEY }, t, { provider: 'sendgrid', api_key: 'SG.CANARY-rep-000000000000', from_email: `noreply@${t}.example`, provider_settings: { base_url: mailbox.url }, enabled: true, daily_limit: 100_000 });
     }
-    worker = await startTestWorker(db, logs.logger, { ADMIN_JWT_SECRET: JWT_SECRET, REPUTATION_MIN_VOLUME: '20' });
+    broker = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', async () => {
+        const headers = Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('ce-') || k === 'content-type')) as Record<string, string>;
+        const answer = await fetch(worker.url, { method: 'POST', headers, body: Buffer.concat(chunks) });
+        await answer.arrayBuffer();
+        res.writeHead(202).end();
+      });
+    });
+    await new Promise<void>((r) => broker.listen(0, '127.0.0.1', () => r()));
+    worker = await startTestWorker(db, logs.logger, {
+      ADMIN_JWT_SECRET: JWT_SECRET, REPUTATION_MIN_VOLUME: '20',
+      // One process for the test: the dead-letter store beside the admin API, replays to the "broker".
+      DEAD_LETTER_STORE: 'true', BROKER_URL: `http://127.0.0.1:${(broker.address() as AddressInfo).port}/`,
+    });
     admin = await new SignJWT({ role: 'platform_admin', sub: 'ops@test' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('10m').sign(new TextEncoder().encode(JWT_SECRET));
     for (const t of ['bulk', 'noisy']) expect((await adminCall('PUT', `${t}/email-webhooks/sendgrid`, { public_key: publicKeyB64 })).status).toBe(201);
   });
   afterAll(async () => {
     await worker.shutdown();
+    await new Promise((r) => broker.close(r));
     await mailbox.close();
     await db.drop();
   });
@@ -149,12 +169,25 @@ describe('delivery feedback at volume, and the reputation guard', () => {
     expect((await adminCall('PUT', 'noisy/reputation', { complaint_threshold: 0.01, bounce_threshold: null })).json.code).toBe('invalid_request');
     expect((await adminCall('PUT', 'noisy/reputation', { complaint_threshold: 0.001, bounce_threshold: null })).json).toMatchObject({ complaint_threshold: 0.001 });
 
+    // The broker dead-letters the 422 to the worker's store.
+    const paused2 = binaryEvent({ tenant: 'noisy', id: 'evt-while-paused', data: taskData({ notify_email: paused.to }) });
+    const dl = { headers: { ...paused2.headers, 'ce-knativeerrorcode': '422', 'ce-knativeerrordata': Buffer.from(paused.body).toString('base64') }, body: paused2.body };
+    expect((await post(new URL('/dead-letters', worker.url).toString(), dl)).status).toBe(202);
+
+    // Resuming replays the tenant_paused dead letters through the broker: the email goes out once.
     const resumed = await adminCall('POST', 'noisy/resume');
-    expect(resumed.json).toMatchObject({ resumed: true, paused: false, resumed_by: 'ops@test' });
-    // The dead-lettered event, replayed after the resume, is sent.
-    const replay = await send('noisy', 'evt-while-paused');
-    expect(replay.status).toBe(202);
+    expect(resumed.json).toMatchObject({ resumed: true, paused: false, resumed_by: 'ops@test', replaying_dead_letters: true });
+    const until = Date.now() + 60_000;
+    while (mailbox.emails.length < emails + 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(mailbox.emails.length).toBe(emails + 1);
     expect((await su`SELECT status FROM email_deliveries WHERE tenant_id = 'noisy' AND event_id = 'evt-while-paused'`)[0]!.status).toBe('sent');
+    while ((await su`SELECT replay_status FROM email_dead_letters WHERE event_id = 'evt-while-paused'`)[0]!.replay_status === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect((await su`SELECT replays, replay_status FROM email_dead_letters WHERE event_id = 'evt-while-paused'`)[0]).toEqual({ replays: 1, replay_status: 202 });
+    // The admin API lists the tenant's dead letters.
+    expect((await adminCall('GET', 'noisy/dead-letters?code=tenant_paused')).json).toMatchObject({ total: 1, counts: { tenant_paused: 1 } });
+    // A replay of it now is a duplicate: nothing more is sent.
+    const again = await adminCall('POST', 'noisy/dead-letters/replay', { code: 'tenant_paused', rate: 100 });
+    expect(again.json).toMatchObject({ selected: 1, replayed: 1, answers: { '202': 1 } });
+    expect(mailbox.emails.length).toBe(emails + 1);
   });
 });
