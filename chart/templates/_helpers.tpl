@@ -102,6 +102,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - name: EMAIL_TENANT_FROM_PATTERN
   value: {{ . | quote }}
 {{- end }}
+- name: BROKER_URL
+  value: {{ include "tew.brokerUrl" . | quote }}
 {{- with .Values.config.publicBaseUrl }}
 - name: PUBLIC_BASE_URL
   value: {{ . | quote }}
@@ -138,7 +140,19 @@ seccompProfile:
 {{- define "tew.connectionBudget" -}}
 {{- $pool := int .Values.config.dbPoolMax -}}
 {{- $admin := ternary (mul (int .Values.admin.replicas) $pool) 0 .Values.admin.enabled -}}
-{{- add (mul (int .Values.worker.autoscaling.maxScale) $pool) $admin (ternary 1 0 .Values.migrations.enabled) -}}
+{{- add (mul (int .Values.worker.autoscaling.maxScale) $pool) $admin (ternary 1 0 .Values.migrations.enabled) (include "tew.cronJobConnections" .) -}}
+{{- end -}}
+
+{{/* The dead-letter CronJobs' connections: the CLI opens at most 2, one job of each at a time. */}}
+{{- define "tew.cronJobConnections" -}}
+{{- $dls := .Values.eventing.deadLetterSink -}}
+{{- $on := and .Values.eventing.enabled $dls.store (not $dls.uri) (not $dls.ref) -}}
+{{- add (ternary 2 0 (and $on .Values.deadLetters.purge.enabled)) (ternary 2 0 (and $on .Values.deadLetters.replayQuota.enabled)) -}}
+{{- end -}}
+
+{{/* Where dead letters are replayed: eventing.deadLetterSink.brokerUrl, else the MT broker's ingress. */}}
+{{- define "tew.brokerUrl" -}}
+{{- .Values.eventing.deadLetterSink.brokerUrl | default (printf "http://broker-ingress.knative-eventing.svc.cluster.local/%s/%s" .Release.Namespace .Values.eventing.broker) -}}
 {{- end -}}
 
 {{/*
@@ -173,7 +187,7 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- $budget := int (include "tew.connectionBudget" .) -}}
 {{- $room := sub $max (int .Values.database.reservedConnections) -}}
 {{- if gt $budget $room -}}
-{{- fail (printf "connection budget: worker.autoscaling.maxScale (%d) × config.dbPoolMax (%d)%s%s = %d connections, more than database.maxConnections (%d) − database.reservedConnections (%d) = %d. Lower maxScale or dbPoolMax, raise max_connections, or put a pooler in front and set database.maxConnections to its max_client_conn (0 skips this check)" (int $w.autoscaling.maxScale) (int .Values.config.dbPoolMax) (ternary (printf " + admin.replicas (%d) × %d" (int .Values.admin.replicas) (int .Values.config.dbPoolMax)) "" .Values.admin.enabled) (ternary " + 1 (migration Job)" "" .Values.migrations.enabled) $budget $max (int .Values.database.reservedConnections) $room) -}}
+{{- fail (printf "connection budget: worker.autoscaling.maxScale (%d) × config.dbPoolMax (%d)%s%s = %d connections, more than database.maxConnections (%d) − database.reservedConnections (%d) = %d. Lower maxScale or dbPoolMax, raise max_connections, or put a pooler in front and set database.maxConnections to its max_client_conn (0 skips this check)" (int $w.autoscaling.maxScale) (int .Values.config.dbPoolMax) (ternary (printf " + admin.replicas (%d) × %d" (int .Values.admin.replicas) (int .Values.config.dbPoolMax)) "" .Values.admin.enabled) (printf "%s%s" (ternary " + 1 (migration Job)" "" .Values.migrations.enabled) (ternary (printf " + %s (dead-letter CronJobs)" (include "tew.cronJobConnections" .)) "" (gt (int (include "tew.cronJobConnections" .)) 0))) $budget $max (int .Values.database.reservedConnections) $room) -}}
 {{- end -}}
 {{- end -}}
 {{- $horizon := include "tew.retryHorizonSeconds" . | float64 -}}
@@ -224,6 +238,9 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- if and .Values.admin.enabled .Values.admin.databaseRole -}}
 {{- $_ := required "secrets.values.adminDatabaseUrl is required with admin.databaseRole without secrets.existingSecret: the admin API connects as that role" .Values.secrets.values.adminDatabaseUrl -}}
 {{- end -}}
+{{- end -}}
+{{- if and (gt (int (include "tew.cronJobConnections" .)) 0) (not .Values.secrets.existingSecret) (not .Values.secrets.values.maintenanceDatabaseUrl) -}}
+{{- fail "deadLetters: the purge and replayQuota CronJobs work across tenants and need secrets.values.maintenanceDatabaseUrl (a role that bypasses row-level security, e.g. the owner with BYPASSRLS); set it, or turn them off with deadLetters.purge.enabled=false and deadLetters.replayQuota.enabled=false" -}}
 {{- end -}}
 {{- if and .Values.admin.enabled (not .Values.admin.jwksUrl) (not .Values.secrets.existingSecret) (not .Values.secrets.values.adminJwtSecret) -}}
 {{- fail "admin.enabled needs admin.jwksUrl or an ADMIN_JWT_SECRET (secrets.values.adminJwtSecret or the existing Secret's key); API keys alone also work with an existing Secret" -}}

@@ -36,7 +36,7 @@ function withFilters(cmd: Command, defaultLimit: number): Command {
     .option('--type <event-type>', 'event type')
     .option('--since <when>', 'received at or after (ISO 8601, or an age: 30m, 24h, 7d)')
     .option('--until <when>', 'received before')
-    .option('--not-replayed', 'only dead letters never replayed')
+    .option('--not-replayed', 'only dead letters not replayed since they were last dead-lettered')
     .option('--limit <n>', 'at most this many', (v: string) => positiveInt(v, '--limit', 100_000), defaultLimit);
 }
 

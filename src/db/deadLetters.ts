@@ -45,7 +45,7 @@ export interface DeadLetterFilter {
   eventType?: string | undefined;
   since?: Date | undefined;
   until?: Date | undefined;
-  /** Only those never replayed. */
+  /** Only those not replayed since they were last dead-lettered (a replay that failed again is due again). */
   notReplayed?: boolean | undefined;
   limit: number;
 }
@@ -84,7 +84,7 @@ function where(sql: Sql, f: DeadLetterFilter) {
       ${f.eventType ? sql`AND event_type = ${f.eventType}` : sql``}
       ${f.since ? sql`AND received_at >= ${f.since}` : sql``}
       ${f.until ? sql`AND received_at < ${f.until}` : sql``}
-      ${f.notReplayed ? sql`AND replayed_at IS NULL` : sql``}`;
+      ${f.notReplayed ? sql`AND (replayed_at IS NULL OR received_at > replayed_at)` : sql``}`;
 }
 
 function row(r: Record<string, unknown>): StoredDeadLetter {

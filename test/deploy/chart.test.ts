@@ -127,6 +127,16 @@ describe('Helm chart', () => {
     expect(dlsSink).toEqual({ ref: { apiVersion: 'serving.knative.dev/v1', kind: 'Service', name: ksvcWorker(objects).metadata.name }, uri: '/dead-letters' });
     expect(ksvcWorker(objects).spec.template.spec.containers[0].env.find((e: any) => e.name === 'ADMIN_API_ENABLED').value).toBe('false');
     expect(JSON.stringify(objects)).not.toMatch(/event_display|event-display/);
+    // The store's CronJobs: a purge, and a replay of quota_exceeded dead letters after midnight UTC
+    // to the broker's ingress, both through the maintenance connection.
+    const cron = Object.fromEntries(find(objects, 'CronJob').map((j) => [j.metadata.name, j.spec]));
+    expect(Object.keys(cron).sort()).toEqual(['release-name-tenant-email-worker-dl-purge', 'release-name-tenant-email-worker-dl-replay-quota']);
+    const replay = cron['release-name-tenant-email-worker-dl-replay-quota']!;
+    expect([replay.schedule, replay.timeZone, replay.concurrencyPolicy]).toEqual(['5 0 * * *', 'Etc/UTC', 'Forbid']);
+    const rc = replay.jobTemplate.spec.template.spec.containers[0];
+    expect(rc.args).toEqual(['dead-letters', 'replay', '--code', 'quota_exceeded', '--not-replayed', '--limit', '100000', '--rate', '10']);
+    expect(Object.fromEntries(rc.env.map((e: any) => [e.name, e.value ?? e.valueFrom.secretKeyRef.key]))).toMatchObject({ MAINTENANCE_DATABASE_URL: 'MAINTENANCE_DATABASE_URL', BROKER_URL: 'http://broker-ingress.knative-eventing.svc.cluster.local/default/default' });
+    expect(cron['release-name-tenant-email-worker-dl-purge']!.jobTemplate.spec.template.spec.containers[0].args).toEqual(['dead-letters', 'purge', '--older-than-days', '30']);
   });
 
   it('non-default values: a created Secret (a hook, kept), the admin Deployment, Service, PDB and Ingress, tenant filter', () => {
@@ -176,11 +186,12 @@ describe('Helm chart', () => {
     ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
     ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
     ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { store: false } } }, /without a dead letter sink/],
+    ['dead-letter CronJobs without a maintenance URL', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } } }, /need secrets\.values\.maintenanceDatabaseUrl/],
     ['retries that end before a crashed attempt’s claim lease (4 from PT1S: 15 s < 30 s)', { ...MINIMAL, eventing: { delivery: { retry: 4 } } }, /the broker's retries span 15 s \(retry 4, exponential from PT1S\), which must outlast config\.claimLeaseSeconds \(30\)/],
     ['linear retries that end with the lease (10+20 s = 30 s)', { ...MINIMAL, eventing: { delivery: { retry: 2, backoffPolicy: 'linear', backoffDelay: 'PT10S' } } }, /retries span 30 s \(retry 2, linear from PT10S\)/],
     ['a lease longer than the retries (300 s against 255 s)', { ...MINIMAL, config: { claimLeaseSeconds: 300 } }, /retries span 255 s .*config\.claimLeaseSeconds \(300\)/],
-    ['more connections at full scale than the database allows', { ...MINIMAL, config: { dbPoolMax: 10 } }, /connection budget: worker\.autoscaling\.maxScale \(20\) × config\.dbPoolMax \(10\) \+ 1 \(migration Job\) = 201 connections, more than database\.maxConnections \(100\) − database\.reservedConnections \(3\) = 97/],
-    ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
+    ['more connections at full scale than the database allows', { ...MINIMAL, config: { dbPoolMax: 10 } }, /connection budget: worker\.autoscaling\.maxScale \(20\) × config\.dbPoolMax \(10\) \+ 1 \(migration Job\) \+ 4 \(dead-letter CronJobs\) = 205 connections, more than database\.maxConnections \(100\) − database\.reservedConnections \(3\) = 97/],
+    ['the admin API without a token check', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', maintenanceDatabaseUrl: 'postgres://m@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true } }, /admin.enabled needs/],
   ])('fails on %s, saying why', (_n, values, message) => {
     const r = renderer.render(values);
     expect(r.ok).toBe(false);
@@ -207,7 +218,7 @@ describe('Helm chart', () => {
     const shared = render(admin).objects;
     expect(urlKey(shared, find(shared, 'Deployment')[0])).toBe('DATABASE_URL');
     expect(adminRole(shared)).toBeUndefined();
-    const created = renderer.render({ secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true, jwksUrl: 'https://auth.example/jwks', databaseRole: 'email_admin' } });
+    const created = renderer.render({ secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', maintenanceDatabaseUrl: 'postgres://m@b/c', encryptionKey: 'k'.repeat(40) } }, admin: { enabled: true, jwksUrl: 'https://auth.example/jwks', databaseRole: 'email_admin' } });
     expect(created.ok ? '' : created.error).toMatch(/secrets\.values\.adminDatabaseUrl is required with admin\.databaseRole/);
   });
 
@@ -248,10 +259,10 @@ describe('Helm chart', () => {
       if (!r.ok) throw new Error(r.error);
       return /Database connections at full scale: .*/.exec(r.yaml)![0];
     };
-    expect(notes(MINIMAL)).toBe('Database connections at full scale: 81 of database.maxConnections 100 (3 reserved).');
+    expect(notes(MINIMAL)).toBe('Database connections at full scale: 85 of database.maxConnections 100 (3 reserved).'); // 20 × 4 + 1 + 2 CronJobs × 2
     expect(notes(NON_DEFAULT)).toBe('Database connections at full scale: 33 of database.maxConnections 100 (3 reserved).'); // 5 × 4 + 3 × 4 + 1
     const big = { ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 0 } };
-    expect(notes(big)).toBe('Database connections at full scale: 201 (database.maxConnections=0: not checked).');
+    expect(notes(big)).toBe('Database connections at full scale: 205 (database.maxConnections=0: not checked).');
     expect(renderer.render({ ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 500 } }).ok).toBe(true);
   });
 
