@@ -54,6 +54,9 @@ GRANT UPDATE (delivered, deferred, bounced_hard, bounced_soft, complained, unsub
 GRANT UPDATE (delivery_status, bounce_type, delivery_raw_type, delivery_reason, delivery_status_at) ON email_deliveries TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_delivery_status_rank(text, text) TO {{worker_role}};
 
+-- The provider outage switch (sql/012): read only; ops write it through the maintenance connection.
+GRANT SELECT ON email_disabled_providers TO {{worker_role}};
+
 -- The dead-letter store (sql/011): the worker stores, the admin API and the CLI read and mark replays.
 GRANT SELECT, INSERT, DELETE ON email_dead_letters TO {{worker_role}};
 GRANT UPDATE (event_type, content_type, attributes, body, body_truncated, http_status, error_dest, error_data, error_code,

@@ -8,6 +8,7 @@ import { registerEvents } from './commands/events';
 import { registerPlatform } from './commands/platform';
 import { registerFeedback } from './commands/feedback';
 import { registerDeadLetters } from './commands/deadLetters';
+import { registerProviders } from './commands/providers';
 import { registerSettings } from './commands/settings';
 import { registerTemplates } from './commands/templates';
 import { print, withSql, type CliIO } from './commands/shared';
@@ -65,6 +66,7 @@ export function buildCli(io: CliIO): Command {
   registerPlatform(program, ctx);
   registerFeedback(program, ctx);
   registerDeadLetters(program, ctx);
+  registerProviders(program, ctx);
   return program;
 }
 

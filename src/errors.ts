@@ -49,6 +49,7 @@ export const ERRORS = {
   provider_unavailable: { status: 503, description: 'The provider answered with a server error (5xx) or is in maintenance.' },
   provider_deferred: { status: 503, description: 'The SMTP server deferred the message (4xx reply); Retry-After suggests when to try again.' },
   provider_timeout: { status: 503, description: 'The provider did not answer within PROVIDER_TIMEOUT_MS.' },
+  provider_disabled: { status: 503, description: "Ops took the tenant's provider out of service (the outage switch: PROVIDERS_DISABLED or `tenant-email providers disable`) and the tenant has no fallback provider in service; nothing was sent. The broker retries; the event is sent once the provider is back or a fallback is set." },
   provider_network: { status: 503, description: 'The provider could not be reached (connection refused, reset, DNS).' },
   destination_forbidden: { status: 422, description: "The tenant's SMTP host or endpoint override resolves to a loopback, private, link-local or metadata address, which this platform does not allow (SMTP_ALLOWED_HOSTS, ALLOW_PRIVATE_SMTP_HOSTS)." },
 

@@ -19,6 +19,8 @@ import { packageVersion } from './version';
 import { LateWrites } from './worker/lateWrites';
 import { createEventProcessor } from './worker/processEvent';
 import { UnsubscribeTokens } from './feedback/unsubscribe';
+import { ProviderSwitch } from './worker/providerSwitch';
+import { listDisabledProviders } from './db/providerSwitch';
 import type { AdminDeps } from './admin/deps';
 import { databaseUrlSetting, requireDatabaseUrl, requireKeyRing, startupProbeMs } from './config/require';
 
@@ -68,6 +70,17 @@ export async function startWorker(
   const metrics = config.metricsEnabled
     ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight, () => lateWrites.size)
     : undefined;
+  // The outage switch: PROVIDERS_DISABLED, and the database's list refreshed off the event path.
+  const providerSwitch = new ProviderSwitch(
+    new Set(config.providersDisabled),
+    async () => (await listDisabledProviders(sql)).map((d) => d.provider),
+    (disabled, failed) => {
+      metrics?.providersDisabled(disabled);
+      if (failed) logger.warn({ providers_disabled: disabled }, 'could not read the provider outage switch; keeping the last state');
+      else logger.warn({ providers_disabled: disabled }, disabled.length > 0 ? 'provider outage switch: these providers are out of service' : 'provider outage switch: every provider is in service');
+    },
+  );
+  metrics?.providersDisabled(providerSwitch.list());
   const processEvent = createEventProcessor({
     config,
     deliveries,
@@ -76,7 +89,10 @@ export async function startWorker(
     lateWrites,
     loadTemplate: templateReader(sql),
     unsubscribeTokens: config.feedback.publicBaseUrl ? new UnsubscribeTokens(keys) : undefined,
+    providerSwitch,
   });
+  providerSwitch.start(config.providerSwitchRefreshMs);
+  if (config.providersDisabled.length > 0) logger.warn({ providers_disabled: config.providersDisabled }, 'PROVIDERS_DISABLED: these providers are out of service');
   if (!config.admin) {
     logger.info('admin API off (ADMIN_API_ENABLED=false)');
   }
@@ -152,6 +168,7 @@ export async function startWorker(
       server.closeAllConnections();
       await closed;
       await providers.closeAll();
+      providerSwitch.stop();
       await outbox?.stop();
       // Ledger writes still waiting for the database get one last try while the pool is open.
       if (lateWrites.size > 0) {

@@ -104,6 +104,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 - name: BROKER_URL
   value: {{ include "tew.brokerUrl" . | quote }}
+{{- with .Values.config.providersDisabled }}
+- name: PROVIDERS_DISABLED
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.config.publicBaseUrl }}
 - name: PUBLIC_BASE_URL
   value: {{ . | quote }}

@@ -113,6 +113,18 @@ CREATE POLICY email_deliveries_isolation ON email_deliveries FOR ALL TO public U
 GRANT INSERT, SELECT ON email_deliveries TO email_worker;
 GRANT UPDATE (event_type, task_id, status, attempts, duplicates, claim_token, lease_expires_at, quota_day, settings_source, provider, message_id, error_code, updated_at, template_source, template_version, sender_tier, sender_note, quota_slot, delivery_status, bounce_type, delivery_raw_type, delivery_reason, delivery_status_at) ON email_deliveries TO email_worker;
 
+CREATE TABLE email_disabled_providers (
+  provider text NOT NULL,
+  disabled_at timestamp with time zone NOT NULL DEFAULT now(),
+  disabled_by text,
+  note text
+);
+ALTER TABLE email_disabled_providers ADD CONSTRAINT email_disabled_providers_disabled_by_check CHECK ((length(disabled_by) <= 200));
+ALTER TABLE email_disabled_providers ADD CONSTRAINT email_disabled_providers_note_check CHECK ((length(note) <= 500));
+ALTER TABLE email_disabled_providers ADD CONSTRAINT email_disabled_providers_provider_check CHECK ((provider = ANY (ARRAY['sendgrid'::text, 'ses'::text, 'postmark'::text, 'smtp'::text, 'resend'::text])));
+ALTER TABLE email_disabled_providers ADD CONSTRAINT email_disabled_providers_pkey PRIMARY KEY (provider);
+GRANT SELECT ON email_disabled_providers TO email_worker;
+
 CREATE TABLE email_encryption_key_use (
   key_id text NOT NULL,
   settings_rows bigint NOT NULL

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SENDER_DOMAIN_POLICIES } from '../types';
+import { PROVIDERS, SENDER_DOMAIN_POLICIES } from '../types';
 import { isEmailAddress } from '../core/emailAddress';
 
 /** The environment variables the worker reads, each with its type, bounds, default and the message a bad value gets. */
@@ -133,6 +133,19 @@ export const envSchema = z.object({
   DEAD_LETTER_STORE: z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' }).optional(),
   DEAD_LETTER_RETENTION_DAYS: int(30, 1, 3650),
   REPLAY_PAUSED_ON_RESUME: bool(true),
+  PROVIDERS_DISABLED: z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      const list = (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+      const bad = list.filter((x) => !(PROVIDERS as readonly string[]).includes(x));
+      if (bad.length > 0) {
+        ctx.addIssue({ code: 'custom', message: `unknown provider ${bad.join(', ')}; one or more of ${PROVIDERS.join(', ')}, comma-separated` });
+        return z.NEVER;
+      }
+      return list as (typeof PROVIDERS)[number][];
+    }),
+  PROVIDER_SWITCH_REFRESH_MS: int(5000, 100, 600_000),
   BROKER_URL: optionalString.refine((v) => v === undefined || /^https?:\/\/\S+$/.test(v), 'must be the http(s) URL of the broker ingress'),
   ADMIN_AUTH_FAILURE_LIMIT: int(20, 1, 100_000),
   TRUST_PROXY: int(0, 0, 10),

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Egress, type EgressPolicy } from '../net/egress';
-import type { SenderDomainPolicy } from '../types';
+import type { ProviderName, SenderDomainPolicy } from '../types';
 import { envSchema, type Env } from './env';
 import { checkFromPattern } from '../core/platformAddress';
 import { UsageError } from '../errors';
@@ -95,6 +95,9 @@ export interface Config {
   readonly brokerUrl: string | undefined;
   /** Resuming a paused tenant replays its tenant_paused dead letters (needs brokerUrl). */
   readonly replayPausedOnResume: boolean;
+  /** The outage switch's fixed part (PROVIDERS_DISABLED); the database's part is refreshed every providerSwitchRefreshMs. */
+  readonly providersDisabled: readonly ProviderName[];
+  readonly providerSwitchRefreshMs: number;
 }
 
 export interface FeedbackConfig {
@@ -231,6 +234,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deadLetterRetentionDays: e.DEAD_LETTER_RETENTION_DAYS,
     brokerUrl: e.BROKER_URL,
     replayPausedOnResume: e.REPLAY_PAUSED_ON_RESUME,
+    providersDisabled: Object.freeze(e.PROVIDERS_DISABLED),
+    providerSwitchRefreshMs: e.PROVIDER_SWITCH_REFRESH_MS,
     admin: e.ADMIN_API_ENABLED
         ? Object.freeze({ authFailureLimit: e.ADMIN_AUTH_FAILURE_LIMIT, jwtSecret: e.ADMIN_JWT_SECRET, jwksUrl: e.ADMIN_JWT_JWKS_URL, issuer: e.ADMIN_JWT_ISSUER, audience: e.ADMIN_JWT_AUDIENCE })
         : undefined,

@@ -48,6 +48,8 @@ export class WorkerMetrics {
   private readonly tenantsPaused: Counter<string>;
   private readonly outboxEvents: Counter<string>;
   private readonly deadLetters: Counter<string>;
+  private readonly switched: Counter<string>;
+  private providersOff: readonly string[] = [];
 
   constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0) {
     this.eventTypes = new Set(opts.eventTypes);
@@ -181,6 +183,22 @@ export class WorkerMetrics {
       labelNames: ['error_code', 'first'],
       registers,
     });
+    this.switched = new Counter({
+      name: 'tew_provider_switch_events_total',
+      help: 'Events whose primary provider was out of service (the outage switch), by provider and where they went: the fallback provider, or "none" (answered 503 provider_disabled).',
+      labelNames: ['provider', 'fallback_provider'],
+      registers,
+    });
+    const self = this;
+    new Gauge({
+      name: 'tew_provider_disabled',
+      help: 'Providers out of service (the outage switch: PROVIDERS_DISABLED or `tenant-email providers disable`): 1 per provider switched off, 0 otherwise.',
+      labelNames: ['provider'],
+      registers,
+      collect() {
+        for (const p of ['sendgrid', 'ses', 'postmark', 'smtp', 'resend']) this.set({ provider: p }, self.providersOff.includes(p) ? 1 : 0);
+      },
+    });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tew_' });
   }
 
@@ -242,6 +260,15 @@ export class WorkerMetrics {
 
   suppressed(source: 'webhook' | 'unsubscribe' | 'admin', n = 1): void {
     if (n > 0) this.suppressionsAdded.inc({ source }, n);
+  }
+
+  providerSwitched(provider: string, fallback: string | null): void {
+    this.switched.inc({ provider, fallback_provider: fallback ?? 'none' });
+  }
+
+  /** The outage switch's current state, for tew_provider_disabled. */
+  providersDisabled(list: readonly string[]): void {
+    this.providersOff = list;
   }
 
   deadLetter(errorCode: string, first: boolean): void {

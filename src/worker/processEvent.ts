@@ -45,6 +45,8 @@ export interface ProcessorDeps {
   lateWrites?: LateWrites | undefined;
   /** One-click unsubscribe links for the platform tier (when PUBLIC_BASE_URL is set). */
   unsubscribeTokens?: UnsubscribeTokens | undefined;
+  /** The outage switch: providers ops took out of service. */
+  providerSwitch?: { disabled(provider: ProviderName): boolean } | undefined;
 }
 
 const DB_SPAN = { 'db.system.name': 'postgresql' } as const;
@@ -238,12 +240,32 @@ export function createEventProcessor(deps: ProcessorDeps) {
 
   async function sendWithFallback(tenantId: string, settings: SenderSettings, log: Logger, sendFits: () => boolean, build: Build) {
     if (!sendFits()) throw new WorkerError('claim_lease_expiring');
+    const off = (p: ProviderName) => deps.providerSwitch?.disabled(p) ?? false;
+    if (off(settings.primary.provider)) {
+      // The outage switch: straight to the fallback when it is in service; otherwise nothing is
+      // sent and the broker retries once the provider is back.
+      const fb = settings.fallback;
+      if (!fb || off(fb.provider)) {
+        metrics?.providerSwitched(settings.primary.provider, null);
+        throw new WorkerError('provider_disabled', `${settings.primary.provider} is out of service (outage switch) and the tenant has no fallback in service`, { retryAfterSeconds: 60 });
+      }
+      log.warn({ provider: settings.primary.provider, fallback: fb.provider }, 'primary provider is out of service (outage switch); sending through the fallback');
+      metrics?.providerSwitched(settings.primary.provider, fb.provider);
+      let ok = false;
+      try {
+        const r = { ...(await sendVia(tenantId, fb, build, 'fallback')), fallbackUsed: true };
+        ok = true;
+        return r;
+      } finally {
+        metrics?.fallback(settings.primary.provider, fb.provider, ok);
+      }
+    }
     try {
       return { ...(await sendVia(tenantId, settings.primary, build)), fallbackUsed: false };
     } catch (err) {
       // An SDK's message is not trusted (it may quote the request): the log gets its name and code.
       const e = isWorkerError(err) ? err : new WorkerError('internal_error', undefined, { detail: { name: (err as Error)?.name, code: (err as { code?: string })?.code } });
-      if (!settings.fallback || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
+      if (!settings.fallback || off(settings.fallback.provider) || !(e.retryable || FAILOVER_PERMANENT.has(e.code))) throw e;
       if (!sendFits()) {
         log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, "primary provider failed and the claim's lease leaves no time for the fallback; a redelivery tries again");
         throw e;
