@@ -120,3 +120,24 @@ export interface DomainState {
 // --- headers (email/compose.ts sets them; settings/input.ts keeps tenants' extra headers off them) ---
 /** Headers the worker sets on every email itself: a tenant's extra headers may not name them. */
 export const RESERVED_HEADERS: readonly string[] = ['x-tenant-id', 'x-event-id', 'x-entity-ref-id', 'list-unsubscribe', 'list-unsubscribe-post'];
+
+/**
+ * A dead letter as the store keeps it (intake/deadLetter.ts parses one from the broker's request;
+ * db/deadLetters.ts stores it): the event as the broker sent it and the broker's error decoded.
+ */
+export interface DeadLetter {
+  tenantId: string;
+  eventSource: string;
+  eventId: string;
+  eventType: string | null;
+  contentType: string | null;
+  /** CloudEvent attributes without the knativeerror* extensions. */
+  attributes: Record<string, string>;
+  body: Buffer;
+  bodyTruncated: boolean;
+  httpStatus: number | null;
+  errorDest: string | null;
+  errorData: string | null;
+  /** Our registry code, when the answer was one of ours ({"code": …}). */
+  errorCode: string | null;
+}

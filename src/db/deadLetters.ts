@@ -1,21 +1,7 @@
+import type { DeadLetter } from '../types';
 import type { Sql } from './connect';
 import { withTenant } from './settings';
 
-/** A dead letter to store (intake/deadLetter.ts parses one from the broker's request). */
-export interface DeadLetterInput {
-  tenantId: string;
-  eventSource: string;
-  eventId: string;
-  eventType: string | null;
-  contentType: string | null;
-  attributes: Record<string, string>;
-  body: Buffer;
-  bodyTruncated: boolean;
-  httpStatus: number | null;
-  errorDest: string | null;
-  errorData: string | null;
-  errorCode: string | null;
-}
 
 /**
  * The dead-letter store (sql/011). Stored under the event's tenant (RLS, like every tenant
@@ -24,7 +10,7 @@ export interface DeadLetterInput {
  * without --tenant uses.
  */
 
-export async function storeDeadLetter(sql: Sql, d: DeadLetterInput): Promise<{ first: boolean }> {
+export async function storeDeadLetter(sql: Sql, d: DeadLetter): Promise<{ first: boolean }> {
   const [r] = await withTenant(sql, d.tenantId, (tx) => tx`
       INSERT INTO email_dead_letters AS l (tenant_id, event_source, event_id, event_type, content_type, attributes, body, body_truncated,
                                            http_status, error_dest, error_data, error_code)

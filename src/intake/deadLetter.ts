@@ -1,28 +1,4 @@
-import { GLOBAL_TENANT, TENANT_ID_PATTERN } from '../types';
-
-/**
- * A dead letter as a Knative broker sends it to its dead letter sink: the original CloudEvent
- * (binary or structured mode) plus the extensions knativeerrorcode (the destination's HTTP
- * status), knativeerrordest (where it went) and knativeerrordata (the first ~1 KB of the answer,
- * base64 in some brokers, plain in others). Parsing is lenient on purpose: an event the worker
- * refused as malformed is dead-lettered too, and must still be kept.
- */
-export interface DeadLetter {
-  tenantId: string;
-  eventSource: string;
-  eventId: string;
-  eventType: string | null;
-  contentType: string | null;
-  /** CloudEvent attributes without the knativeerror* extensions. */
-  attributes: Record<string, string>;
-  body: Buffer;
-  bodyTruncated: boolean;
-  httpStatus: number | null;
-  errorDest: string | null;
-  errorData: string | null;
-  /** Our registry code, when the answer was one of ours ({"code": …}). */
-  errorCode: string | null;
-}
+import { GLOBAL_TENANT, TENANT_ID_PATTERN, type DeadLetter } from '../types';
 
 const ERROR_EXTENSIONS = ['knativeerrorcode', 'knativeerrordest', 'knativeerrordata'];
 const cap = (s: string | undefined | null, n: number) => (s === undefined || s === null ? null : s.slice(0, n));
@@ -48,6 +24,13 @@ function errorCodeOf(data: string | null): string | null {
   }
 }
 
+/**
+ * A dead letter as a Knative broker sends it to its dead letter sink: the original CloudEvent
+ * (binary or structured mode) plus the extensions knativeerrorcode (the destination's HTTP
+ * status), knativeerrordest (where it went) and knativeerrordata (the first ~1 KB of the answer,
+ * base64 in some brokers, plain in others). Parsing is lenient on purpose: an event the worker
+ * refused as malformed is dead-lettered too, and must still be kept.
+ */
 export function parseDeadLetter(req: { headers: Record<string, string | string[] | undefined>; body: Buffer }, maxBodyBytes: number): DeadLetter | null {
   const header = (n: string) => {
     const v = req.headers[n];
