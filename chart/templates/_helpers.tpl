@@ -250,3 +250,8 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- fail "admin.enabled needs admin.jwksUrl or an ADMIN_JWT_SECRET (secrets.values.adminJwtSecret or the existing Secret's key); API keys alone also work with an existing Secret" -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The error codes answered 5xx (the broker retries them); test/deploy/monitoring.test.ts keeps it equal to src/errors.ts. */}}
+{{- define "tew.retriedCodes" -}}
+claim_lease_expiring|provider_unavailable|provider_disabled|provider_deferred|provider_timeout|provider_network|database_unavailable|settings_undecryptable|overloaded|shutting_down|internal_error
+{{- end -}}

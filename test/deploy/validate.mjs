@@ -17,6 +17,10 @@ const MODELS = {
   'serving.knative.dev/v1/Service': () => import('@kubernetes-models/knative/serving.knative.dev/v1/Service').then((m) => m.Service),
   'eventing.knative.dev/v1/Trigger': () => import('@kubernetes-models/knative/eventing.knative.dev/v1/Trigger').then((m) => m.Trigger),
   'sources.knative.dev/v1/SinkBinding': () => import('@kubernetes-models/knative/sources.knative.dev/v1/SinkBinding').then((m) => m.SinkBinding),
+  'monitoring.coreos.com/v1/PrometheusRule': () => import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule').then((m) => m.PrometheusRule),
+  'monitoring.coreos.com/v1/ServiceMonitor': () => import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor').then((m) => m.ServiceMonitor),
+  'monitoring.coreos.com/v1/PodMonitor': () => import('@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor').then((m) => m.PodMonitor),
+  'v1/ConfigMap': () => import('kubernetes-models/v1/ConfigMap').then((m) => m.ConfigMap),
   'eventing.knative.dev/v1/Broker': () => import('@kubernetes-models/knative/eventing.knative.dev/v1/Broker').then((m) => m.Broker),
 };
 
