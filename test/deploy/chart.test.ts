@@ -280,6 +280,7 @@ describe('Helm chart', () => {
       NS: 'default',
       WORKER: ksvc.metadata.name,
       IMAGE: ksvc.spec.template.spec.containers[0].image,
+      SECRET: 'tew-secrets',
       BROKER: "$(kubectl -n default get broker default -o jsonpath='{.status.address.url}')",
     });
     expect(vars.WORKER).toBe('tew-tenant-email-worker');
