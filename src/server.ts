@@ -48,6 +48,8 @@ export async function startWorker(
     connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
     statementTimeoutMs: config.dbStatementTimeoutMs,
     applicationName: 'tenant-email-worker',
+    pooler: config.dbPooler,
+    prepare: config.dbPreparedStatements,
   });
   try {
     await assertReachable(sql, url, databaseUrlSetting(config), startupProbeMs(config));

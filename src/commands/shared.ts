@@ -54,6 +54,10 @@ export async function withSql<T>(config: Config, which: DatabaseUse, fn: (sql: S
     connectTimeoutSeconds: config.dbConnectTimeoutSeconds,
     statementTimeoutMs: 60_000,
     applicationName: `tenant-email-cli`,
+    // Migrations and maintenance take direct connections (session-level locks); the worker's own
+    // role may go through the pooler like the worker does.
+    pooler: which === 'worker' ? config.dbPooler : 'none',
+    prepare: which === 'worker' ? config.dbPreparedStatements : true,
   });
   try {
     await assertReachable(sql, url, databaseUrlSetting(config, which), startupProbeMs(config));

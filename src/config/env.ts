@@ -132,6 +132,8 @@ export const envSchema = z.object({
   // public admin Deployment), so the store is never served on the public listener.
   DEAD_LETTER_STORE: z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' }).optional(),
   DEAD_LETTER_RETENTION_DAYS: int(30, 1, 3650),
+  DB_POOLER: z.enum(['none', 'pgbouncer'], { message: 'must be none or pgbouncer' }).default('none'),
+  DB_PREPARED_STATEMENTS: z.enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' }).optional(),
   REPLAY_PAUSED_ON_RESUME: bool(true),
   PROVIDERS_DISABLED: z
     .string()

@@ -51,6 +51,10 @@ export interface Config {
   readonly maxInFlightEvents: number;
   readonly dbConnectTimeoutSeconds: number;
   readonly dbStatementTimeoutMs: number;
+  /** DB_POOLER: pgbouncer sends no start-up parameter PgBouncer refuses (statement_timeout). */
+  readonly dbPooler: 'none' | 'pgbouncer';
+  /** DB_PREPARED_STATEMENTS: default on, off with DB_POOLER=pgbouncer (PgBouncer < 1.21 in transaction mode cannot keep them). */
+  readonly dbPreparedStatements: boolean;
   readonly workerDbRole: string;
   /** The admin API's own role (migrate grants it the admin key functions and revokes them from the worker role); the worker role when unset. */
   readonly adminDbRole: string;
@@ -185,6 +189,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxInFlightEvents: e.MAX_IN_FLIGHT_EVENTS,
     dbConnectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_SECONDS,
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+    dbPooler: e.DB_POOLER,
+    dbPreparedStatements: e.DB_PREPARED_STATEMENTS === undefined ? e.DB_POOLER !== 'pgbouncer' : ['true', '1', 'yes'].includes(e.DB_PREPARED_STATEMENTS),
     workerDbRole: e.WORKER_DB_ROLE,
     adminDbRole: e.ADMIN_DB_ROLE ?? e.WORKER_DB_ROLE,
     encryptionKey: toKey(e.DB_ENCRYPTION_KEY),

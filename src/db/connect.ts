@@ -12,6 +12,15 @@ export interface ConnectOptions {
   connectTimeoutSeconds: number;
   statementTimeoutMs: number;
   applicationName: string;
+  /**
+   * What is between the pool and PostgreSQL (DB_POOLER). Behind PgBouncer no start-up parameter
+   * but application_name is sent: PgBouncer refuses statement_timeout there (or, told to ignore
+   * it, silently drops it). The call deadline below still holds: a call past it is cancelled,
+   * and PgBouncer forwards the cancel to the server that runs it.
+   */
+  pooler?: 'none' | 'pgbouncer' | undefined;
+  /** Named prepared statements (DB_PREPARED_STATEMENTS); off for PgBouncer before 1.21 in transaction mode. */
+  prepare?: boolean | undefined;
 }
 
 /**
@@ -25,7 +34,7 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
     connect_timeout: opts.connectTimeoutSeconds,
     idle_timeout: 60,
     max_lifetime: 30 * 60,
-    prepare: true,
+    prepare: opts.prepare ?? true,
     // No array-type lookup when a connection starts. postgres.js runs it from its socket handler
     // without handling its promise, so a database restart that kills a connection during that
     // lookup (or refuses its reconnect) was an unhandled rejection, which exits Node
@@ -37,10 +46,10 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
     backoff: (retries: number) => Math.min(0.05 * 2 ** retries, 1),
     debug: false,
     onnotice: () => {},
-    connection: {
-      application_name: opts.applicationName,
-      statement_timeout: opts.statementTimeoutMs,
-    },
+    connection:
+      opts.pooler === 'pgbouncer'
+        ? { application_name: opts.applicationName }
+        : { application_name: opts.applicationName, statement_timeout: opts.statementTimeoutMs },
   }) as unknown as Sql;
   // What a call may wait, connection included: one connect attempt plus one statement.
   setCallDeadline(sql, opts.connectTimeoutSeconds * 1000 + opts.statementTimeoutMs);
