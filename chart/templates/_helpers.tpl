@@ -104,6 +104,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 - name: BROKER_URL
   value: {{ include "tew.brokerUrl" . | quote }}
+{{- if eq .Values.database.pooler "pgbouncer" }}
+- name: DB_POOLER
+  value: pgbouncer
+{{- end }}
 {{- with .Values.config.providersDisabled }}
 - name: PROVIDERS_DISABLED
   value: {{ join "," . | quote }}

@@ -165,6 +165,9 @@ describe('Helm chart', () => {
     // The admin API, the provider webhooks and the unsubscribe links; never the event endpoint.
     expect(find(objects, 'Ingress')[0]!.spec.rules[0].http.paths.map((p: any) => p.path)).toEqual(['/api/v1/admin', '/api/v1/webhooks', '/api/v1/unsubscribe']);
     expect(adminEnv.PUBLIC_BASE_URL.value).toBe('https://email-admin.example.com');
+    expect(adminEnv.DB_POOLER).toBeUndefined();
+    const pooled = renderer.render({ ...MINIMAL, database: { pooler: 'pgbouncer' } });
+    expect(pooled.ok && ksvcWorker(parseDocs(pooled.yaml)).spec.template.spec.containers[0].env.find((e: any) => e.name === 'DB_POOLER')?.value).toBe('pgbouncer');
     // Delivery-feedback events: K_SINK injected into the admin Deployment, pointing at the Broker.
     expect(find(objects, 'SinkBinding')[0]!.spec).toMatchObject({ subject: { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name }, sink: { ref: { kind: 'Broker', name: 'platform' } } });
     const triggers = find(objects, 'Trigger');
