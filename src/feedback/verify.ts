@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { firstHeader, type HeaderMap } from '../core/httpHeader';
 import { WorkerError } from '../errors';
 import type { WebhookProvider } from '../types';
 import { PayloadError, normalisePostmark, normaliseResend, normaliseSendgrid, normaliseSes, type Normalised } from './normalize';
@@ -11,7 +12,7 @@ import { PayloadError, normalisePostmark, normaliseResend, normaliseSendgrid, no
  */
 
 export interface WebhookRequest {
-  headers: Record<string, string | string[] | undefined>;
+  headers: HeaderMap;
   body: Buffer;
 }
 
@@ -37,11 +38,6 @@ export type Verified =
   /** An SNS SubscriptionConfirmation to be confirmed by visiting subscribeUrl. */
   | { kind: 'sns_subscribe'; subscribeUrl: string; topicArn: string }
   | { kind: 'nothing'; why: string };
-
-const header = (h: WebhookRequest['headers'], name: string): string | undefined => {
-  const v = h[name.toLowerCase()];
-  return Array.isArray(v) ? v[0] : v;
-};
 
 export const unauthorized = (why: string) => new WorkerError('webhook_unauthorized', undefined, { detail: { message: why } });
 const badPayload = (err: unknown) => new WorkerError('webhook_invalid_payload', err instanceof PayloadError ? err.message : 'the body is not valid JSON');
@@ -78,8 +74,8 @@ export async function verifyWebhook(provider: WebhookProvider, req: WebhookReque
 }
 
 function verifySendgrid(req: WebhookRequest, m: VerificationMaterial, opts: VerifyOptions): Verified {
-  const signature = header(req.headers, 'x-twilio-email-event-webhook-signature');
-  const timestamp = header(req.headers, 'x-twilio-email-event-webhook-timestamp');
+  const signature = firstHeader(req.headers, 'x-twilio-email-event-webhook-signature');
+  const timestamp = firstHeader(req.headers, 'x-twilio-email-event-webhook-timestamp');
   if (!m.publicKey) throw unauthorized('no SendGrid verification key stored');
   if (!signature || !timestamp) throw unauthorized('signature headers missing');
   if (!/^\d{1,12}$/.test(timestamp)) throw unauthorized('timestamp malformed');
@@ -142,7 +138,7 @@ const sha256 = (s: string) => createHash('sha256').update(s).digest();
 
 function verifyPostmark(req: WebhookRequest, m: VerificationMaterial): Verified {
   if (!m.basicUsername || !m.basicPasswordSha256) throw unauthorized('no Postmark credentials generated');
-  const auth = header(req.headers, 'authorization') ?? '';
+  const auth = firstHeader(req.headers, 'authorization') ?? '';
   const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(auth.trim());
   if (!match) throw unauthorized('basic auth missing');
   const decoded = Buffer.from(match[1]!, 'base64').toString('utf8');
@@ -159,9 +155,9 @@ function verifyPostmark(req: WebhookRequest, m: VerificationMaterial): Verified 
 
 function verifyResend(req: WebhookRequest, m: VerificationMaterial): Verified {
   if (!m.signingSecret) throw unauthorized('no Resend signing secret stored');
-  const id = header(req.headers, 'svix-id');
-  const timestamp = header(req.headers, 'svix-timestamp');
-  const signature = header(req.headers, 'svix-signature');
+  const id = firstHeader(req.headers, 'svix-id');
+  const timestamp = firstHeader(req.headers, 'svix-timestamp');
+  const signature = firstHeader(req.headers, 'svix-signature');
   if (!id || !timestamp || !signature) throw unauthorized('svix headers missing');
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { Webhook } = require('svix') as typeof import('svix');

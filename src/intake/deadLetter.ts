@@ -1,3 +1,4 @@
+import { firstHeader, type HeaderMap } from '../core/httpHeader';
 import { GLOBAL_TENANT, TENANT_ID_PATTERN, type DeadLetter } from '../types';
 
 const ERROR_EXTENSIONS = ['knativeerrorcode', 'knativeerrordest', 'knativeerrordata'];
@@ -31,12 +32,8 @@ function errorCodeOf(data: string | null): string | null {
  * base64 in some brokers, plain in others). Parsing is lenient on purpose: an event the worker
  * refused as malformed is dead-lettered too, and must still be kept.
  */
-export function parseDeadLetter(req: { headers: Record<string, string | string[] | undefined>; body: Buffer }, maxBodyBytes: number): DeadLetter | null {
-  const header = (n: string) => {
-    const v = req.headers[n];
-    return Array.isArray(v) ? v[0] : v;
-  };
-  const contentType = header('content-type') ?? null;
+export function parseDeadLetter(req: { headers: HeaderMap; body: Buffer }, maxBodyBytes: number): DeadLetter | null {
+  const contentType = firstHeader(req.headers, 'content-type') ?? null;
   const attributes: Record<string, string> = {};
   let body = req.body;
   if (/^application\/cloudevents\+json/i.test(contentType ?? '')) {

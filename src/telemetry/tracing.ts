@@ -10,6 +10,7 @@ import {
   type Span,
 } from '@opentelemetry/api';
 import type { Logger } from '../logger';
+import { firstHeader, type HeaderMap } from '../core/httpHeader';
 
 /**
  * Traces go through @opentelemetry/api only. Without an SDK every call below is a no-op that
@@ -79,12 +80,11 @@ export async function startTracing(env: NodeJS.ProcessEnv, logger: Logger, versi
  * own tracing) or else the event's `traceparent` extension (distributed tracing extension,
  * e.g. from a structured-mode body).
  */
-export function parentContext(headers: Record<string, string | string[] | undefined>, eventTraceparent: string | null): Context {
-  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+export function parentContext(headers: HeaderMap, eventTraceparent: string | null): Context {
   const carrier: Record<string, string> = {};
-  const tp = first(headers.traceparent) ?? eventTraceparent ?? undefined;
+  const tp = firstHeader(headers, 'traceparent') ?? eventTraceparent ?? undefined;
   if (tp) carrier.traceparent = tp;
-  const ts = first(headers.tracestate);
+  const ts = firstHeader(headers, 'tracestate');
   if (tp && ts) carrier.tracestate = ts;
   return propagation.extract(ROOT_CONTEXT, carrier);
 }
