@@ -69,20 +69,18 @@ export async function startWorker(
   });
   const state: AppState = { draining: false, inFlight: 0 };
   const lateWrites = new LateWrites((what) => metrics?.lateWriteDropped(what));
-  const metrics = config.metricsEnabled
-    ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight, () => lateWrites.size)
-    : undefined;
   // The outage switch: PROVIDERS_DISABLED, and the database's list refreshed off the event path.
   const providerSwitch = new ProviderSwitch(
     new Set(config.providersDisabled),
     async () => (await listDisabledProviders(sql)).map((d) => d.provider),
     (disabled, failed) => {
-      metrics?.providersDisabled(disabled);
       if (failed) logger.warn({ providers_disabled: disabled }, 'could not read the provider outage switch; keeping the last state');
       else logger.warn({ providers_disabled: disabled }, disabled.length > 0 ? 'provider outage switch: these providers are out of service' : 'provider outage switch: every provider is in service');
     },
   );
-  metrics?.providersDisabled(providerSwitch.list());
+  const metrics = config.metricsEnabled
+    ? new WorkerMetrics({ eventTypes: config.eventTypes, tenantLabels: config.metricsTenantLabels }, () => state.inFlight, () => lateWrites.size, () => providerSwitch.list())
+    : undefined;
   const processEvent = createEventProcessor({
     config,
     deliveries,

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { PROVIDERS } from '../types';
 
 /**
  * The worker's Prometheus metrics, served at GET /metrics. Every label has a bounded set of
@@ -49,9 +50,8 @@ export class WorkerMetrics {
   private readonly outboxEvents: Counter<string>;
   private readonly deadLetters: Counter<string>;
   private readonly switched: Counter<string>;
-  private providersOff: readonly string[] = [];
 
-  constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0) {
+  constructor(opts: MetricsOptions, inFlight: () => number, ledgerWritesPending: () => number = () => 0, providersDisabled: () => readonly string[] = () => []) {
     this.eventTypes = new Set(opts.eventTypes);
     this.tenants = new Set(opts.tenantLabels);
     this.withTenant = this.tenants.size > 0;
@@ -189,14 +189,14 @@ export class WorkerMetrics {
       labelNames: ['provider', 'fallback_provider'],
       registers,
     });
-    const self = this;
     new Gauge({
       name: 'tew_provider_disabled',
       help: 'Providers out of service (the outage switch: PROVIDERS_DISABLED or `tenant-email providers disable`): 1 per provider switched off, 0 otherwise.',
       labelNames: ['provider'],
       registers,
       collect() {
-        for (const p of ['sendgrid', 'ses', 'postmark', 'smtp', 'resend']) this.set({ provider: p }, self.providersOff.includes(p) ? 1 : 0);
+        const off = providersDisabled();
+        for (const p of PROVIDERS) this.set({ provider: p }, off.includes(p) ? 1 : 0);
       },
     });
     if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tew_' });
@@ -266,10 +266,6 @@ export class WorkerMetrics {
     this.switched.inc({ provider, fallback_provider: fallback ?? 'none' });
   }
 
-  /** The outage switch's current state, for tew_provider_disabled. */
-  providersDisabled(list: readonly string[]): void {
-    this.providersOff = list;
-  }
 
   deadLetter(errorCode: string, first: boolean): void {
     this.deadLetters.inc({ error_code: errorCode, first: String(first) });
