@@ -1,11 +1,10 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Config } from './config';
 import { describeError, mapDatabaseError } from './db/errors';
-import { WorkerError, bodyReadError, errorBody, isWorkerError } from './errors';
+import { ERRORS, WorkerError, bodyReadError, errorBody, isWorkerError } from './errors';
 import { parseCloudEvent } from './intake/cloudEventIntake';
 import { parseDeadLetter } from './intake/deadLetter';
 import type { DeadLetter } from './types';
-import { ERRORS } from './errors';
 import type { Logger } from './logger';
 import { secondsSince, type EventResult, type WorkerMetrics } from './telemetry/metrics';
 import { SpanStatusCode, parentContext, startEventSpan, withSpan, type Span } from './telemetry/tracing';
@@ -179,7 +178,7 @@ export function makeApp(deps: AppDeps): express.Express {
         logger.warn({ dead_letter: true, tenant: d.tenantId, event_id: d.eventId.slice(0, 200), event_source: d.eventSource.slice(0, 200), event_type: d.eventType, error_code: code, http_status: d.httpStatus, first }, 'dead letter stored');
         res.status(202).end();
       } catch (err) {
-        const we = isWorkerError(err) ? err : mapDatabaseError(err);
+        const we = mapDatabaseError(err);
         logger.error({ dead_letter: true, error_code: we.code, err: describeError(err) }, 'dead letter not stored; the broker retries it');
         send(res, we);
       }

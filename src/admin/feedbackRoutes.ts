@@ -26,7 +26,6 @@ import { replayDeadLetters } from '../worker/deadLetterReplay';
 import type { WebhookProvider } from '../types';
 import type { Principal } from './auth';
 import type { AdminDeps } from './deps';
-import { feedbackPolicy } from './webhookRouter';
 
 type Handler = (req: Request, res: Response, tenantId: string, principal: Principal) => Promise<void>;
 type Route = (handler: Handler) => express.RequestHandler;
@@ -74,7 +73,7 @@ export const thresholdsBody = z.strictObject({
  */
 export function addFeedbackRoutes(router: express.Router, route: Route, deps: AdminDeps): void {
   const { config, sql, keys, providers } = deps;
-  const policy = feedbackPolicy(config);
+  const policy = config.feedback;
   const base = '/tenants/:tenantId';
 
   const providerParam = (req: Request): WebhookProvider => {

@@ -7,7 +7,7 @@ import helmet from 'helmet';
 import { describeError, mapDatabaseError } from '../db/errors';
 import { deleteSettings, getSettings, loadSenderSettings, putSettings } from '../db/settings';
 import { tenantStats } from '../db/stats';
-import { WorkerError, bodyReadError, errorBody, isWorkerError, invalidRequest } from '../errors';
+import { WorkerError, bodyReadError, errorBody, invalidRequest } from '../errors';
 import { verifyAccounts } from '../providers/verify';
 import { toIssues, validateSettingsInput } from '../settings/input';
 import { TENANT_ID_PATTERN } from '../types';
@@ -85,7 +85,7 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
       await handler(req, res, tenantId, principal);
       logger.info({ admin: true, method: req.method, route: req.route?.path, tenant: tenantId, role: principal.role, sub: principal.subject, status: res.statusCode }, 'admin request');
     } catch (err) {
-      const we = toWorkerError(err);
+      const we = mapDatabaseError(err);
       if (we.code === 'internal_error') logger.error({ admin: true, err: describeError(err) }, 'admin request failed');
       else logger.info({ admin: true, method: req.method, error_code: we.code, status: we.status }, 'admin request rejected');
       res.status(we.status).json({ ...errorBody(we), ...(we.issues ? { issues: we.issues } : {}) });
@@ -157,9 +157,4 @@ export function makeAdminRouter(deps: AdminDeps): express.Router {
     res.status(we.status).json({ ...errorBody(we), ...(we.issues ? { issues: we.issues } : {}) });
   });
   return router;
-}
-
-function toWorkerError(err: unknown): WorkerError {
-  if (isWorkerError(err)) return err;
-  return mapDatabaseError(err);
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import express, { type Request, type Response } from 'express';
 import { addSuppression } from '../db/feedback';
 import { describeError, mapDatabaseError } from '../db/errors';
-import { WorkerError, isWorkerError } from '../errors';
+import { WorkerError } from '../errors';
 import { UnsubscribeTokens } from '../feedback/unsubscribe';
 import type { AdminDeps } from './deps';
 
@@ -59,7 +59,7 @@ export function makeUnsubscribeRouter(deps: AdminDeps): express.Router {
       logger.info({ unsubscribe: true, tenant: claims.tenantId, event_type: claims.eventType, added: created }, 'recipient unsubscribed');
       res.status(200).type('html').send(page('Unsubscribed', '<p>You will not receive these emails at this address any more.</p>'));
     } catch (err) {
-      const we = isWorkerError(err) ? err : mapDatabaseError(err);
+      const we = mapDatabaseError(err);
       if (we.code === 'internal_error') logger.error({ unsubscribe: true, err: describeError(err) }, 'unsubscribe failed');
       if (we.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(we.retryAfterSeconds));
       res.status(we.status).type('html').send(page('Please try again', '<p>Your request could not be saved just now. Please try again in a minute.</p>'));

@@ -1,9 +1,9 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { get } from 'node:https';
 import type { LookupFunction } from 'node:net';
-import { applyFeedback, loadWebhookVerifier, type FeedbackPolicy } from '../db/feedback';
+import { applyFeedback, loadWebhookVerifier } from '../db/feedback';
 import { describeError, mapDatabaseError } from '../db/errors';
-import { WorkerError, bodyReadError, errorBody, isWorkerError } from '../errors';
+import { WorkerError, bodyReadError, errorBody } from '../errors';
 import { WEBHOOK_PROVIDERS } from '../feedback/normalize';
 import { verifyWebhook } from '../feedback/verify';
 import { TENANT_ID_PATTERN, type WebhookProvider } from '../types';
@@ -14,11 +14,6 @@ import { SpanStatusCode, inSpan, parentContext, startEventSpan, withSpan } from 
 const WEBHOOK_BODY_LIMIT = '10mb';
 const SUBSCRIBE_TIMEOUT_MS = 10_000;
 
-export function feedbackPolicy(config: AdminDeps['config']): FeedbackPolicy {
-  const f = config.feedback;
-  return { softBounceLimit: f.softBounceLimit, complaintThreshold: f.complaintThreshold, bounceThreshold: f.bounceThreshold, minVolume: f.minVolume, windowDays: f.windowDays };
-}
-
 /**
  * POST /api/v1/webhooks/{provider}/{tenant_id} (DESIGN §9): the providers' delivery events,
  * verified with the tenant's material before anything is parsed into the database, applied in
@@ -27,7 +22,7 @@ export function feedbackPolicy(config: AdminDeps['config']): FeedbackPolicy {
  */
 export function makeWebhookRouter(deps: AdminDeps): express.Router {
   const { config, sql, keys, logger, metrics, providers } = deps;
-  const policy = feedbackPolicy(config);
+  const policy = config.feedback;
   const router = express.Router();
   // The SubscribeURL is visited through the egress policy's lookup, like a tenant's endpoint.
   const subscribeLookup = providers.egress.lookup;
@@ -87,7 +82,7 @@ export function makeWebhookRouter(deps: AdminDeps): express.Router {
       });
       span.setAttribute('http.response.status_code', res.statusCode);
     } catch (err) {
-      const we = isWorkerError(err) ? err : mapDatabaseError(err);
+      const we = mapDatabaseError(err);
       metrics?.webhook(provider, we.code);
       const why = we.detail?.message;
       if (we.code === 'internal_error') log.error({ err: describeError(err) }, 'webhook request failed');

@@ -1,9 +1,8 @@
-import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { isEmailAddress } from '../core/emailAddress';
-import { SUPPRESSION_REASONS, addSuppression, getReputation, getSuppression, listSuppressions, removeSuppression, resumeTenant, type FeedbackPolicy, type SuppressionReason } from '../db/feedback';
+import { SUPPRESSION_REASONS, addSuppression, getReputation, getSuppression, listSuppressions, removeSuppression, resumeTenant, type SuppressionReason } from '../db/feedback';
 import { UsageError } from '../errors';
-import { positiveInt, print, tenantOption, withSql, type CliContext } from './shared';
+import { cliActor, positiveInt, print, tenantOption, withSql, type CliContext } from './shared';
 
 const address = (v: string) => {
   const a = v.trim().toLowerCase();
@@ -14,22 +13,9 @@ const note = (v: string) => {
   if (v.length > 500) throw new UsageError('--note must be at most 500 characters');
   return v;
 };
-/** Who did it, for the suppression log: --by, else the operating-system user. */
-const actor = (by: string | undefined) => (by ?? `cli:${process.env.USER ?? safeUser()}`).slice(0, 200);
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return 'unknown';
-  }
-}
 
 /** suppressions list|get|add|remove and reputation show|resume (README "Delivery feedback"), through RLS as DATABASE_URL's role. */
 export function registerFeedback(program: Command, { io, config }: CliContext): void {
-  const policy = (): FeedbackPolicy => {
-    const f = config().feedback;
-    return { softBounceLimit: f.softBounceLimit, complaintThreshold: f.complaintThreshold, bounceThreshold: f.bounceThreshold, minVolume: f.minVolume, windowDays: f.windowDays };
-  };
   const s = program.command('suppressions').description("a tenant's suppression list: addresses that are never mailed (bounces, complaints, unsubscribes, by hand)");
 
   s.command('list')
@@ -63,7 +49,7 @@ export function registerFeedback(program: Command, { io, config }: CliContext): 
     .option('--note <text>', 'why (kept in the suppression log)', note)
     .option('--by <name>', 'who (default: cli:<your user>)')
     .action(async (o: { tenant: string; address: string; note?: string; by?: string }) => {
-      const r = await withSql(config(), 'worker', (sql) => addSuppression(sql, o.tenant, { address: o.address, reason: 'manual', source: 'admin', actor: actor(o.by), note: o.note ?? null }));
+      const r = await withSql(config(), 'worker', (sql) => addSuppression(sql, o.tenant, { address: o.address, reason: 'manual', source: 'admin', actor: cliActor(o.by), note: o.note ?? null }));
       print(io.stderr, r.created ? `suppressed ${o.address} for tenant ${o.tenant}` : `${o.address} was already suppressed (${r.suppression.reason})`);
       print(io.stdout, JSON.stringify(r.suppression, null, 2));
     });
@@ -75,7 +61,7 @@ export function registerFeedback(program: Command, { io, config }: CliContext): 
     .requiredOption('--note <text>', 'why (kept in the suppression log with who)', note)
     .option('--by <name>', 'who (default: cli:<your user>)')
     .action(async (o: { tenant: string; address: string; note: string; by?: string }) => {
-      const removed = await withSql(config(), 'worker', (sql) => removeSuppression(sql, o.tenant, o.address, { actor: actor(o.by), note: o.note }));
+      const removed = await withSql(config(), 'worker', (sql) => removeSuppression(sql, o.tenant, o.address, { actor: cliActor(o.by), note: o.note }));
       if (!removed) throw new UsageError(`${o.address} is not on the suppression list of tenant ${o.tenant}`);
       print(io.stderr, `removed ${o.address} from the suppression list of tenant ${o.tenant}`);
     });
@@ -85,14 +71,14 @@ export function registerFeedback(program: Command, { io, config }: CliContext): 
     .description('print the state and the thresholds in force')
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
     .action(async (o: { tenant: string }) => {
-      print(io.stdout, JSON.stringify(await withSql(config(), 'worker', (sql) => getReputation(sql, o.tenant, policy())), null, 2));
+      print(io.stdout, JSON.stringify(await withSql(config(), 'worker', (sql) => getReputation(sql, o.tenant, config().feedback)), null, 2));
     });
   r.command('resume')
     .description("lift the guard's pause; then replay the tenant's tenant_paused dead letters")
     .requiredOption('--tenant <id>', 'tenant id', tenantOption)
     .option('--by <name>', 'who (default: cli:<your user>)')
     .action(async (o: { tenant: string; by?: string }) => {
-      const res = await withSql(config(), 'worker', (sql) => resumeTenant(sql, o.tenant, actor(o.by), policy()));
+      const res = await withSql(config(), 'worker', (sql) => resumeTenant(sql, o.tenant, cliActor(o.by), config().feedback));
       print(io.stderr, res.was_paused ? `resumed tenant ${o.tenant}` : `tenant ${o.tenant} was not paused`);
       print(io.stdout, JSON.stringify(res.reputation, null, 2));
     });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { disableProvider, enableProvider, listDisabledProviders } from '../db/providerSwitch';
 import { UsageError } from '../errors';
 import { PROVIDERS, type ProviderName } from '../types';
-import { print, withSql, type CliContext } from './shared';
+import { cliActor, print, withSql, type CliContext } from './shared';
 
 const provider = (v: string): ProviderName => {
   if (!(PROVIDERS as readonly string[]).includes(v)) throw new UsageError(`provider must be one of ${PROVIDERS.join(', ')}`);
@@ -28,7 +28,7 @@ export function registerProviders(program: Command, { io, config }: CliContext):
     .option('--by <name>', 'who (default: cli:<your user>)')
     .action(async (name: ProviderName, o: { note: string; by?: string }) => {
       if (o.note.length > 500) throw new UsageError('--note must be at most 500 characters');
-      const by = (o.by ?? `cli:${process.env.USER ?? 'unknown'}`).slice(0, 200);
+      const by = cliActor(o.by);
       const added = await withSql(config(), 'maintenance', (sql) => disableProvider(sql, name, by, o.note));
       print(io.stderr, added ? `${name} is out of service; workers switch within ${config().providerSwitchRefreshMs} ms` : `${name} was already out of service`);
     });

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { MAX_JSON_DEPTH, nestedDeeperThan } from '../core/jsonDepth';
 import type { Readable, Writable } from 'node:stream';
 import { type Config } from '../config';
@@ -22,6 +23,19 @@ export function positiveInt(v: string, name: string, max = 1_000_000): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`${name} must be a whole number from 1 to ${max}`);
   return n;
+}
+
+/** Who ran a command, for the records that keep it (suppression log, outage switch): --by, else the operating-system user. */
+export function cliActor(by: string | undefined): string {
+  let user = process.env.USER;
+  if (!user) {
+    try {
+      user = userInfo().username;
+    } catch {
+      user = 'unknown';
+    }
+  }
+  return (by ?? `cli:${user}`).slice(0, 200);
 }
 
 export function tenantOption(v: string): string {

@@ -1,3 +1,4 @@
+import type { FeedbackConfig } from '../config';
 import type { KeyRing } from '../config/require';
 import type { WebhookProvider } from '../types';
 import { type Sql, callDeadline } from './connect';
@@ -10,14 +11,8 @@ import { PGP_OPTIONS, keyFor, withTenant } from './settings';
  * list, and the reputation guard's pause. Everything runs under the tenant's RLS context.
  */
 
-/** The platform's limits (config: FEEDBACK_*); a tenant may lower the thresholds, never raise them. */
-export interface FeedbackPolicy {
-  softBounceLimit: number;
-  complaintThreshold: number;
-  bounceThreshold: number;
-  minVolume: number;
-  windowDays: number;
-}
+/** The platform's limits (FeedbackConfig: SOFT_BOUNCE_SUPPRESS_AFTER, REPUTATION_*); a tenant may lower the thresholds, never raise them. */
+export type FeedbackPolicy = Pick<FeedbackConfig, 'softBounceLimit' | 'complaintThreshold' | 'bounceThreshold' | 'minVolume' | 'windowDays'>;
 
 export interface FeedbackEventRow {
   id: string;

@@ -185,7 +185,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
         return { email, sender: choice };
       });
     } catch (err) {
-      failure = isWorkerError(err) ? err : mapDatabaseError(err);
+      failure = mapDatabaseError(err);
     }
     const sender = sent?.sender ?? lastSender;
 
@@ -251,14 +251,7 @@ export function createEventProcessor(deps: ProcessorDeps) {
       }
       log.warn({ provider: settings.primary.provider, fallback: fb.provider }, 'primary provider is out of service (outage switch); sending through the fallback');
       metrics?.providerSwitched(settings.primary.provider, fb.provider);
-      let ok = false;
-      try {
-        const r = { ...(await sendVia(tenantId, fb, build, 'fallback')), fallbackUsed: true };
-        ok = true;
-        return r;
-      } finally {
-        metrics?.fallback(settings.primary.provider, fb.provider, ok);
-      }
+      return sendViaFallback(tenantId, settings.primary.provider, fb, build);
     }
     try {
       return { ...(await sendVia(tenantId, settings.primary, build)), fallbackUsed: false };
@@ -271,14 +264,19 @@ export function createEventProcessor(deps: ProcessorDeps) {
         throw e;
       }
       log.warn({ provider: settings.primary.provider, error_code: e.code, fallback: settings.fallback.provider }, 'primary provider failed; trying the fallback');
-      let ok = false;
-      try {
-        const r = { ...(await sendVia(tenantId, settings.fallback, build, 'fallback')), fallbackUsed: true };
-        ok = true;
-        return r;
-      } finally {
-        metrics?.fallback(settings.primary.provider, settings.fallback.provider, ok);
-      }
+      return sendViaFallback(tenantId, settings.primary.provider, settings.fallback, build);
+    }
+  }
+
+  /** A send through the tenant's fallback account, counted (tew_fallbacks_total) whichever way it ends. */
+  async function sendViaFallback(tenantId: string, primary: ProviderName, fallback: ProviderAccount, build: Build) {
+    let ok = false;
+    try {
+      const r = { ...(await sendVia(tenantId, fallback, build, 'fallback')), fallbackUsed: true };
+      ok = true;
+      return r;
+    } finally {
+      metrics?.fallback(primary, fallback.provider, ok);
     }
   }
 
