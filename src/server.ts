@@ -66,6 +66,7 @@ export async function startWorker(
     keys,
     leaseSeconds: config.claimLeaseSeconds,
     globalDailyLimit: config.global ? config.global.dailyLimit : null,
+    claimWaitMs: config.dbPoolWaitMs,
   });
   const state: AppState = { draining: false, inFlight: 0 };
   const lateWrites = new LateWrites((what) => metrics?.lateWriteDropped(what));

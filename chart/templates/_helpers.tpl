@@ -68,6 +68,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   value: {{ .Values.config.logLevel | quote }}
 - name: DB_POOL_MAX
   value: {{ int .Values.config.dbPoolMax | quote }}
+- name: DB_POOL_WAIT_MS
+  value: {{ int .Values.config.dbPoolWaitMs | quote }}
 - name: PROVIDER_TIMEOUT_MS
   value: {{ int .Values.config.providerTimeoutMs | quote }}
 - name: CLAIM_LEASE_SECONDS
@@ -186,6 +188,15 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- $total -}}
 {{- end -}}
 
+{{/* Requests one pod admits at once: worker.containerConcurrency, or with 0 sized to the pool (and within worker.maxInFlightEvents). */}}
+{{- define "tew.containerConcurrency" -}}
+{{- if gt (int .Values.worker.containerConcurrency) 0 -}}
+{{- int .Values.worker.containerConcurrency -}}
+{{- else -}}
+{{- min (mul (int .Values.config.dbPoolMax) (int .Values.worker.eventsPerConnection)) (int .Values.worker.maxInFlightEvents) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* Settings that contradict each other fail the render with the reason. */}}
 {{- define "tew.validate" -}}
 {{- $w := .Values.worker -}}
@@ -222,8 +233,12 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- if gt (int $w.shutdownGraceMs) (mul (int $w.timeoutSeconds) 1000) -}}
 {{- fail (printf "worker.shutdownGraceMs (%d) must be at most worker.timeoutSeconds (%d s), Knative's termination grace" (int $w.shutdownGraceMs) (int $w.timeoutSeconds)) -}}
 {{- end -}}
-{{- if gt (int $w.containerConcurrency) (int $w.maxInFlightEvents) -}}
-{{- fail (printf "worker.containerConcurrency (%d) must be at most worker.maxInFlightEvents (%d)" (int $w.containerConcurrency) (int $w.maxInFlightEvents)) -}}
+{{- $perPool := mul (int .Values.config.dbPoolMax) (int $w.eventsPerConnection) -}}
+{{- if gt (int $w.containerConcurrency) $perPool -}}
+{{- fail (printf "worker.containerConcurrency (%d) is more than the pod's pool serves: config.dbPoolMax (%d) × worker.eventsPerConnection (%d) = %d. Leave containerConcurrency at 0 (sized to the pool), lower it, or raise dbPoolMax (counted against database.maxConnections)" (int $w.containerConcurrency) (int .Values.config.dbPoolMax) (int $w.eventsPerConnection) $perPool) -}}
+{{- end -}}
+{{- if gt (int (include "tew.containerConcurrency" .)) (int $w.maxInFlightEvents) -}}
+{{- fail (printf "worker.containerConcurrency (%s) must be at most worker.maxInFlightEvents (%d)" (include "tew.containerConcurrency" .) (int $w.maxInFlightEvents)) -}}
 {{- end -}}
 {{- if gt (int $w.autoscaling.minScale) (int $w.autoscaling.maxScale) -}}
 {{- fail "worker.autoscaling.minScale must be at most maxScale" -}}

@@ -73,6 +73,7 @@ export const envSchema = z.object({
   MAX_IN_FLIGHT_EVENTS: int(128, 1, 100_000),
   DB_CONNECT_TIMEOUT_SECONDS: int(5, 1, 120),
   DB_STATEMENT_TIMEOUT_MS: int(5000, 100, 600000),
+  DB_POOL_WAIT_MS: int(2000, 10, 600000),
   WORKER_DB_ROLE: z
     .string()
     .regex(/^[a-z_][a-z0-9_]{0,62}$/, 'must be a plain lower-case PostgreSQL role name')

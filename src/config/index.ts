@@ -51,6 +51,13 @@ export interface Config {
   readonly maxInFlightEvents: number;
   readonly dbConnectTimeoutSeconds: number;
   readonly dbStatementTimeoutMs: number;
+  /**
+   * DB_POOL_WAIT_MS: the longest an event's claim (its first database call) may take, the wait for
+   * a connection included: in this pool, and behind PgBouncer in the pooler's queue. Past it the
+   * event is answered 503 database_unavailable with Retry-After, so a saturated pool sheds load to
+   * the broker's retries instead of queueing it in memory.
+   */
+  readonly dbPoolWaitMs: number;
   /** DB_POOLER: pgbouncer sends no start-up parameter PgBouncer refuses (statement_timeout). */
   readonly dbPooler: 'none' | 'pgbouncer';
   /** DB_PREPARED_STATEMENTS: default on, off with DB_POOLER=pgbouncer (PgBouncer < 1.21 in transaction mode cannot keep them). */
@@ -189,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxInFlightEvents: e.MAX_IN_FLIGHT_EVENTS,
     dbConnectTimeoutSeconds: e.DB_CONNECT_TIMEOUT_SECONDS,
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
+    dbPoolWaitMs: e.DB_POOL_WAIT_MS,
     dbPooler: e.DB_POOLER,
     dbPreparedStatements: e.DB_PREPARED_STATEMENTS === undefined ? e.DB_POOLER !== 'pgbouncer' : ['true', '1', 'yes'].includes(e.DB_PREPARED_STATEMENTS),
     workerDbRole: e.WORKER_DB_ROLE,

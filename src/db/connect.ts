@@ -53,7 +53,20 @@ export function createSql(url: string, opts: ConnectOptions): Sql {
   }) as unknown as Sql;
   // What a call may wait, connection included: one connect attempt plus one statement.
   setCallDeadline(sql, opts.connectTimeoutSeconds * 1000 + opts.statementTimeoutMs);
+  // Behind PgBouncer the server-side timeout is set inside each transaction instead (withTenant).
+  if (opts.pooler === 'pgbouncer') localStatementTimeouts.set(sql, opts.statementTimeoutMs);
   return sql;
+}
+
+const localStatementTimeouts = new WeakMap<object, number>();
+
+/**
+ * The statement_timeout a transaction on this pool sets for itself (SET LOCAL): only behind a
+ * pooler, where it cannot be a start-up parameter; a transaction-local setting ends with the
+ * transaction, so it never stays on a server connection another client gets next.
+ */
+export function localStatementTimeout(sql: Sql): number | undefined {
+  return localStatementTimeouts.get(sql);
 }
 
 const poolDeadlines = new WeakMap<object, number>();

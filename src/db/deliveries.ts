@@ -3,6 +3,7 @@ import { type Sql, callDeadline } from './connect';
 import { bounded } from './deadline';
 import { tenantSenderSettings, type SenderSettingsRow } from './settings';
 import type { KeyRing } from '../config/require';
+import { WorkerError } from '../errors';
 
 /** The hot path's two round trips: email_claim_event and email_record_outcome (sql/002). */
 
@@ -55,7 +56,13 @@ export interface DeliveryStore {
 
 export function createDeliveryStore(
   sql: Sql,
-  opts: { keys: KeyRing; leaseSeconds: number; globalDailyLimit: number | null },
+  opts: {
+    keys: KeyRing;
+    leaseSeconds: number;
+    globalDailyLimit: number | null;
+    /** DB_POOL_WAIT_MS: the claim's own deadline, the wait for a connection included; unset, the pool's. */
+    claimWaitMs?: number | undefined;
+  },
 ): DeliveryStore {
   const { current, previous } = opts.keys;
   // The longest one call may take, waiting for a connection included (postgres.js queues a query
@@ -63,6 +70,19 @@ export function createDeliveryStore(
   // Past it the query is cancelled and the call fails with database_unavailable, so the worker
   // answers in time.
   const deadline = callDeadline(sql);
+  // The claim is an event's first call, so it is the one that waits when every connection (or,
+  // behind PgBouncer, every server connection) is taken. It waits DB_POOL_WAIT_MS at most: an
+  // event turned away then costs the broker a retry, where one queued here would hold memory and
+  // a request slot while the pool cannot serve it. Cancelling it is safe: the claim is one
+  // statement (rolled back whole), and one that committed as the cancel came is given up by its
+  // token (processEvent).
+  const claimDeadline = opts.claimWaitMs === undefined ? deadline : Math.min(opts.claimWaitMs, deadline ?? Infinity);
+  const poolWait = (err: unknown): never => {
+    if ((err as { code?: string }).code === 'DEADLINE' && opts.claimWaitMs !== undefined && claimDeadline === opts.claimWaitMs) {
+      throw new WorkerError('database_unavailable', `no database connection answered the claim within DB_POOL_WAIT_MS (${opts.claimWaitMs} ms)`, { retryAfterSeconds: 1 });
+    }
+    throw err;
+  };
   return {
     async claim(req) {
       const [r] = await bounded(sql`
@@ -70,7 +90,7 @@ export function createDeliveryStore(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
           ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text,
-          ${req.claimToken ?? null}::uuid, ${req.recipient ?? null}::text)`, deadline);
+          ${req.claimToken ?? null}::uuid, ${req.recipient ?? null}::text)`, claimDeadline).catch(poolWait);
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':

@@ -1,7 +1,7 @@
 import type { EncryptionKey } from '../config';
 import { keyHint, needsApiKey, type SettingsInput } from '../settings/input';
 import { PLATFORM_PAID_SETTING, type ProviderAccount, type ProviderName, type SenderSettings } from '../types';
-import { type Sql, callDeadline } from './connect';
+import { type Sql, callDeadline, localStatementTimeout } from './connect';
 import { beginWithin } from './deadline';
 import type { KeyRing } from '../config/require';
 import { WorkerError } from '../errors';
@@ -53,10 +53,13 @@ export function keyFor(keys: KeyRing, keyId: string): EncryptionKey | undefined 
  * createSql the transaction must start within the pool's deadline (db/deadline.ts beginWithin).
  */
 export async function withTenant<T>(sql: Sql, tenantId: string, fn: (tx: Sql) => Promise<T>): Promise<T> {
+  const timeout = localStatementTimeout(sql);
   return beginWithin(callDeadline(sql), async (checkStart) =>
     (await sql.begin(async (tx) => {
       checkStart();
-      await tx`SELECT set_config('app.current_tenant_id', ${tenantId}, true)`;
+      // Behind a pooler the statement timeout travels with the tenant context, in the same statement.
+      if (timeout === undefined) await tx`SELECT set_config('app.current_tenant_id', ${tenantId}, true)`;
+      else await tx`SELECT set_config('app.current_tenant_id', ${tenantId}, true), set_config('statement_timeout', ${`${timeout}ms`}, true)`;
       return fn(tx as unknown as Sql);
     })) as T,
   );

@@ -3,7 +3,10 @@ import type { Sql } from '../../src/db/connect';
 import { getDomain, listDomains, saveDomain } from '../../src/db/domains';
 import { putSettings, withTenant } from '../../src/db/settings';
 import { getTemplate, listTemplates, putTemplate } from '../../src/db/templates';
+import { createSql } from '../../src/db/connect';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
+import { findPgbouncer, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer';
+import { TEST_ROLES } from '../helpers/roles';
 
 const KEY = { id: keyId('k'.repeat(40)), secret: 'k'.repeat(40) };
 const settings = (from: string) => ({
@@ -11,17 +14,37 @@ const settings = (from: string) => ({
   provider_settings: {}, enabled: true, daily_limit: 10,
 });
 
-describe('row-level security, as the worker role through a pool', () => {
+/**
+ * The same suite directly and through a real PgBouncer in transaction mode with one server
+ * connection, where every client's transactions share one PostgreSQL session (issue 22). Without
+ * pgbouncer installed the second run is skipped outside CI (`.ci/run` installs it).
+ */
+const WAYS: Array<[string, boolean]> = [['directly', false], ['through PgBouncer in transaction mode, one server connection', true]];
+
+describe.each(WAYS.filter(([, pooled]) => !pooled || findPgbouncer() || process.env.CI))('row-level security, as the worker role through a pool, %s', (_way, pooled) => {
   let db: TestDatabase;
   let sql: Sql;
+  let bouncer: PgBouncer | undefined;
   beforeAll(async () => {
     db = await createTestDatabase();
-    // One connection: every transaction below runs on the same pooled session.
-    sql = db.worker(1);
+    if (pooled) {
+      bouncer = await startPgBouncer({ pgPort: Number(new URL(db.superuserUrl).port), users: [{ name: TEST_ROLES.workerRole, password: TEST_ROLES.workerPassword }], poolSize: 1 });
+      // Several client connections, one server connection: each transaction may follow another client's.
+      sql = createSql(bouncer.url(TEST_ROLES.workerRole, TEST_ROLES.workerPassword, db.name), { max: 4, connectTimeoutSeconds: 10, statementTimeoutMs: 5000, applicationName: 'rls-test', pooler: 'pgbouncer', prepare: false });
+    } else {
+      // One connection: every transaction below runs on the same pooled session.
+      sql = db.worker(1);
+    }
     await putSettings(sql, { current: KEY }, 'tenant-a', settings('a@a.example'));
     await putSettings(sql, { current: KEY }, 'tenant-b', settings('b@b.example'));
   });
-  afterAll(() => db.drop());
+  afterAll(async () => {
+    if (bouncer) {
+      await sql.end({ timeout: 5 });
+      await bouncer.stop();
+    }
+    await db.drop();
+  });
 
   it('shows a tenant only its own rows', async () => {
     const rows = await withTenant(sql, 'tenant-a', (tx) => tx`SELECT tenant_id FROM tenant_email_settings`);

@@ -186,7 +186,8 @@ describe('Helm chart', () => {
     ['a Trigger timeout not below timeoutSeconds', { ...MINIMAL, eventing: { delivery: { timeoutSeconds: 60 } } }, /must be below worker.timeoutSeconds/],
     ['a provider timeout that does not fit twice', { ...MINIMAL, config: { providerTimeoutMs: 20000 } }, /× 2 .* must fit/],
     ['a lease too short for one provider call', { ...MINIMAL, config: { claimLeaseSeconds: 12 } }, /claimLeaseSeconds \(12\) is too short for config\.providerTimeoutMs \(10000\).*at least 13/],
-    ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100 } }, /containerConcurrency \(100\) must be at most/],
+    ['more concurrency than in-flight events', { ...MINIMAL, worker: { containerConcurrency: 100, eventsPerConnection: 25 } }, /containerConcurrency \(100\) must be at most worker\.maxInFlightEvents \(64\)/],
+    ['more concurrency than the pod\'s pool serves', { ...MINIMAL, worker: { containerConcurrency: 40 } }, /worker\.containerConcurrency \(40\) is more than the pod's pool serves: config\.dbPoolMax \(4\) × worker\.eventsPerConnection \(8\) = 32/],
     ['reply events with a reply type among the Triggers', { ...MINIMAL, config: { replyEvents: true }, eventing: { eventTypes: ['codetether.task.created', 'codetether.email.sent'] } }, /would receive its own replies/],
     ['no dead letter sink', { ...MINIMAL, eventing: { deadLetterSink: { store: false } } }, /without a dead letter sink/],
     ['dead-letter CronJobs without a maintenance URL', { secrets: { values: { databaseUrl: 'postgres://a@b/c', migrationDatabaseUrl: 'postgres://a@b/c', encryptionKey: 'k'.repeat(40) } } }, /need secrets\.values\.maintenanceDatabaseUrl/],
@@ -267,6 +268,24 @@ describe('Helm chart', () => {
     const big = { ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 0 } };
     expect(notes(big)).toBe('Database connections at full scale: 205 (database.maxConnections=0: not checked).');
     expect(renderer.render({ ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 500 } }).ok).toBe(true);
+  });
+
+  it('sizes containerConcurrency to the pool, passes DB_POOL_WAIT_MS, and says so in NOTES; with a pooler, NOTES say what the budget then counts', () => {
+    const rendered = (v: object) => {
+      const r = renderer.render(v, { notes: true });
+      if (!r.ok) throw new Error(r.error);
+      return { ksvc: ksvcWorker(render(v).objects), notes: r.yaml };
+    };
+    const sized = rendered({ ...MINIMAL, config: { dbPoolMax: 3, dbPoolWaitMs: 750 }, worker: { eventsPerConnection: 5 } });
+    expect(sized.ksvc.spec.template.spec.containerConcurrency).toBe(15);
+    const env = Object.fromEntries(sized.ksvc.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value]));
+    expect([env.DB_POOL_MAX, env.DB_POOL_WAIT_MS]).toEqual(['3', '750']);
+    expect(sized.notes).toContain('Each worker pod admits 15 events at once on 3 connections; an event waits 750 ms at most for one');
+    expect(sized.notes).not.toContain('PgBouncer');
+    expect(rendered({ ...MINIMAL, worker: { containerConcurrency: 20 } }).ksvc.spec.template.spec.containerConcurrency).toBe(20);
+    // Sized to a large pool, it stays within MAX_IN_FLIGHT_EVENTS.
+    expect(rendered({ ...MINIMAL, config: { dbPoolMax: 10 }, database: { maxConnections: 0 } }).ksvc.spec.template.spec.containerConcurrency).toBe(64);
+    expect(rendered({ ...MINIMAL, database: { pooler: 'pgbouncer' } }).notes).toContain("database.maxConnections is then the pooler's max_client_conn");
   });
 
   it("NOTES fills in k8s/REPLAY.md's variables with the names this release's objects really have", () => {

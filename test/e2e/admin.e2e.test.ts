@@ -5,6 +5,7 @@ import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { cli } from '../helpers/cli';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { captureLogs } from '../helpers/logCapture';
+import { poolingWays, workerDatabase } from '../helpers/pgbouncer';
 import { startTestWorker } from '../helpers/worker';
 
 const SECRET = 'admin-jwt-secret-for-tests-0123456789abcdef';
@@ -17,8 +18,10 @@ async function token(claims: Record<string, unknown>, opts: { secret?: string; e
   return jwt.sign(new TextEncoder().encode(opts.secret ?? SECRET));
 }
 
-describe('admin API', () => {
+// Directly and through PgBouncer in transaction mode (issue 22): the admin API's transactions share server connections there.
+describe.each(poolingWays())('admin API, %s', (_way, pooled) => {
   let db: TestDatabase;
+  let through: Awaited<ReturnType<typeof workerDatabase>>;
   let mailbox: Mailbox;
   let worker: Awaited<ReturnType<typeof startTestWorker>>;
   const logs = captureLogs();
@@ -41,12 +44,14 @@ describe('admin API', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     mailbox = await startMailbox({ respond: (r) => (r.authorization === 'Bearer SG.bad-key-000000000000' ? { status: 401, body: { errors: [] } } : undefined) });
-    worker = await startTestWorker(db, logs.logger, { ADMIN_JWT_SECRET: SECRET, ADMIN_JWT_ISSUER: 'https://auth.test', ADMIN_JWT_AUDIENCE: 'tenant-email' });
+    through = await workerDatabase(db, pooled);
+    worker = await startTestWorker(through, logs.logger, { ...through.env, ADMIN_JWT_SECRET: SECRET, ADMIN_JWT_ISSUER: 'https://auth.test', ADMIN_JWT_AUDIENCE: 'tenant-email' });
     platform = await token({ role: 'platform_admin', sub: 'ops' }, { iss: 'https://auth.test', aud: 'tenant-email' });
     acmeAdmin = await token({ role: 'tenant_admin', tenant_id: 'acme' }, { iss: 'https://auth.test', aud: 'tenant-email' });
   });
   afterAll(async () => {
     await worker.shutdown();
+    await through.stop();
     await mailbox.close();
     await db.drop();
   });
@@ -152,8 +157,9 @@ describe('admin API with a JWKS', () => {
   });
 });
 
-describe('admin API keys (machine clients)', () => {
+describe.each(poolingWays())('admin API keys (machine clients), %s', (_way, pooled) => {
   let db: TestDatabase;
+  let through: Awaited<ReturnType<typeof workerDatabase>>;
   let w: Awaited<ReturnType<typeof startTestWorker>>;
   const env = () => ({ MAINTENANCE_DATABASE_URL: db.superuserUrl });
   const run = (args: string[]) => cli(args, env());
@@ -163,10 +169,12 @@ describe('admin API keys (machine clients)', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     // No JWT configuration at all: the admin API takes API keys only.
-    w = await startTestWorker(db, captureLogs().logger);
+    through = await workerDatabase(db, pooled);
+    w = await startTestWorker(through, captureLogs().logger, through.env);
   });
   afterAll(async () => {
     await w.shutdown();
+    await through.stop();
     await db.drop();
   });
 

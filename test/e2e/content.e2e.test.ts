@@ -13,6 +13,7 @@ import type { RecordedRequest } from '../helpers/fakeApi';
 import { POSTMARK_ACCOUNT_TOKEN, startDomainFake, type DomainFake } from '../helpers/fakeDomains';
 import { startFakeSmtp, type FakeSmtp } from '../helpers/fakeSmtp';
 import { captureLogs } from '../helpers/logCapture';
+import { poolingWays, workerDatabase } from '../helpers/pgbouncer';
 import { CANARY_DB_KEY, startTestWorker, testConfig } from '../helpers/worker';
 
 const SECRET = 'admin-jwt-secret-for-content-tests-0123456789';
@@ -22,8 +23,10 @@ const PATTERN = 'noreply@{tenant}.mail.platform.example';
  * Email content end to end: templates, preview, sender tiers and domains through the admin API, and
  * what the worker then sends, against the real SDKs and local fakes of each provider.
  */
-describe('email content and sender identity, end to end', () => {
+// Directly and through PgBouncer in transaction mode (issue 22): templates, senders and the admin API behind a pooler.
+describe.each(poolingWays())('email content and sender identity, end to end, %s', (_way, pooled) => {
   let db: TestDatabase;
+  let through: Awaited<ReturnType<typeof workerDatabase>>;
   let mailbox: Mailbox;
   let worker: Awaited<ReturnType<typeof startTestWorker>>;
   let platform: string;
@@ -61,7 +64,9 @@ describe('email content and sender identity, end to end', () => {
   beforeAll(async () => {
     db = await createTestDatabase();
     mailbox = await startMailbox();
-    worker = await startTestWorker(db, logs.logger, {
+    through = await workerDatabase(db, pooled);
+    worker = await startTestWorker(through, logs.logger, {
+      ...through.env,
       ADMIN_JWT_SECRET: SECRET,
       EMAIL_TENANT_FROM_PATTERN: PATTERN,
       SENDER_DOMAIN_POLICY: 'verified',
@@ -78,6 +83,7 @@ describe('email content and sender identity, end to end', () => {
   });
   afterAll(async () => {
     await worker.shutdown();
+    await through.stop();
     await mailbox.close();
     await db.drop();
   });

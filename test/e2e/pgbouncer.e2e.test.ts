@@ -6,10 +6,20 @@ import { putSettings, withTenant } from '../../src/db/settings';
 import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
+import { cli } from '../helpers/cli';
 import { captureLogs } from '../helpers/logCapture';
 import { describeWithPgbouncer, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer';
 import { TEST_ROLES } from '../helpers/roles';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+
+/** Wait for a condition (polled; fails after a generous bound, never on a busy machine's timing). */
+async function until(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
 
@@ -72,6 +82,28 @@ describeWithPgbouncer()('behind PgBouncer in transaction mode', () => {
     expect(outside.every((r) => r[0]!.n === 0)).toBe(true);
   });
 
+  it('sets the statement timeout inside each tenant transaction (no start-up parameter behind the pooler), and it ends with the transaction', async () => {
+    const sql = pool({ max: 1, statementTimeoutMs: 400 });
+    const [inside] = await withTenant(sql, 'pb-a', (tx) => tx`SELECT current_setting('statement_timeout') AS t, pg_backend_pid() AS pid`);
+    expect(inside!.t).toBe('400ms');
+    // The next client on that server connection gets the server's default, not ours.
+    const [after] = await sql`SELECT current_setting('statement_timeout') AS t`;
+    expect(after!.t).toBe('0');
+    // And the server enforces it: a statement past it is cancelled by PostgreSQL (57014), not only by the client.
+    await expect(withTenant(sql, 'pb-a', (tx) => tx`SELECT pg_sleep(3)`)).rejects.toMatchObject({ code: '57014' });
+  });
+
+  it('runs the CLI through it (DB_POOLER=pgbouncer, prepared statements off): settings and templates', async () => {
+    const env = { DATABASE_URL: url, DB_POOLER: 'pgbouncer', DB_ENCRYPTION_KEY: CANARY_DB_KEY };
+    const put = await cli(['settings', 'put', '--tenant', 'pb-cli'], env, JSON.stringify({ provider: 'sendgrid', api_key: 'SG.CANARY-pb-cli-0000000000', from_email: 'ops@pb-cli.example', daily_limit: 5 }));
+    expect([put.code, put.stderr]).toEqual([0, expect.stringContaining('created settings for tenant pb-cli')]);
+    const got = await cli(['settings', 'get', '--tenant', 'pb-cli'], env);
+    expect(JSON.parse(got.stdout)).toMatchObject({ tenant_id: 'pb-cli', api_key_masked: 'SG.…0000', daily_limit: 5 });
+    const tpl = await cli(['templates', 'put', '--tenant', 'pb-cli', '--type', 'codetether.task.created'], env, JSON.stringify({ subject: 'Done: {{task_id}}' }));
+    expect(tpl.code).toBe(0);
+    expect((await cli(['settings', 'delete', '--tenant', 'pb-cli'], env)).code).toBe(0);
+  });
+
   it('holds the call deadline: a statement past it is cancelled through the pooler, and the server connection serves the next call', async () => {
     const sql = pool({ max: 1, statementTimeoutMs: 300, connectTimeoutSeconds: 1 });
     await expect(bounded(sql`SELECT pg_sleep(30)`, callDeadline(sql))).rejects.toThrow();
@@ -91,6 +123,48 @@ describeWithPgbouncer()('behind PgBouncer in transaction mode', () => {
       const [r] = await db.admin()`SELECT count(*) FILTER (WHERE status = 'sent')::int AS sent, count(*)::int AS n FROM email_deliveries WHERE event_id LIKE 'pb-%'`;
       expect(r).toEqual({ sent: 60, n: 60 });
     } finally {
+      await worker.shutdown();
+    }
+  });
+
+  it('sheds load when every server connection is taken: 503 database_unavailable with Retry-After after DB_POOL_WAIT_MS, and the event is sent on the retry', async () => {
+    const worker = await startTestWorker(db, captureLogs().logger, { DATABASE_URL: url, DB_POOLER: 'pgbouncer', DB_POOL_MAX: '4', DB_POOL_WAIT_MS: '300', ADMIN_API_ENABLED: 'false' });
+    // Two open transactions hold PgBouncer's whole server pool (2) for this database and role.
+    const holder = pool({ max: 2 });
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const holding: Array<Promise<unknown>> = [];
+    let held = 0;
+    const bothHeld = new Promise<void>((resolve) => {
+      for (let i = 0; i < 2; i++) {
+        holding.push(
+          holder.begin(async (tx) => {
+            await tx`SELECT 1`;
+            if (++held === 2) resolve();
+            await released;
+          }),
+        );
+      }
+    });
+    try {
+      await bothHeld;
+      const event = binaryEvent({ tenant: 'pb-a', id: `pb-wait-${randomUUID().slice(0, 6)}`, data: taskData({ notify_email: 'wait@pb-wait.example' }) });
+      const answer = await post(worker.url, event);
+      expect([answer.status, JSON.parse(answer.text).code, answer.headers.get('retry-after')]).toEqual([503, 'database_unavailable', '1']);
+      expect(mailbox.emails.filter((m) => m.body.personalizations[0]!.to[0]!.email === 'wait@pb-wait.example')).toHaveLength(0);
+      release();
+      await Promise.all(holding);
+      // A claim the cancel may have let commit is given up by its token once the database is back.
+      await until(async () => {
+        const rows = await db.admin()`SELECT status FROM email_deliveries WHERE tenant_id = 'pb-a' AND event_id = ${event.headers['ce-id']!}`;
+        return rows.every((r) => r.status !== 'claimed');
+      });
+      // The broker's retry is sent.
+      expect((await post(worker.url, event)).status).toBe(202);
+      expect(mailbox.emails.filter((m) => m.body.personalizations[0]!.to[0]!.email === 'wait@pb-wait.example')).toHaveLength(1);
+    } finally {
+      release();
+      await Promise.allSettled(holding);
       await worker.shutdown();
     }
   });

@@ -108,3 +108,31 @@ export async function startPgBouncer(o: { pgPort: number; users: Array<{ name: s
     },
   };
 }
+
+/**
+ * The ways a suite that must hold behind a pooler runs: directly, and through PgBouncer in
+ * transaction mode wherever it is installed (always in CI). For `describe.each`.
+ */
+export function poolingWays(): Array<[string, boolean]> {
+  const ways: Array<[string, boolean]> = [['directly', false]];
+  if (findPgbouncer() || process.env.CI) ways.push(['through PgBouncer in transaction mode', true]);
+  else console.warn('pgbouncer is not installed: suites run directly only (apt-get install pgbouncer; .ci/run installs it)');
+  return ways;
+}
+
+/**
+ * What a test worker connects with: the test database's worker URL directly, or a PgBouncer in
+ * front of it (a server pool of `poolSize`) with DB_POOLER=pgbouncer.
+ */
+export async function workerDatabase(
+  db: { workerUrl: string; superuserUrl: string; name: string },
+  pooled: boolean,
+  poolSize = 2,
+): Promise<{ workerUrl: string; env: Record<string, string>; stop(): Promise<void> }> {
+  if (!pooled) return { workerUrl: db.workerUrl, env: {}, stop: async () => {} };
+  const u = new URL(db.workerUrl);
+  const user = decodeURIComponent(u.username);
+  const password = decodeURIComponent(u.password);
+  const bouncer = await startPgBouncer({ pgPort: Number(new URL(db.superuserUrl).port), users: [{ name: user, password }], poolSize });
+  return { workerUrl: bouncer.url(user, password, db.name), env: { DB_POOLER: 'pgbouncer' }, stop: () => bouncer.stop() };
+}
