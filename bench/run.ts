@@ -10,6 +10,7 @@ import { createDeliveryStore } from '../src/db/deliveries';
 import { migrate } from '../src/db/migrate';
 import { putSettings } from '../src/db/settings';
 import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../dev/embeddedPostgres';
+import { findPgbouncer, startPgBouncer } from '../dev/pgbouncer';
 import { closedLoop, closedLoopFn, openLoop, quantile, type BenchRequest, type RunResult } from './load';
 import { WORKER_NODE_FLAGS } from '../src/core/runtimeFlags';
 
@@ -41,6 +42,8 @@ interface Options {
   write?: string;
   workerNodeArgs: string;
   workerEnv: string[];
+  scaleOut?: string;
+  serverPool: number;
 }
 
 const program = new Command()
@@ -56,6 +59,8 @@ const program = new Command()
   .option('--write <file>', 'also write the report as Markdown to this file')
   .option('--soak-seconds <n>', 'soak mode instead of the full bench: this long at half the peak rate, RSS and errors per window (600 for the recorded soak)', (v) => Number(v), 0)
   .option('--soak-window-seconds <n>', 'length of one soak window (one row of the soak table)', (v) => Number(v), 60)
+  .option('--scale-out <processes>', 'scale-out mode instead of the full bench: worker processes through one PgBouncer (transaction mode), e.g. 1,2,4', undefined)
+  .option('--server-pool <n>', "scale-out mode: PgBouncer's server pool (default_pool_size), all PostgreSQL connections the workers get", (v) => Number(v), 8)
   .option('--worker-env <KEY=value...>', 'extra worker environment, e.g. LOG_LEVEL=warn DB_POOL_MAX=16', [])
   .option('--worker-node-args <args>', 'extra node flags for the long-running worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', '');
 
@@ -524,6 +529,10 @@ async function main(): Promise<void> {
   const sqls: Sql[] = [];
   try {
     const stack = await setUp(o, dir, children, sqls, (started) => (pg = started));
+    if (o.scaleOut) {
+      await scaleOut(stack, o.scaleOut.split(',').map(Number));
+      return;
+    }
     if (o.soakSeconds > 0) {
       const { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, steadyState } = stack;
       await soak(o, { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, children, steadyState });
@@ -715,6 +724,100 @@ async function soak(
   out(`| RSS flat (highest sample of the second half at most 10% above the first half's) | ${growth <= 0.1 ? 'met' : '**missed**'} | ${f1(base)} → ${f1(last)} MB (${growth >= 0 ? '+' : ''}${f1(growth * 100)}%) |`);
   out(`| error rate flat (no error answers in any window) | ${totalErrors === 0 ? 'met' : '**missed**'} | ${totalErrors} error answers of ${sent} |`);
   out(`| every 202 is one email, none doubled | ${final.emails === sent - totalErrors && final.duplicates === 0 ? 'met' : '**missed**'} | ${final.emails} emails, ${final.duplicates} duplicates |`);
+  const report = lines.join('\n');
+  process.stdout.write(`${report}\n`);
+  if (o.write) {
+    writeFileSync(o.write, `${report}\n`);
+    log(`written to ${o.write}`);
+  }
+}
+
+/**
+ * --scale-out 1,2,4: Knative's many pods, as processes. The built worker, N at a time, connects
+ * through one PgBouncer in transaction mode (a server pool of --server-pool) to the one
+ * PostgreSQL; the load generator splits --events over them at --concurrency each. Per N: events/s,
+ * p99, the CPU PostgreSQL and the workers spent per event, the most server connections PostgreSQL
+ * saw, and whether every 202 was one email.
+ */
+async function scaleOut(stack: Stack, counts: number[]): Promise<void> {
+  const { o, tenant, workerEnv, children, steadyState, su, fakeUrl, fakeStats, dir, workerRole, workerUrl, printableEnv, pgVersion } = stack;
+  if (counts.length === 0 || counts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error('--scale-out takes a list of process counts, e.g. 1,2,4');
+  if (!findPgbouncer()) throw new Error('--scale-out needs pgbouncer: apt-get install pgbouncer (.ci/run installs it)');
+  const u = new URL(workerUrl);
+  const bouncer = await startPgBouncer({ pgPort: Number(u.port), users: [{ name: workerRole, password: decodeURIComponent(u.password) }], poolSize: o.serverPool });
+  const pooledUrl = bouncer.url(workerRole, decodeURIComponent(u.password), u.pathname.slice(1));
+  const env = { ...workerEnv, DATABASE_URL: pooledUrl, DB_POOLER: 'pgbouncer' };
+  const rows: Array<{ n: number; result: RunResult; pgMs: number; workerMs: number; bouncerMs: number; maxServer: number; emails: number; accepted: number; duplicates: number; busy: number }> = [];
+  try {
+    for (const n of counts) {
+      log(`scale-out: ${n} worker process${n > 1 ? 'es' : ''} through PgBouncer (server pool ${o.serverPool}) ...`);
+      const workers: Child[] = [];
+      for (let i = 0; i < n; i++) {
+        const w = await spawnReady(CLI, ['serve'], env, { nodeArgs: workerNodeArgs(o) });
+        children.push(w);
+        workers.push(w);
+      }
+      const origins = workers.map((w) => `http://127.0.0.1:${w.port}`);
+      const split = (run: string, total: number) => origins.map((origin, k) => ({ origin, events: makeEvents(`${run}-${k}`, Math.ceil(total / n), (i) => tenant((i * n + k) % o.tenants)) }));
+      await Promise.all(split(`so${n}-warm`, 2000).map((p) => closedLoop(p.origin, p.events, o.concurrency)));
+      await steadyState();
+      await fetch(`${fakeUrl}/reset`, { method: 'POST' });
+      const cpuOf = () => ({ pg: postgresCpuSeconds(path.join(dir, 'pg')), workers: workers.reduce((a, w) => a + cpuSeconds(w.proc.pid!), 0), bouncer: cpuSeconds(bouncer.pid), machine: machineCpu() });
+      let maxServer = 0;
+      let sampling = true;
+      const sampler = (async () => {
+        while (sampling) {
+          // The worker role's server connections (the bench's own seeding pool, direct, aside).
+          const [r] = await su`SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = ${workerRole} AND application_name NOT LIKE 'bench-%'`;
+          maxServer = Math.max(maxServer, r!.n as number);
+          await new Promise((res) => setTimeout(res, 50));
+        }
+      })();
+      const parts = split(`so${n}`, o.events);
+      const c0 = cpuOf();
+      const t0 = process.hrtime.bigint();
+      const results = await Promise.all(parts.map((p) => closedLoop(p.origin, p.events, o.concurrency)));
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      const c1 = cpuOf();
+      sampling = false;
+      await sampler;
+      const events = parts.reduce((a, p) => a + p.events.length, 0);
+      const statuses: Record<string, number> = {};
+      for (const r of results) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+      const stats = await fakeStats();
+      rows.push({
+        n,
+        result: { requests: events, seconds, rate: events / seconds, statuses, p50: Math.max(...results.map((r) => r.p50)), p95: Math.max(...results.map((r) => r.p95)), p99: Math.max(...results.map((r) => r.p99)), max: Math.max(...results.map((r) => r.max)) },
+        pgMs: ((c1.pg - c0.pg) * 1000) / events,
+        workerMs: ((c1.workers - c0.workers) * 1000) / events,
+        bouncerMs: ((c1.bouncer - c0.bouncer) * 1000) / events,
+        maxServer,
+        emails: stats.received,
+        accepted: statuses['202'] ?? 0,
+        duplicates: stats.duplicates,
+        busy: (c1.machine.busy - c0.machine.busy) / (c1.machine.total - c0.machine.total),
+      });
+      for (const w of workers) await w.stop();
+    }
+  } finally {
+    await bouncer.stop();
+  }
+  const lines: string[] = [];
+  const out = (line = '') => lines.push(line);
+  out(`# tenant-email-worker scale-out — ${new Date().toISOString()}`);
+  out();
+  out(machineLine(pgVersion));
+  out(`config: scale-out=${counts.join(',')} events=${o.events} (split evenly over the processes) concurrency=${o.concurrency} per process, tenants=${o.tenants}, PgBouncer ${o.serverPool} server connections (transaction mode), DB_POOL_MAX=${o.poolMax} per process`);
+  for (const line of workerLines(o, { ...printableEnv, DB_POOLER: 'pgbouncer' })) out(line);
+  out();
+  out('| processes | events/s | p50 ms | p99 ms | PostgreSQL CPU ms/event | workers CPU ms/event | PgBouncer CPU ms/event | machine busy | most server connections | answers | emails / 202s / duplicates |');
+  out('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const r of rows) {
+    out(`| ${r.n} | ${f0(r.result.rate)} | ${f1(r.result.p50)} | ${f1(r.result.p99)} | ${f2(r.pgMs)} | ${f2(r.workerMs)} | ${f2(r.bouncerMs)} | ${pct(r.busy)} | ${r.maxServer} of ${o.serverPool} | ${Object.entries(r.result.statuses).map(([k, v]) => `${k}×${v}`).join(' ')} | ${r.emails} / ${r.accepted} / ${r.duplicates} |`);
+  }
+  out();
+  const exact = rows.every((r) => r.emails === r.accepted && r.duplicates === 0 && r.maxServer <= o.serverPool);
+  out(`every 202 one email, none doubled, PostgreSQL within the server pool: ${exact ? 'yes' : '**no**'}`);
   const report = lines.join('\n');
   process.stdout.write(`${report}\n`);
   if (o.write) {

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { findPgbouncer } from '../dev/pgbouncer';
 
 const BENCH = path.join(__dirname, '..', 'dist-tools', 'bench', 'run.js');
 
@@ -48,5 +49,17 @@ describe('npm run bench (small)', () => {
     expect(stdout).toMatch(/\| RSS flat .* \| (met|\*\*missed\*\*) \| [\d.]+ → [\d.]+ MB/);
     expect(stdout).toMatch(/\| error rate flat \(no error answers in any window\) \| met \| 0 error answers of \d+ \|/);
     expect(stdout).toMatch(/\| every 202 is one email, none doubled \| met \| \d+ emails, 0 duplicates \|/);
+  }, 600_000);
+
+  (findPgbouncer() || process.env.CI ? it : it.skip)('scale-out mode prints one row per process count, through PgBouncer, nothing lost or doubled', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [BENCH, '--scale-out', '1,2', '--server-pool', '3', '--events', '200', '--tenants', '5'],
+      { timeout: 540_000, maxBuffer: 10 * 1024 * 1024 },
+    );
+    expect(stdout).toMatch(/^config: scale-out=1,2 events=200 .* PgBouncer 3 server connections \(transaction mode\)/m);
+    const rows = stdout.match(/^\| [12] \| [\d,]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| \d+% \| \d+ of 3 \| .* \| (\d+) \/ (\d+) \/ 0 \|$/gm);
+    expect(rows).toHaveLength(2);
+    expect(stdout).toContain('every 202 one email, none doubled, PostgreSQL within the server pool: yes');
   }, 600_000);
 });
