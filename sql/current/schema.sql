@@ -92,17 +92,7 @@ CREATE TABLE email_deliveries (
   delivery_reason text,
   delivery_status_at timestamp with time zone
 );
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_bounce_type_check CHECK ((bounce_type = ANY (ARRAY['hard'::text, 'soft'::text])));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_bounce_type_with_status CHECK (((bounce_type IS NOT NULL) = (NOT (delivery_status IS DISTINCT FROM 'bounced'::text))));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_check CHECK (((status = 'claimed'::text) = (claim_token IS NOT NULL)));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_delivery_raw_type_check CHECK ((length(delivery_raw_type) <= 100));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_delivery_reason_check CHECK ((length(delivery_reason) <= 500));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_delivery_status_check CHECK ((delivery_status = ANY (ARRAY['delivered'::text, 'deferred'::text, 'bounced'::text, 'complained'::text, 'unsubscribed'::text, 'dropped'::text])));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_quota_slot_check CHECK (((quota_slot >= 0) AND (quota_slot <= 7)));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_sender_tier_check CHECK ((sender_tier = ANY (ARRAY['platform'::text, 'custom'::text])));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_settings_source_check CHECK ((settings_source = ANY (ARRAY['tenant'::text, 'global'::text])));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_status_check CHECK ((status = ANY (ARRAY['claimed'::text, 'sent'::text, 'failed'::text, 'skipped'::text, 'quota_exceeded'::text, 'suppressed'::text, 'paused'::text])));
-ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_template_source_check CHECK ((template_source = ANY (ARRAY['builtin'::text, 'tenant'::text, 'builtin_fallback'::text])));
+ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_row_ok CHECK (email_delivery_row_ok(email_deliveries.*));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_tenant_id_check CHECK ((tenant_id <> ''::text));
 ALTER TABLE email_deliveries ADD CONSTRAINT email_deliveries_pkey PRIMARY KEY (tenant_id, event_source, event_id);
 CREATE INDEX email_deliveries_message_idx ON public.email_deliveries USING btree (tenant_id, provider, message_id) WHERE (message_id IS NOT NULL);
@@ -669,7 +659,7 @@ CREATE OR REPLACE FUNCTION public.email_claim_event(p_tenant_id text, p_event_so
 AS $function$
 #variable_conflict use_column
 DECLARE
-  v_s         tenant_email_settings%ROWTYPE;
+  v_s         record;
   v_found     boolean;
   v_token     uuid;
   v_quota_day date;
@@ -679,11 +669,24 @@ DECLARE
   v_limit     integer;
   v_day       date := (now() AT TIME ZONE 'UTC')::date;
   v_key       text;
+  v_context   text;
 BEGIN
-  PERFORM set_config('app.current_tenant_id', p_tenant_id, true);
+  -- An assignment, not PERFORM: a plain expression runs without an executor of its own.
+  v_context := set_config('app.current_tenant_id', p_tenant_id, true);
 
-  SELECT s.* INTO v_s FROM tenant_email_settings s WHERE s.tenant_id = p_tenant_id;
-  v_found := FOUND;
+  -- Everything the claim decides on, in one statement: the settings, the template's version,
+  -- the from_email domain's status, the recipient's suppression, the reputation guard's pause.
+  SELECT s.*, t.version AS x_template_version, fd.status AS x_domain_status, fd.provider AS x_domain_provider,
+         CASE WHEN p_recipient IS NULL THEN NULL ELSE
+           (SELECT sp.reason FROM email_suppressions sp WHERE sp.tenant_id = p_tenant_id AND sp.address = lower(p_recipient)) END AS x_suppression,
+         EXISTS (SELECT 1 FROM tenant_email_reputation r WHERE r.tenant_id = p_tenant_id AND r.paused_at IS NOT NULL) AS x_paused
+    INTO v_s
+    FROM (SELECT) AS one
+    LEFT JOIN tenant_email_settings s ON s.tenant_id = p_tenant_id
+    LEFT JOIN tenant_email_templates t ON t.tenant_id = p_tenant_id AND t.event_type = p_event_type
+    LEFT JOIN LATERAL email_from_domain(p_tenant_id, s.from_email) fd ON s.from_email IS NOT NULL;
+  v_found := v_s.tenant_id IS NOT NULL;
+  suppression_reason := v_s.x_suppression;
   IF NOT v_found AND p_global_daily_limit IS NULL THEN
     outcome := 'unknown_tenant';
     RETURN NEXT;
@@ -734,12 +737,7 @@ BEGIN
 
   -- The tenant's suppression list, then the reputation guard's pause (sql/009): neither sends
   -- nor spends quota. A suppressed recipient is final; a paused event is claimed again after resume.
-  IF p_recipient IS NOT NULL THEN
-    SELECT sp.reason INTO suppression_reason FROM email_suppressions sp
-      WHERE sp.tenant_id = p_tenant_id AND sp.address = lower(p_recipient);
-  END IF;
-  IF suppression_reason IS NOT NULL
-     OR EXISTS (SELECT 1 FROM tenant_email_reputation r WHERE r.tenant_id = p_tenant_id AND r.paused_at IS NOT NULL) THEN
+  IF suppression_reason IS NOT NULL OR v_s.x_paused THEN
     IF v_quota_day IS NOT NULL THEN
       PERFORM email_quota_give_back(p_tenant_id, v_quota_day, v_quota_slot);
     END IF;
@@ -756,6 +754,28 @@ BEGIN
   v_limit := CASE WHEN v_found THEN v_s.daily_limit ELSE p_global_daily_limit END;
 
   -- One quota unit per delivery: a claim taken over from a crashed attempt keeps that unit.
+  IF v_quota_day IS NULL THEN
+    -- The common case, in one statement and without a subtransaction: a unit from a slot with
+    -- room that nobody holds, nearest to the event's start slot, written on the ledger row at
+    -- once. SKIP LOCKED never waits, so this cannot take part in a deadlock.
+    IF v_limit > 0 THEN
+      WITH taken AS (
+        UPDATE tenant_email_usage u SET sent_count = u.sent_count + 1
+          WHERE u.tenant_id = p_tenant_id AND u.day = v_day
+            AND u.slot = (SELECT f.slot FROM tenant_email_usage f
+                           WHERE f.tenant_id = p_tenant_id AND f.day = v_day
+                             AND f.sent_count < v_limit / 8 + CASE WHEN f.slot < v_limit % 8 THEN 1 ELSE 0 END
+                           ORDER BY (f.slot - (hashtext(p_event_id) & 7) + 8) % 8
+                           LIMIT 1
+                           FOR UPDATE SKIP LOCKED)
+          RETURNING u.slot)
+      UPDATE email_deliveries d SET quota_day = v_day, quota_slot = taken.slot
+        FROM taken
+        WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id
+        RETURNING taken.slot INTO v_slot;
+      v_quota_day := CASE WHEN v_slot IS NOT NULL THEN v_day END;
+    END IF;
+  END IF;
   IF v_quota_day IS NULL THEN
     v_slot := email_quota_take(p_tenant_id, v_day, v_limit, p_event_id);
     IF v_slot IS NULL THEN
@@ -777,8 +797,7 @@ BEGIN
   claim_token := v_token;
   daily_limit := v_limit;
   sent_today := NULL;  -- not counted on the hot path: summing the slots would cost a scan
-  SELECT t.version INTO template_version FROM tenant_email_templates t
-    WHERE t.tenant_id = p_tenant_id AND t.event_type = p_event_type;
+  template_version := v_s.x_template_version;
 
   IF NOT v_found THEN
     settings_source := 'global';
@@ -792,11 +811,9 @@ BEGIN
       USING ERRCODE = 'TE001';
   END IF;
 
-  IF v_s.from_email IS NOT NULL THEN
-    SELECT d.status, d.provider INTO from_domain_status, from_domain_provider FROM email_from_domain(p_tenant_id, v_s.from_email) d;
-  END IF;
-
   settings_source := 'tenant';
+  from_domain_status := v_s.x_domain_status;
+  from_domain_provider := v_s.x_domain_provider;
   provider := v_s.provider;
   api_key := CASE WHEN v_s.api_key_encrypted IS NULL THEN NULL ELSE pgp_sym_decrypt(v_s.api_key_encrypted, v_key) END;
   provider_settings := v_s.provider_settings;
@@ -813,6 +830,29 @@ BEGIN
 END
 $function$;
 GRANT EXECUTE ON FUNCTION email_claim_event(text,text,text,text,text,boolean,integer,integer,text,text,text,text,uuid,text) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_delivery_row_ok(d email_deliveries)
+ RETURNS boolean
+ LANGUAGE plpgsql
+ IMMUTABLE
+AS $function$
+BEGIN
+  RETURN d.status IN ('claimed', 'sent', 'failed', 'skipped', 'quota_exceeded', 'suppressed', 'paused')
+     -- a claim, and only a claim, carries its token
+     AND (d.status = 'claimed') = (d.claim_token IS NOT NULL)
+     AND (d.settings_source IS NULL OR d.settings_source IN ('tenant', 'global'))
+     AND (d.template_source IS NULL OR d.template_source IN ('builtin', 'tenant', 'builtin_fallback'))
+     AND (d.sender_tier IS NULL OR d.sender_tier IN ('platform', 'custom'))
+     AND (d.quota_slot IS NULL OR d.quota_slot BETWEEN 0 AND 7)
+     AND (d.delivery_status IS NULL OR d.delivery_status IN ('delivered', 'deferred', 'bounced', 'complained', 'unsubscribed', 'dropped'))
+     AND (d.bounce_type IS NULL OR d.bounce_type IN ('hard', 'soft'))
+     -- a bounce, and only a bounce, says which kind
+     AND (d.bounce_type IS NOT NULL) = (d.delivery_status IS NOT DISTINCT FROM 'bounced')
+     AND (d.delivery_raw_type IS NULL OR length(d.delivery_raw_type) <= 100)
+     AND (d.delivery_reason IS NULL OR length(d.delivery_reason) <= 500);
+END
+$function$;
+GRANT EXECUTE ON FUNCTION email_delivery_row_ok(email_deliveries) TO PUBLIC;
 
 CREATE OR REPLACE FUNCTION public.email_delivery_status_rank(p_status text, p_bounce_type text)
  RETURNS integer
@@ -955,6 +995,10 @@ BEGIN
   IF p_limit <= 0 THEN
     RETURN NULL;
   END IF;
+
+  -- The claim tries a free slot first (email_claim_event); this is for the rest: the day's first
+  -- claim (its slots do not exist yet), every slot with room held by another claim, or the day
+  -- used up.
   FOR v_attempt IN 1..3 LOOP
     BEGIN
       -- The day's slots exist from the first claim on; creating them takes no lock on existing rows.
@@ -1009,12 +1053,26 @@ AS $function$
 DECLARE
   v_quota_day  date;
   v_quota_slot smallint;
+  v_context    text;
 BEGIN
   IF p_status NOT IN ('sent', 'failed') THEN
     RAISE EXCEPTION 'email_record_outcome: status must be sent or failed, not %', p_status USING ERRCODE = '22023';
   END IF;
-  PERFORM set_config('app.current_tenant_id', p_tenant_id, true);
+  v_context := set_config('app.current_tenant_id', p_tenant_id, true);
 
+  IF p_status = 'sent' THEN
+    -- The common case, one statement: the unit stays spent, so nothing of the row is read first.
+    UPDATE email_deliveries d
+      SET status = 'sent', claim_token = NULL, lease_expires_at = NULL,
+          provider = p_provider, message_id = p_message_id, error_code = p_error_code,
+          template_source = p_template_source, template_version = p_template_version,
+          sender_tier = p_sender_tier, sender_note = p_sender_note, updated_at = now()
+      WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id
+        AND d.claim_token = p_claim_token;
+    RETURN FOUND;
+  END IF;
+
+  -- A failed send gives its unit back to the slot it came from, so the slot is read under lock.
   SELECT d.quota_day, d.quota_slot INTO v_quota_day, v_quota_slot FROM email_deliveries d
     WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id
       AND d.claim_token = p_claim_token
