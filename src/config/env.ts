@@ -69,7 +69,7 @@ export const envSchema = z.object({
   DATABASE_URL: postgresUrl,
   MIGRATION_DATABASE_URL: postgresUrl,
   MAINTENANCE_DATABASE_URL: postgresUrl,
-  DB_POOL_MAX: int(10, 1, 200),
+  DB_POOL_MAX: int(4, 1, 200),
   MAX_IN_FLIGHT_EVENTS: int(128, 1, 100_000),
   DB_CONNECT_TIMEOUT_SECONDS: int(5, 1, 120),
   DB_STATEMENT_TIMEOUT_MS: int(5000, 100, 600000),
