@@ -372,25 +372,16 @@ BEGIN
   END IF;
   v_context := set_config('app.current_tenant_id', p_tenant_id, true);
 
-  IF p_status = 'sent' THEN
-    -- The common case, one statement: the unit stays spent, so nothing of the row is read first.
-    UPDATE email_deliveries d
-      SET status = 'sent', claim_token = NULL, lease_expires_at = NULL,
-          provider = p_provider, message_id = p_message_id, error_code = p_error_code,
-          template_source = p_template_source, template_version = p_template_version,
-          sender_tier = p_sender_tier, sender_note = p_sender_note, updated_at = now()
+  -- A failed send gives its unit back to the slot it came from, so that slot is read first,
+  -- under lock. A sent one keeps its unit: the UPDATE below is its only statement.
+  IF p_status = 'failed' THEN
+    SELECT d.quota_day, d.quota_slot INTO v_quota_day, v_quota_slot FROM email_deliveries d
       WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id
-        AND d.claim_token = p_claim_token;
-    RETURN FOUND;
-  END IF;
-
-  -- A failed send gives its unit back to the slot it came from, so the slot is read under lock.
-  SELECT d.quota_day, d.quota_slot INTO v_quota_day, v_quota_slot FROM email_deliveries d
-    WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id
-      AND d.claim_token = p_claim_token
-    FOR UPDATE;
-  IF NOT FOUND THEN
-    RETURN false;
+        AND d.claim_token = p_claim_token
+      FOR UPDATE;
+    IF NOT FOUND THEN
+      RETURN false;
+    END IF;
   END IF;
 
   UPDATE email_deliveries d
@@ -401,9 +392,13 @@ BEGIN
         quota_day = CASE WHEN p_status = 'failed' THEN NULL ELSE d.quota_day END,
         quota_slot = CASE WHEN p_status = 'failed' THEN NULL ELSE d.quota_slot END,
         updated_at = now()
-    WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id;
+    WHERE d.tenant_id = p_tenant_id AND d.event_source = p_event_source AND d.event_id = p_event_id
+      AND d.claim_token = p_claim_token;
+  IF NOT FOUND THEN
+    RETURN false;
+  END IF;
 
-  IF p_status = 'failed' AND v_quota_day IS NOT NULL THEN
+  IF v_quota_day IS NOT NULL THEN
     PERFORM email_quota_give_back(p_tenant_id, v_quota_day, v_quota_slot);
   END IF;
   RETURN true;
