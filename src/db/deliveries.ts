@@ -76,10 +76,12 @@ export function createDeliveryStore(
   // a request slot while the pool cannot serve it. Cancelling it is safe: the claim is one
   // statement (rolled back whole), and one that committed as the cancel came is given up by its
   // token (processEvent).
-  const claimDeadline = opts.claimWaitMs === undefined ? deadline : Math.min(opts.claimWaitMs, deadline ?? Infinity);
+  // DB_POOL_WAIT_MS, when it is the shorter of the two.
+  const claimWait = opts.claimWaitMs !== undefined && opts.claimWaitMs <= (deadline ?? Infinity) ? opts.claimWaitMs : undefined;
+  const claimDeadline = claimWait ?? deadline;
   const poolWait = (err: unknown): never => {
-    if ((err as { code?: string }).code === 'DEADLINE' && opts.claimWaitMs !== undefined && claimDeadline === opts.claimWaitMs) {
-      throw new WorkerError('database_unavailable', `no database connection answered the claim within DB_POOL_WAIT_MS (${opts.claimWaitMs} ms)`, { retryAfterSeconds: 1 });
+    if (claimWait !== undefined && (err as { code?: string }).code === 'DEADLINE') {
+      throw new WorkerError('database_unavailable', `no database connection answered the claim within DB_POOL_WAIT_MS (${claimWait} ms)`, { retryAfterSeconds: 1 });
     }
     throw err;
   };
