@@ -1,12 +1,10 @@
 import { keyId } from '../../src/config';
-import type { Sql } from '../../src/db/connect';
+import { createSql, type Sql } from '../../src/db/connect';
 import { getDomain, listDomains, saveDomain } from '../../src/db/domains';
 import { putSettings, withTenant } from '../../src/db/settings';
 import { getTemplate, listTemplates, putTemplate } from '../../src/db/templates';
-import { createSql } from '../../src/db/connect';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
-import { findPgbouncer, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer';
-import { TEST_ROLES } from '../helpers/roles';
+import { poolingWays, workerDatabase } from '../helpers/pgbouncer';
 
 const KEY = { id: keyId('k'.repeat(40)), secret: 'k'.repeat(40) };
 const settings = (from: string) => ({
@@ -19,18 +17,16 @@ const settings = (from: string) => ({
  * connection, where every client's transactions share one PostgreSQL session (issue 22). Without
  * pgbouncer installed the second run is skipped outside CI (`.ci/run` installs it).
  */
-const WAYS: Array<[string, boolean]> = [['directly', false], ['through PgBouncer in transaction mode, one server connection', true]];
-
-describe.each(WAYS.filter(([, pooled]) => !pooled || findPgbouncer() || process.env.CI))('row-level security, as the worker role through a pool, %s', (_way, pooled) => {
+describe.each(poolingWays())('row-level security, as the worker role through a pool, %s', (_way, pooled) => {
   let db: TestDatabase;
   let sql: Sql;
-  let bouncer: PgBouncer | undefined;
+  let through: Awaited<ReturnType<typeof workerDatabase>> | undefined;
   beforeAll(async () => {
     db = await createTestDatabase();
     if (pooled) {
-      bouncer = await startPgBouncer({ pgPort: Number(new URL(db.superuserUrl).port), users: [{ name: TEST_ROLES.workerRole, password: TEST_ROLES.workerPassword }], poolSize: 1 });
+      through = await workerDatabase(db, true, 1);
       // Several client connections, one server connection: each transaction may follow another client's.
-      sql = createSql(bouncer.url(TEST_ROLES.workerRole, TEST_ROLES.workerPassword, db.name), { max: 4, connectTimeoutSeconds: 10, statementTimeoutMs: 5000, applicationName: 'rls-test', pooler: 'pgbouncer', prepare: false });
+      sql = createSql(through.workerUrl, { max: 4, connectTimeoutSeconds: 10, statementTimeoutMs: 5000, applicationName: 'rls-test', pooler: 'pgbouncer', prepare: false });
     } else {
       // One connection: every transaction below runs on the same pooled session.
       sql = db.worker(1);
@@ -39,9 +35,9 @@ describe.each(WAYS.filter(([, pooled]) => !pooled || findPgbouncer() || process.
     await putSettings(sql, { current: KEY }, 'tenant-b', settings('b@b.example'));
   });
   afterAll(async () => {
-    if (bouncer) {
+    if (through) {
       await sql.end({ timeout: 5 });
-      await bouncer.stop();
+      await through.stop();
     }
     await db.drop();
   });

@@ -8,18 +8,9 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { cli } from '../helpers/cli';
 import { captureLogs } from '../helpers/logCapture';
-import { describeWithPgbouncer, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer';
-import { TEST_ROLES } from '../helpers/roles';
+import { describeWithPgbouncer, workerDatabase } from '../helpers/pgbouncer';
+import { until } from '../helpers/until';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
-
-/** Wait for a condition (polled; fails after a generous bound, never on a busy machine's timing). */
-async function until(check: () => Promise<boolean>, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
 
@@ -30,7 +21,7 @@ const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
  */
 describeWithPgbouncer()('behind PgBouncer in transaction mode', () => {
   let db: TestDatabase;
-  let bouncer: PgBouncer;
+  let through: Awaited<ReturnType<typeof workerDatabase>>;
   let url: string;
   let mailbox: Mailbox;
   const pools: Sql[] = [];
@@ -42,9 +33,8 @@ describeWithPgbouncer()('behind PgBouncer in transaction mode', () => {
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    const pgPort = Number(new URL(process.env.TEST_PG_SUPERUSER_URL!).port);
-    bouncer = await startPgBouncer({ pgPort, users: [{ name: TEST_ROLES.workerRole, password: TEST_ROLES.workerPassword }], poolSize: 2 });
-    url = bouncer.url(TEST_ROLES.workerRole, TEST_ROLES.workerPassword, db.name);
+    through = await workerDatabase(db, true, 2);
+    url = through.workerUrl;
     mailbox = await startMailbox();
     const sql = db.worker(2);
     for (const t of ['pb-a', 'pb-b', 'pb-c']) {
@@ -53,7 +43,7 @@ describeWithPgbouncer()('behind PgBouncer in transaction mode', () => {
   });
   afterAll(async () => {
     await Promise.all(pools.map((p) => p.end({ timeout: 5 })));
-    await bouncer.stop();
+    await through.stop();
     await mailbox.close();
     await db.drop();
   });
@@ -158,7 +148,7 @@ describeWithPgbouncer()('behind PgBouncer in transaction mode', () => {
       await until(async () => {
         const rows = await db.admin()`SELECT status FROM email_deliveries WHERE tenant_id = 'pb-a' AND event_id = ${event.headers['ce-id']!}`;
         return rows.every((r) => r.status !== 'claimed');
-      });
+      }, 30_000);
       // The broker's retry is sent.
       expect((await post(worker.url, event)).status).toBe(202);
       expect(mailbox.emails.filter((m) => m.body.personalizations[0]!.to[0]!.email === 'wait@pb-wait.example')).toHaveLength(1);

@@ -8,7 +8,7 @@ import { startMailbox, type Mailbox } from '../../dev/mailbox';
 import { deliver, type Delivery } from '../helpers/broker';
 import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, taskData } from '../helpers/events';
-import { describeWithPgbouncer, startPgBouncer, type PgBouncer } from '../helpers/pgbouncer';
+import { describeWithPgbouncer, workerDatabase } from '../helpers/pgbouncer';
 import { TEST_ROLES } from '../helpers/roles';
 import { serveOutput } from '../helpers/serveProcess';
 import { CANARY_DB_KEY } from '../helpers/worker';
@@ -33,7 +33,7 @@ const LIMIT = 2;
  */
 describeWithPgbouncer()('many worker processes through one PgBouncer', () => {
   let db: TestDatabase;
-  let bouncer: PgBouncer;
+  let through: Awaited<ReturnType<typeof workerDatabase>> | undefined;
   let mailbox: Mailbox;
   const children: Array<ChildProcessByStdio<null, Readable, Readable>> = [];
   const urls: string[] = [];
@@ -50,13 +50,13 @@ describeWithPgbouncer()('many worker processes through one PgBouncer', () => {
       });
     }
     await sql.end();
-    bouncer = await startPgBouncer({ pgPort: Number(new URL(db.superuserUrl).port), users: [{ name: TEST_ROLES.workerRole, password: TEST_ROLES.workerPassword }], poolSize: SERVER_POOL });
+    through = await workerDatabase(db, true, SERVER_POOL);
     for (let i = 0; i < PROCESSES; i++) {
       const child = spawn(process.execPath, [CLI, 'serve', '--port', '0'], {
         env: {
           PATH: process.env.PATH,
-          DATABASE_URL: bouncer.url(TEST_ROLES.workerRole, TEST_ROLES.workerPassword, db.name),
-          DB_POOLER: 'pgbouncer',
+          DATABASE_URL: through.workerUrl,
+          ...through.env,
           DB_POOL_MAX: '3',
           DB_ENCRYPTION_KEY: CANARY_DB_KEY,
           ALLOW_PROVIDER_ENDPOINT_OVERRIDE: 'true', ALLOW_PRIVATE_SMTP_HOSTS: 'true',
@@ -76,7 +76,7 @@ describeWithPgbouncer()('many worker processes through one PgBouncer', () => {
 
   afterAll(async () => {
     await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => (c.once('exit', r), c.kill('SIGTERM'))) : null)));
-    await bouncer?.stop();
+    await through?.stop();
     await mailbox?.close();
     await db?.drop();
   });

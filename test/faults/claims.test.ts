@@ -6,19 +6,9 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { binaryEvent, post, taskData } from '../helpers/events';
 import { captureLogs } from '../helpers/logCapture';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
+import { until } from '../helpers/until';
 
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
-
-/** Wait for a condition that the code under test makes true; the cap only turns a hang into a failure. */
-async function until<T>(what: () => Promise<T | undefined | false>, capMs = 120_000): Promise<T> {
-  const end = Date.now() + capMs;
-  for (;;) {
-    const v = await what();
-    if (v) return v;
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /**
  * A TCP proxy in front of the test PostgreSQL that can swallow one answer: once armed with a

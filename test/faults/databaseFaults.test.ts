@@ -3,6 +3,7 @@ import { startOwnDatabase, type OwnDatabase } from '../helpers/pgControl';
 import { binaryEvent, taskData } from '../helpers/events';
 import { startFaultyProvider, type FaultyProvider } from '../helpers/faultyProvider';
 import { captureLogs } from '../helpers/logCapture';
+import { until } from '../helpers/until';
 import { startTestWorker } from '../helpers/worker';
 
 /**
@@ -30,13 +31,6 @@ describe('database faults', () => {
   const events = (prefix: string, n: number) =>
     Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${i}`, ...binaryEvent({ tenant: `dbf-${i % TENANTS}`, id: `${prefix}-${i}`, data: taskData({ task_id: `${prefix}-task-${i}` }) }) }));
   const readyz = (url: string) => fetch(new URL('/readyz', url)).then((r) => r.status, () => 0);
-  const until = async (what: () => boolean | Promise<boolean>, ms: number) => {
-    const end = Date.now() + ms;
-    while (!(await what())) {
-      if (Date.now() > end) throw new Error('condition not reached in time');
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
 
   it('PostgreSQL stopped and started mid-run: 503s and /readyz false while down, recovery without a restart, no email lost or doubled', async () => {
     const logs = captureLogs('info');
