@@ -216,16 +216,14 @@ function postgresCpu(dataDir: string, role = 'email_worker'): { total: number; s
   return { total: ticks / 100, sessions: sessionTicks / 100 };
 }
 
-function postgresCpuSeconds(dataDir: string): number {
-  return postgresCpu(dataDir).total;
-}
-
 /** CPU seconds of the named processes and of this one (the load generator), to diff around a run. */
 function cpuSnapshot(pids: { worker?: number; fake: number }, pgDataDir: string) {
   const own = process.cpuUsage();
+  const pg = postgresCpu(pgDataDir);
   return {
     worker: pids.worker === undefined ? 0 : cpuSeconds(pids.worker),
-    ...((pg) => ({ postgres: pg.total, pgSessions: pg.sessions }))(postgresCpu(pgDataDir)),
+    postgres: pg.total,
+    pgSessions: pg.sessions,
     fake: cpuSeconds(pids.fake),
     load: (own.user + own.system) / 1e6,
   };
@@ -781,7 +779,7 @@ async function scaleOut(stack: Stack, counts: number[]): Promise<void> {
       await Promise.all(split(`so${n}-warm`, 2000).map((p) => closedLoop(p.origin, p.events, o.concurrency)));
       await steadyState();
       await fetch(`${fakeUrl}/reset`, { method: 'POST' });
-      const cpuOf = () => ({ pg: postgresCpuSeconds(path.join(dir, 'pg')), workers: workers.reduce((a, w) => a + cpuSeconds(w.proc.pid!), 0), bouncer: cpuSeconds(bouncer.pid), machine: machineCpu() });
+      const cpuOf = () => ({ pg: postgresCpu(path.join(dir, 'pg')).total, workers: workers.reduce((a, w) => a + cpuSeconds(w.proc.pid!), 0), bouncer: cpuSeconds(bouncer.pid), machine: machineCpu() });
       let maxServer = 0;
       let sampling = true;
       const sampler = (async () => {

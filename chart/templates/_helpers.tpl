@@ -188,12 +188,17 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- $total -}}
 {{- end -}}
 
+{{/* The events a pod's pool serves at once: config.dbPoolMax × worker.eventsPerConnection. */}}
+{{- define "tew.poolEvents" -}}
+{{- mul (int .Values.config.dbPoolMax) (int .Values.worker.eventsPerConnection) -}}
+{{- end -}}
+
 {{/* Requests one pod admits at once: worker.containerConcurrency, or with 0 sized to the pool (and within worker.maxInFlightEvents). */}}
 {{- define "tew.containerConcurrency" -}}
 {{- if gt (int .Values.worker.containerConcurrency) 0 -}}
 {{- int .Values.worker.containerConcurrency -}}
 {{- else -}}
-{{- min (mul (int .Values.config.dbPoolMax) (int .Values.worker.eventsPerConnection)) (int .Values.worker.maxInFlightEvents) -}}
+{{- min (int (include "tew.poolEvents" .)) (int .Values.worker.maxInFlightEvents) -}}
 {{- end -}}
 {{- end -}}
 
@@ -233,7 +238,7 @@ How long the broker keeps retrying an event, in seconds: the sum of the waits be
 {{- if gt (int $w.shutdownGraceMs) (mul (int $w.timeoutSeconds) 1000) -}}
 {{- fail (printf "worker.shutdownGraceMs (%d) must be at most worker.timeoutSeconds (%d s), Knative's termination grace" (int $w.shutdownGraceMs) (int $w.timeoutSeconds)) -}}
 {{- end -}}
-{{- $perPool := mul (int .Values.config.dbPoolMax) (int $w.eventsPerConnection) -}}
+{{- $perPool := int (include "tew.poolEvents" .) -}}
 {{- if gt (int $w.containerConcurrency) $perPool -}}
 {{- fail (printf "worker.containerConcurrency (%d) is more than the pod's pool serves: config.dbPoolMax (%d) × worker.eventsPerConnection (%d) = %d. Leave containerConcurrency at 0 (sized to the pool), lower it, or raise dbPoolMax (counted against database.maxConnections)" (int $w.containerConcurrency) (int .Values.config.dbPoolMax) (int $w.eventsPerConnection) $perPool) -}}
 {{- end -}}
