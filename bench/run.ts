@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, fdatasyncSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
@@ -28,6 +28,9 @@ const CLI = path.join(DIST, 'cli.js');
 const BACKGROUND_QUERY = 'SELECT provider, disabled_at, disabled_by, note FROM email_disabled_providers%';
 const BARE = path.join(__dirname, 'bare.js');
 const FAKE = path.join(__dirname, 'fakeSendgrid.js');
+/** The image's compile-cache filler (the Dockerfile runs it at build time) and the tree it fills for. */
+const ROOT = path.join(__dirname, '..', '..');
+const FILL_COMPILE_CACHE = path.join(ROOT, 'scripts', 'image', 'fill-compile-cache.js');
 
 interface Options {
   soakSeconds: number;
@@ -44,6 +47,8 @@ interface Options {
   workerEnv: string[];
   scaleOut?: string;
   serverPool: number;
+  coldOnly: boolean;
+  node: string;
 }
 
 const program = new Command()
@@ -61,8 +66,13 @@ const program = new Command()
   .option('--soak-window-seconds <n>', 'length of one soak window (one row of the soak table)', (v) => Number(v), 60)
   .option('--scale-out <processes>', 'scale-out mode instead of the full bench: worker processes through one PgBouncer (transaction mode), e.g. 1,2,4', undefined)
   .option('--server-pool <n>', "scale-out mode: PgBouncer's server pool (default_pool_size), all PostgreSQL connections the workers get", (v) => Number(v), 8)
+  .option('--cold-only', 'cold-start mode instead of the full bench: only the cold starts (exec → /readyz 200, and → the first event\'s 202), worker beside bare express', false)
+  .option('--node <path>', 'the node binary the worker and the bare app run on (e.g. the image\'s Node 22, for its compile cache)', process.execPath)
   .option('--worker-env <KEY=value...>', 'extra worker environment, e.g. LOG_LEVEL=warn DB_POOL_MAX=16', [])
   .option('--worker-node-args <args>', 'extra node flags for the long-running worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', '');
+
+/** --node: the binary every worker and bare-app process runs on (the fake SendGrid and this process stay on this node). */
+let nodeBin = process.execPath;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
@@ -88,7 +98,7 @@ async function spawnReady(
 ): Promise<Child & { t0: bigint; readyMs: number }> {
   const port = await freePort();
   const t0 = process.hrtime.bigint();
-  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), script, ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(script === FAKE ? process.execPath : nodeBin, [...(opts.nodeArgs ?? []), script, ...args], { env: { ...env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr = (stderr + String(d)).slice(-4000)));
   const deadline = Date.now() + 30_000;
@@ -133,7 +143,7 @@ const workerLines = (o: Options, printableEnv: Record<string, string | undefined
 /** The report's line on where it ran: the machine, Node, and how PostgreSQL was set up. */
 function machineLine(pgVersion: string): string {
   const cpu = os.cpus();
-  return `machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${process.version}; PostgreSQL ${pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`;
+  return `machine: ${cpu.length} × ${cpu[0]?.model ?? 'cpu'}, ${f1(os.totalmem() / 2 ** 30)} GiB, ${os.type()} ${os.release()}; Node ${nodeBin === process.execPath ? process.version : `${spawnSync(nodeBin, ['--version'], { encoding: 'utf8' }).stdout.trim()} for the worker and bare express (${nodeBin}), ${process.version} for the load and the fake SendGrid`}; PostgreSQL ${pgVersion} (embedded, fsync on, tables analyzed after each warm-up)`;
 }
 
 /** The bare express app's environment, for its ceiling, its cold starts and its latency floor. */
@@ -396,27 +406,44 @@ async function setUp(o: Options, dir: string, children: Child[], sqls: Sql[], st
   return { o, dir, key, su, workerUrl, workerRole: roles.workerRole, pgVersion, fake, fakeUrl, fakeStats, tenant, workerEnv, printableEnv, steadyState, children, sqls };
 }
 
-/** Cold start, before anything else loads the machine; the worker and the bare app alternate. */
-async function coldStarts({ o, tenant, workerEnv }: Stack) {
-  log(`cold start × ${o.coldStarts} (worker and bare express, alternating) ...`);
-  const coldWorker: number[] = [];
-  const coldBare: number[] = [];
-  const firstWorker: number[] = [];
-  const firstBare: number[] = [];
+/**
+ * The image's compile cache, made the way the Dockerfile makes it (scripts/image/fill-compile-cache.js
+ * with the worker's node flags), in `dir`; null, with the reason, where the node has none (before 22.1).
+ */
+function fillCompileCache(dir: string): { dir: string | null; note: string } {
+  const r = spawnSync(nodeBin, [...WORKER_NODE_FLAGS, FILL_COMPILE_CACHE, ROOT], { env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: dir }, encoding: 'utf8' });
+  if (r.status !== 0) return { dir: null, note: `no compile cache: ${(r.stderr || r.stdout).trim().replace(/^fill-compile-cache: /, '')}` };
+  return { dir, note: r.stdout.trim().replace(/^fill-compile-cache: /, 'compile cache: ') };
+}
+
+/**
+ * Cold start, before anything else loads the machine; the worker, the worker with the image's
+ * compile cache (where this node has one) and the bare app take turns.
+ */
+async function coldStarts({ o, tenant, workerEnv, dir }: Stack) {
+  log(`cold start × ${o.coldStarts} (worker, worker with the image's compile cache, bare express, in turn) ...`);
+  const cache = fillCompileCache(path.join(dir, 'compile-cache'));
+  log(cache.note);
+  const worker = { ready: [] as number[], first: [] as number[] };
+  const cached = { ready: [] as number[], first: [] as number[] };
+  const bare = { ready: [] as number[], first: [] as number[] };
   const firstStatuses: Array<number | null> = [];
+  // --worker-node-args apply to the cold starts only in --cold-only mode (e.g. to profile a start).
+  const nodeArgs = o.coldOnly ? workerNodeArgs(o) : [...WORKER_NODE_FLAGS];
   for (let i = 0; i < o.coldStarts; i++) {
-    const first = makeEvents(`cold-${i}`, 1, () => tenant(i % o.tenants))[0]!;
-    const w = await coldStart(CLI, ['serve'], workerEnv, { nodeArgs: [...WORKER_NODE_FLAGS], first });
-    coldWorker.push(w.readyMs);
-    firstWorker.push(w.firstMs!);
-    firstStatuses.push(w.firstStatus);
-    const b = await coldStart(BARE, [], BARE_ENV, { first });
-    coldBare.push(b.readyMs);
-    firstBare.push(b.firstMs!);
+    const runs: Array<[typeof worker, string, string[], NodeJS.ProcessEnv, string[]]> = [[worker, CLI, ['serve'], workerEnv, nodeArgs]];
+    if (cache.dir) runs.push([cached, CLI, ['serve'], { ...workerEnv, NODE_COMPILE_CACHE: cache.dir }, nodeArgs]);
+    runs.push([bare, BARE, [], BARE_ENV, []]);
+    for (const [into, script, args, env, flags] of runs) {
+      const first = makeEvents(`cold-${i}-${into === bare ? 'b' : into === cached ? 'c' : 'w'}`, 1, () => tenant(i % o.tenants))[0]!;
+      const r = await coldStart(script, args, env, { nodeArgs: flags, first });
+      into.ready.push(r.readyMs);
+      into.first.push(r.firstMs!);
+      if (into !== bare) firstStatuses.push(r.firstStatus);
+    }
   }
   if (firstStatuses.some((st) => st !== 202)) throw new Error(`a cold worker's first event was answered ${firstStatuses.join(', ')}, not 202`);
-
-  return { coldWorker, coldBare, firstWorker, firstBare };
+  return { worker, cached: cache.dir ? cached : null, bare, cacheNote: cache.note };
 }
 
 /** Ceiling 1: a bare express 202 handler, same requests, same client. */
@@ -530,6 +557,7 @@ async function bareFloor({ o, tenant, children }: Stack, half: { rate: number; c
 
 async function main(): Promise<void> {
   const o = program.parse(process.argv).opts<Options>();
+  nodeBin = o.node;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'tew-bench-'));
   chmodSync(dir, 0o755); // as root, PostgreSQL runs as the postgres user and must reach its directory
   const children: Child[] = [];
@@ -544,6 +572,10 @@ async function main(): Promise<void> {
     if (o.soakSeconds > 0) {
       const { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, steadyState } = stack;
       await soak(o, { workerEnv, printableEnv, tenant, fakeStats, fakeUrl, pgVersion, children, steadyState });
+      return;
+    }
+    if (o.coldOnly) {
+      process.stdout.write(`${coldReport(stack, await coldStarts(stack))}\n`);
       return;
     }
     const flush = flushLatency(path.join(dir, 'pg'));
@@ -572,14 +604,17 @@ function benchReport(
   r: { flush: ReturnType<typeof flushLatency>; cold: Awaited<ReturnType<typeof coldStarts>>; bareRun: RunResult; sql: Awaited<ReturnType<typeof sqlCeiling>>; w: Awaited<ReturnType<typeof workerRuns>>; bareHalf: RunResult },
 ): string {
   const { flush, bareRun, bareHalf } = r;
-  const { coldWorker, coldBare, firstWorker, firstBare } = r.cold;
+  // The verdicts take the worker as the image runs it: with its compile cache where this node has one.
+  const asImage = r.cold.cached ?? r.cold.worker;
   const { sqlRun, sqlCpu, sqlHotRun } = r.sql;
   const { main, half, quarter, hot, quota, rssAfterMain, peakRss } = r.w;
   const usage = { used: r.w.used };
   const accepted = (r: RunResult) => r.statuses['202'] ?? 0;
   const ceiling = Math.min(bareRun.rate, sqlRun.rate);
-  const coldW = median(coldWorker);
-  const coldB = median(coldBare);
+  const coldW = median(asImage.ready);
+  const coldB = median(r.cold.bare.ready);
+  const firstW = median(asImage.first);
+  const firstB = median(r.cold.bare.first);
   const rtMain = main.calls / o.events;
   const checks: Array<[string, boolean, string]> = [
     ['throughput ≥ 50% of the lower ceiling', main.result.rate >= 0.5 * ceiling, `${f0(main.result.rate)}/s vs ${f0(ceiling)}/s → ${pct(main.result.rate / ceiling)}`],
@@ -590,7 +625,7 @@ function benchReport(
     // Issue 23's figures: cost per email.
     ['PostgreSQL CPU ≤ 0.6 ms per event (main run)', (main.cpu.postgres * 1000) / o.events <= 0.6, `${f2((main.cpu.postgres * 1000) / o.events)} ms (its worker-role sessions ${f2((main.cpu.pgSessions * 1000) / o.events)} ms)`],
     ['worker CPU ≤ 1.2 ms per event (main run)', (main.cpu.worker * 1000) / o.events <= 1.2, `${f2((main.cpu.worker * 1000) / o.events)} ms`],
-    ['first event after a cold start ≤ 2× bare express', median(firstWorker) <= 2 * median(firstBare), `${f0(median(firstWorker))} ms vs ${f0(median(firstBare))} ms → ${f2(median(firstWorker) / median(firstBare))}×`],
+    ['first event after a cold start ≤ 2× bare express', firstW <= 2 * firstB, `${f0(firstW)} ms vs ${f0(firstB)} ms → ${f2(firstW / firstB)}×${r.cold.cached ? ' (with the compile cache)' : ' (no compile cache on this node)'}`],
     ['p99 ≤ 20 ms at a quarter of the peak rate', quarter.result.p99 <= 20, `${f1(quarter.result.p99)} ms at ${quarter.rate}/s`],
     ['one hot tenant ≥ 50% of the 200-tenant rate', hot.result.rate >= 0.5 * main.result.rate, `${f0(hot.result.rate)}/s → ${pct(hot.result.rate / main.result.rate)}`],
     [
@@ -654,13 +689,28 @@ function benchReport(
   const sqlChain = perEvent(sqlCpu);
   out(`CPU per event, per-event SQL ceiling: PostgreSQL ${f2(sqlChain.postgres)} ms (its worker-role sessions ${f2(sqlChain.pgSessions)} ms), the driving client (this process) ${f2(sqlChain.load)} ms`);
   out(`worker RSS: ${f1(rssAfterMain ?? NaN)} MB peak after the main run, ${f1(peakRss ?? NaN)} MB peak overall (VmHWM)`);
-  out(`cold start (exec → /readyz 200), median of ${o.coldStarts}: worker ${f0(coldW)} ms [${coldWorker.map(f0).join(', ')}], bare express ${f0(coldB)} ms [${coldBare.map(f0).join(', ')}]`);
-  out(`first event after a cold start (exec → its 202, sent once /readyz is 200), median of ${o.coldStarts}: worker ${f0(median(firstWorker))} ms [${firstWorker.map(f0).join(', ')}], bare express ${f0(median(firstBare))} ms [${firstBare.map(f0).join(', ')}]`);
+  for (const line of coldLines(o, r.cold)) out(line);
   out();
   out('| figure | result | measured |');
   out('|---|---|---|');
   for (const [name, ok, measured] of checks) out(`| ${name} | ${ok ? 'met' : '**missed**'} | ${measured} |`);
   return lines.join('\n');
+}
+
+/** The cold-start lines of a report: exec → ready, and exec → the first event's 202, worker beside bare express. */
+function coldLines(o: Options, { worker, cached, bare, cacheNote }: Awaited<ReturnType<typeof coldStarts>>): string[] {
+  const ms = (xs: number[]) => `${f0(median(xs))} ms [${xs.map(f0).join(', ')}]`;
+  const vs = (xs: number[], of: number[]) => `${f2(median(xs) / median(of))}×`;
+  const lines = [`${cacheNote} (median of ${o.coldStarts} starts each; bare express is the yardstick)`];
+  for (const [what, pick] of [['cold start (exec → /readyz 200)', 'ready'], ['first event after a cold start (exec → its 202, sent once /readyz is 200)', 'first']] as const) {
+    lines.push(`${what}: worker ${ms(worker[pick])} → ${vs(worker[pick], bare[pick])}` + (cached ? `; with the compile cache ${ms(cached[pick])} → ${vs(cached[pick], bare[pick])}` : '') + `; bare express ${ms(bare[pick])}`);
+  }
+  return lines;
+}
+
+/** `--cold-only`: the machine, the worker's flags and the cold-start lines. */
+function coldReport({ o, pgVersion, printableEnv }: Stack, cold: Awaited<ReturnType<typeof coldStarts>>): string {
+  return [`# tenant-email-worker cold start — ${new Date().toISOString()}`, '', machineLine(pgVersion), ...workerLines(o, printableEnv), '', ...coldLines(o, cold)].join('\n');
 }
 
 const f0 = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');

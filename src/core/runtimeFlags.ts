@@ -1,7 +1,8 @@
 /**
  * Node flags the worker runs with wherever this repository starts it: the image's ENTRYPOINT
- * (Dockerfile), `npm start`, and the worker `npm run bench` measures.
- * test/deploy/runtimeFlags.test.ts keeps the three in step.
+ * (Dockerfile) and the stage that fills its compile cache (node only reads a cache made with the
+ * same flags), `npm start`, and the worker `npm run bench` measures.
+ * test/deploy/runtimeFlags.test.ts keeps them in step.
  *
  * `--heap-growing-percent=50`: after each full GC, V8 lets the old generation grow to 1.5× what
  * survived, instead of a factor it picks itself (up to 4× when the collector keeps up easily,

@@ -18,10 +18,10 @@ export interface K8sObject {
   [k: string]: any;
 }
 
-/** The real helm and kubectl (scripts/k8s-tools.js; the suite's global setup names them). */
-export function tool(name: 'helm' | 'kubectl'): string {
-  const bin = process.env[name === 'helm' ? 'TEW_HELM' : 'TEW_KUBECTL'];
-  if (!bin) throw new Error(`no ${name}: run the suite with \`npm test\` (its global setup runs scripts/k8s-tools.js)`);
+/** The real helm and kubectl, and the image's Node.js major (scripts/test-tools.js; the suite's global setup names them). */
+export function tool(name: 'helm' | 'kubectl' | 'node22'): string {
+  const bin = process.env[`TEW_${name.toUpperCase()}`];
+  if (!bin) throw new Error(`no ${name}: run the suite with \`npm test\` (its global setup runs scripts/test-tools.js)`);
   return bin;
 }
 

