@@ -41,6 +41,23 @@ BEGIN
 END
 $$;
 
+-- A tenant's day is counted in eight slots (tenant_email_usage, sql/005), so concurrent claims
+-- of one tenant take different rows. A slot's share of a daily limit: the limit split in eight,
+-- the first (limit mod 8) slots one more, so the shares add up to the limit exactly.
+-- LANGUAGE sql and IMMUTABLE: the planner inlines it where it is used.
+CREATE OR REPLACE FUNCTION email_quota_slot_cap(p_limit integer, p_slot smallint)
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$ SELECT p_limit / 8 + CASE WHEN p_slot < p_limit % 8 THEN 1 ELSE 0 END $$;
+
+-- The slot an event's claim tries first, spread by the event id (the others follow in order).
+CREATE OR REPLACE FUNCTION email_quota_start_slot(p_event_id text)
+RETURNS smallint
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$ SELECT (hashtext(p_event_id) & 7)::smallint $$;
+
 -- Take one unit of the tenant's limit for the day; returns the slot, or NULL when the day is used up.
 -- The slow path of the claim's quota step (email_claim_event takes a free slot itself first).
 CREATE OR REPLACE FUNCTION email_quota_take(p_tenant_id text, p_day date, p_limit integer, p_event_id text)
@@ -49,7 +66,7 @@ LANGUAGE plpgsql
 VOLATILE
 AS $$
 DECLARE
-  v_start smallint := (hashtext(p_event_id) & 7)::smallint;
+  v_start smallint := email_quota_start_slot(p_event_id);
   v_slot  smallint;
   v_attempt integer;
 BEGIN
@@ -72,7 +89,7 @@ BEGIN
       -- A slot with room that nobody holds, nearest to the start slot.
       SELECT u.slot INTO v_slot FROM tenant_email_usage u
         WHERE u.tenant_id = p_tenant_id AND u.day = p_day
-          AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
+          AND u.sent_count < email_quota_slot_cap(p_limit, u.slot)
         ORDER BY (u.slot - v_start + 8) % 8
         LIMIT 1
         FOR UPDATE SKIP LOCKED;
@@ -82,7 +99,7 @@ BEGIN
         -- that still has room once its holder commits (the condition is re-checked after the wait).
         SELECT u.slot INTO v_slot FROM tenant_email_usage u
           WHERE u.tenant_id = p_tenant_id AND u.day = p_day
-            AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
+            AND u.sent_count < email_quota_slot_cap(p_limit, u.slot)
           ORDER BY u.slot
           LIMIT 1
           FOR UPDATE;
@@ -277,8 +294,8 @@ BEGIN
           WHERE u.tenant_id = p_tenant_id AND u.day = v_day
             AND u.slot = (SELECT f.slot FROM tenant_email_usage f
                            WHERE f.tenant_id = p_tenant_id AND f.day = v_day
-                             AND f.sent_count < v_limit / 8 + CASE WHEN f.slot < v_limit % 8 THEN 1 ELSE 0 END
-                           ORDER BY (f.slot - (hashtext(p_event_id) & 7) + 8) % 8
+                             AND f.sent_count < email_quota_slot_cap(v_limit, f.slot)
+                           ORDER BY (f.slot - email_quota_start_slot(p_event_id) + 8) % 8
                            LIMIT 1
                            FOR UPDATE SKIP LOCKED)
           RETURNING u.slot)
@@ -744,6 +761,8 @@ $$;
 
 REVOKE ALL ON FUNCTION email_from_domain(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_quota_take(text, date, integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_quota_slot_cap(integer, smallint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION email_quota_start_slot(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_quota_give_back(text, date, smallint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text, text, bigint, text, text) FROM PUBLIC;

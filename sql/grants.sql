@@ -66,6 +66,7 @@ GRANT UPDATE (event_type, content_type, attributes, body, body_truncated, http_s
 GRANT EXECUTE ON FUNCTION email_claim_event(text, text, text, text, text, boolean, integer, integer, text, text, text, text, uuid, text)
   TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_quota_take(text, date, integer, text) TO {{worker_role}};
+GRANT EXECUTE ON FUNCTION email_quota_slot_cap(integer, smallint), email_quota_start_slot(text) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_from_domain(text, text) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_quota_give_back(text, date, smallint) TO {{worker_role}};
 GRANT EXECUTE ON FUNCTION email_record_outcome(text, text, text, uuid, text, text, text, text, text, bigint, text, text) TO {{worker_role}};

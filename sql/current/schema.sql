@@ -764,8 +764,8 @@ BEGIN
           WHERE u.tenant_id = p_tenant_id AND u.day = v_day
             AND u.slot = (SELECT f.slot FROM tenant_email_usage f
                            WHERE f.tenant_id = p_tenant_id AND f.day = v_day
-                             AND f.sent_count < v_limit / 8 + CASE WHEN f.slot < v_limit % 8 THEN 1 ELSE 0 END
-                           ORDER BY (f.slot - (hashtext(p_event_id) & 7) + 8) % 8
+                             AND f.sent_count < email_quota_slot_cap(v_limit, f.slot)
+                           ORDER BY (f.slot - email_quota_start_slot(p_event_id) + 8) % 8
                            LIMIT 1
                            FOR UPDATE SKIP LOCKED)
           RETURNING u.slot)
@@ -983,12 +983,26 @@ END
 $function$;
 GRANT EXECUTE ON FUNCTION email_quota_give_back(text,date,smallint) TO email_worker;
 
+CREATE OR REPLACE FUNCTION public.email_quota_slot_cap(p_limit integer, p_slot smallint)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT p_limit / 8 + CASE WHEN p_slot < p_limit % 8 THEN 1 ELSE 0 END $function$;
+GRANT EXECUTE ON FUNCTION email_quota_slot_cap(integer,smallint) TO email_worker;
+
+CREATE OR REPLACE FUNCTION public.email_quota_start_slot(p_event_id text)
+ RETURNS smallint
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ SELECT (hashtext(p_event_id) & 7)::smallint $function$;
+GRANT EXECUTE ON FUNCTION email_quota_start_slot(text) TO email_worker;
+
 CREATE OR REPLACE FUNCTION public.email_quota_take(p_tenant_id text, p_day date, p_limit integer, p_event_id text)
  RETURNS smallint
  LANGUAGE plpgsql
 AS $function$
 DECLARE
-  v_start smallint := (hashtext(p_event_id) & 7)::smallint;
+  v_start smallint := email_quota_start_slot(p_event_id);
   v_slot  smallint;
   v_attempt integer;
 BEGIN
@@ -1011,7 +1025,7 @@ BEGIN
       -- A slot with room that nobody holds, nearest to the start slot.
       SELECT u.slot INTO v_slot FROM tenant_email_usage u
         WHERE u.tenant_id = p_tenant_id AND u.day = p_day
-          AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
+          AND u.sent_count < email_quota_slot_cap(p_limit, u.slot)
         ORDER BY (u.slot - v_start + 8) % 8
         LIMIT 1
         FOR UPDATE SKIP LOCKED;
@@ -1021,7 +1035,7 @@ BEGIN
         -- that still has room once its holder commits (the condition is re-checked after the wait).
         SELECT u.slot INTO v_slot FROM tenant_email_usage u
           WHERE u.tenant_id = p_tenant_id AND u.day = p_day
-            AND u.sent_count < p_limit / 8 + CASE WHEN u.slot < p_limit % 8 THEN 1 ELSE 0 END
+            AND u.sent_count < email_quota_slot_cap(p_limit, u.slot)
           ORDER BY u.slot
           LIMIT 1
           FOR UPDATE;
