@@ -2,7 +2,7 @@ import type { ClientRequest } from '@sendgrid/client/src/request';
 import type { ClientResponse } from '@sendgrid/client/src/response';
 import type { MailDataRequired } from '@sendgrid/helpers/classes/mail';
 import { WorkerError } from '../errors';
-import { endpointFor, errorFromHttpStatus, pinnedAgents } from './common';
+import { endpointFor, errorFromHttpStatus, pinnedAgents, sharedAgents } from './common';
 import type { ProviderAccount, DomainState } from '../types';
 import type { EmailProvider, OutgoingEmail, ProviderOptions } from './types';
 
@@ -22,12 +22,12 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
   client.setApiKey(account.apiKey);
   const endpoint = endpointFor(account, opts);
   if (endpoint) client.setDefaultRequest('baseUrl', endpoint.url);
-  // A tenant's endpoint: every connection goes to an address the egress policy checked.
+  // A tenant's endpoint: every connection goes to an address the egress policy checked. Otherwise
+  // the agents all SendGrid clients share (common.ts says why not Node's global ones).
   const agents = endpoint?.lookup ? pinnedAgents(endpoint.lookup) : undefined;
-  if (agents) {
-    client.setDefaultRequest('httpAgent', agents.http);
-    client.setDefaultRequest('httpsAgent', agents.https);
-  }
+  const { http: httpAgent, https: httpsAgent } = agents ?? sharedAgents();
+  client.setDefaultRequest('httpAgent', httpAgent);
+  client.setDefaultRequest('httpsAgent', httpsAgent);
   client.setDefaultRequest('timeout', opts.timeoutMs);
   // SendGrid's API does not redirect. Not following redirects means a 3xx is an error (mapped by
   // status like any other) rather than a request to wherever the answer points, which an

@@ -109,6 +109,34 @@ describe('provider clients: verify(), cache and lazy loading', () => {
     expect(endpointOverride(account('smtp', { host: '127.0.0.1' }), true)).toBeUndefined();
   });
 
+  it.each([
+    ['a tenant endpoint (agents pinned to the egress policy)', false],
+    ["SendGrid's own API (the agents all tenants share)", true],
+  ])('SendGrid through %s asks the same TCP keep-alive of a socket every time, so node sets it once per connection', async (_what, platformManaged) => {
+    const { Socket } = await import('node:net');
+    const spy = jest.spyOn(Socket.prototype, 'setKeepAlive');
+    try {
+      const clients = new ProviderClients(opts);
+      const email = { from: { email: 'a@x.example', name: null }, to: 'b@y.example', replyTo: null, subject: 's', text: 't', html: '<p>t</p>', headers: {}, reference: '<ref-k@x.example>', tags: { tenantId: 't', eventId: 'e' }, idempotencyKey: 'k' };
+      const before = sendgrid.emails.length;
+      for (let i = 0; i < 4; i++) await clients.get('t', { ...accounts.sendgrid!, platformManaged }).send(email);
+      await new Promise((r) => setImmediate(r)); // the agent takes the last socket back on the next tick
+      await clients.closeAll();
+      expect(sendgrid.emails.length - before).toBe(4);
+      // axios asks on each request and the agent again as it takes the socket back: node only
+      // makes the system calls when the value differs from the socket's last one.
+      const asked = new Map<unknown, Set<string>>();
+      for (const [i, args] of spy.mock.calls.entries()) {
+        const socket = spy.mock.contexts[i];
+        asked.set(socket, (asked.get(socket) ?? new Set()).add(JSON.stringify(args)));
+      }
+      expect(spy.mock.calls.length).toBeGreaterThanOrEqual(8);
+      expect([...asked.values()].map((set) => [...set])).toEqual([...asked.keys()].map(() => ['[true,60000]']));
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it('loads no provider SDK, nor the modules only an event needs, at start-up', () => {
     const root = path.join(__dirname, '..', '..');
     const loaded = execFileSync(process.execPath, ['-e', `
