@@ -29,6 +29,21 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     const line = dockerfile().find((l) => l.startsWith('ENTRYPOINT '))!;
     return (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]).map((a) => a.replace('/nodejs/bin/node', node).replace(/^\/app\//, `${out()}/`));
   };
+  /** `serve` as the image starts it, on `node`: /readyz 200, then SIGTERM and exit 0; its stderr. */
+  const serveAsImage = async (node: string, env: NodeJS.ProcessEnv): Promise<string> => {
+    const argv = [...asUser, ...entrypoint(node), 'serve', '--port', '0'];
+    const child = spawn(argv[0]!, argv.slice(1), {
+      cwd: '/',
+      env: { PATH: process.env.PATH, ...env, NODE_ENV: 'production', DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ADMIN_API_ENABLED: 'false' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const { port, stderr } = await serveOutput(child);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    return stderr();
+  };
   beforeAll(async () => {
     db = await createTestDatabase();
     work = mkdtempSync(path.join(tmpdir(), 'tew-image-'));
@@ -63,21 +78,11 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     const top = spawnSync('sh', ['-c', `du -sk node_modules/* node_modules/@*/* 2>/dev/null | sort -rn | head -5`], { cwd: out(), encoding: 'utf8' }).stdout.trim();
     process.stdout.write(`\nimage app tree: ${Math.round(du[0]! / 1024)} MB (node_modules ${Math.round(du[1]! / 1024)} MB); largest:\n${top}\n`);
 
-    const argv = [...asUser, ...entrypoint(process.execPath), 'serve', '--port', '0'];
-    const child = spawn(argv[0]!, argv.slice(1), {
-      cwd: '/',
-      env: { PATH: process.env.PATH, NODE_ENV: 'production', DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ADMIN_API_ENABLED: 'false' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const { port, stderr } = await serveOutput(child);
-    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    expect(stderr()).toBe('');
+    expect(await serveAsImage(process.execPath, {})).toBe('');
 
     // The same image runs the ops commands: migrate finds the shipped SQL and has nothing to do.
-    const migrate = spawnSync(argv[0]!, [...argv.slice(1, -3), 'migrate'], { cwd: '/', env: { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole }, encoding: 'utf8' });
+    const argv = [...asUser, ...entrypoint(process.execPath)];
+    const migrate = spawnSync(argv[0]!, [...argv.slice(1), 'migrate'], { cwd: '/', env: { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole }, encoding: 'utf8' });
     expect({ status: migrate.status, stderr: migrate.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
   }, 600_000);
 
@@ -126,18 +131,7 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     const debugEnv = { PATH: process.env.PATH, NODE_COMPILE_CACHE: cacheDir, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' };
 
     // The worker as the image starts it: every module it loads comes from the cache.
-    const argv = [...asUser, ...entrypoint(node), 'serve', '--port', '0'];
-    const child = spawn(argv[0]!, argv.slice(1), {
-      cwd: '/',
-      env: { ...debugEnv, NODE_ENV: 'production', DATABASE_URL: db.workerUrl, DB_ENCRYPTION_KEY: CANARY_DB_KEY, ADMIN_API_ENABLED: 'false' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const { port, stderr } = await serveOutput(child);
-    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
-    const served = verdicts(stderr());
+    const served = verdicts(await serveAsImage(node, debugEnv));
     expect(served.missed).toEqual([]);
     for (const f of ['dist/cli.js', 'dist/server.js', 'node_modules/express/index.js', 'node_modules/zod/index.cjs']) expect(served.accepted).toContain(path.join(out(), f));
     process.stdout.write(`\ncompile cache: ${before.length} entries; the worker's start read ${served.accepted.size} modules from it, compiled none of the app tree afresh\n`);
