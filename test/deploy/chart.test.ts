@@ -107,6 +107,10 @@ describe('Helm chart', () => {
     expect(env.DB_ENCRYPTION_KEY).toEqual({ name: 'DB_ENCRYPTION_KEY', valueFrom: { secretKeyRef: { name: 'tew-secrets', key: 'DB_ENCRYPTION_KEY' } } });
     expect(env.DATABASE_URL.valueFrom.secretKeyRef.name).toBe('tew-secrets');
     expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
+    // The uid the image's compile cache was made for (node files it under the uid; another starts without it).
+    const lines = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n');
+    const cacheUser = lines.slice(lines.findIndex((l) => / AS compile-cache$/.test(l))).find((l) => l.startsWith('USER '))!;
+    expect(`USER ${c.securityContext.runAsUser}:${c.securityContext.runAsGroup}`).toBe(cacheUser);
     expect(c.readinessProbe.httpGet.path).toBe('/readyz');
     expect(c.livenessProbe.httpGet.path).toBe('/healthz');
     expect(ksvc.spec.template.metadata.annotations).toMatchObject({ 'autoscaling.knative.dev/min-scale': '0', 'autoscaling.knative.dev/max-scale': '20', 'autoscaling.knative.dev/target': '24' });
