@@ -1,7 +1,7 @@
 import { PassThrough, Writable } from 'node:stream';
 import { keyId, loadConfig } from '../src/config';
 import { putSettings } from '../src/db/settings';
-import { REDACT_PATHS } from '../src/logger';
+import { REDACT_PATHS, SECRET_KEYS } from '../src/logger';
 import { runCli } from '../src/cli';
 import { createTestDatabase, type TestDatabase } from './helpers/db';
 import { binaryEvent, post, taskData } from './helpers/events';
@@ -25,14 +25,34 @@ describe('secrets never leave the process', () => {
       let cur = obj;
       const parts = p.split('.');
       parts.forEach((part, i) => {
-        const k = part === '*' ? `k${i}` : part;
-        if (i === parts.length - 1) cur[k] = `CANARY-REDACT-${p}`;
-        else cur = (cur[k] = {}) as Record<string, unknown>;
+        if (i === parts.length - 1) cur[part] = `CANARY-REDACT-${p}`;
+        else cur = (cur[part] = {}) as Record<string, unknown>;
       });
       logger.info(obj, 'redaction probe');
     }
     expect(text()).toContain('[redacted]');
     expect(text()).not.toContain('CANARY-REDACT');
+  });
+
+  it('censors every secret key in the first three levels of a line and of a child logger\'s bindings: objects, arrays, errors', () => {
+    const { logger, lines, text } = captureLogs();
+    for (const key of SECRET_KEYS) {
+      const canary = `CANARY-KEY-${key}`;
+      const err = Object.assign(new Error(`the message of ${key}`), { [key]: canary });
+      const line = { [key]: canary, one: { [key]: canary }, two: { deeper: { [key]: canary } }, list: [{ [key]: canary }], err, keep: 'kept' };
+      const before = JSON.stringify(line);
+      logger.info(line, 'secret key probe');
+      logger.child({ [key]: canary, bound: { [key]: canary } }).info('child probe');
+      logger.child({ event_id: 'e' }).child({ [key]: canary }).info('grandchild probe');
+      expect(JSON.stringify(line)).toBe(before); // the caller's object is not changed
+      expect(err[key as keyof typeof err]).toBe(canary);
+    }
+    expect(text()).not.toContain('CANARY-KEY');
+    const probe = JSON.parse(lines.find((l) => l.includes('secret key probe'))!) as Record<string, any>;
+    expect(probe).toMatchObject({ one: { api_key: '[redacted]' }, two: { deeper: { api_key: '[redacted]' } }, list: [{ api_key: '[redacted]' }], keep: 'kept' });
+    // An error with a secret on it is still logged as an error: its message and stack.
+    expect(probe.err).toMatchObject({ type: 'Error', message: 'the message of api_key', api_key: '[redacted]' });
+    expect(probe.err.stack).toMatch(/^Error: the message of api_key\n/);
   });
 
   it('does not echo a too-short DB_ENCRYPTION_KEY in the config error', () => {
