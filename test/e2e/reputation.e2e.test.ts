@@ -11,6 +11,7 @@ import { binaryEvent, post, taskData } from '../helpers/events';
 import { captureLogs } from '../helpers/logCapture';
 import { CANARY_DB_KEY, startTestWorker } from '../helpers/worker';
 import { mulberry32 } from '../helpers/faultyProvider';
+import { until } from '../helpers/until';
 
 const KEY = { id: keyId(CANARY_DB_KEY), secret: CANARY_DB_KEY };
 const JWT_SECRET = 'reputation-jwt-secret-for-tests-0123456789abc';
@@ -177,11 +178,12 @@ describe('delivery feedback at volume, and the reputation guard', () => {
     // Resuming replays the tenant_paused dead letters through the broker: the email goes out once.
     const resumed = await adminCall('POST', 'noisy/resume');
     expect(resumed.json).toMatchObject({ resumed: true, paused: false, resumed_by: 'ops@test', replaying_dead_letters: true });
-    const until = Date.now() + 60_000;
-    while (mailbox.emails.length < emails + 1 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    // The provider has the email before the worker records it as sent, and both before the
+    // replay's answer is stored: each is waited for, not assumed.
+    await until(() => mailbox.emails.length >= emails + 1);
+    await until(async () => (await su`SELECT status FROM email_deliveries WHERE tenant_id = 'noisy' AND event_id = 'evt-while-paused'`)[0]!.status === 'sent');
+    await until(async () => (await su`SELECT replay_status FROM email_dead_letters WHERE event_id = 'evt-while-paused'`)[0]!.replay_status !== null);
     expect(mailbox.emails.length).toBe(emails + 1);
-    expect((await su`SELECT status FROM email_deliveries WHERE tenant_id = 'noisy' AND event_id = 'evt-while-paused'`)[0]!.status).toBe('sent');
-    while ((await su`SELECT replay_status FROM email_dead_letters WHERE event_id = 'evt-while-paused'`)[0]!.replay_status === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect((await su`SELECT replays, replay_status FROM email_dead_letters WHERE event_id = 'evt-while-paused'`)[0]).toEqual({ replays: 1, replay_status: 202 });
     // The admin API lists the tenant's dead letters.
     expect((await adminCall('GET', 'noisy/dead-letters?code=tenant_paused')).json).toMatchObject({ total: 1, counts: { tenant_paused: 1 } });
