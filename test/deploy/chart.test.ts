@@ -3,7 +3,7 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
-import { CHART, KUBE_VERSIONS, ROOT, chartRenderer, deepMerge, parseDocs, schemaCheck, tool, validateObjects, type K8sObject } from './render';
+import { CHART, KUBE_VERSIONS, ROOT, chartRenderer, deepMerge, dockerfileLine, parseDocs, schemaCheck, tool, validateObjects, type K8sObject } from './render';
 import { loadConfig } from '../../src/config';
 
 const defaults = parse(readFileSync(path.join(ROOT, 'chart', 'values.yaml'), 'utf8'));
@@ -108,9 +108,7 @@ describe('Helm chart', () => {
     expect(env.DATABASE_URL.valueFrom.secretKeyRef.name).toBe('tew-secrets');
     expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] }, seccompProfile: { type: 'RuntimeDefault' } });
     // The uid the image's compile cache was made for (node files it under the uid; another starts without it).
-    const lines = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n');
-    const cacheUser = lines.slice(lines.findIndex((l) => / AS compile-cache$/.test(l))).find((l) => l.startsWith('USER '))!;
-    expect(`USER ${c.securityContext.runAsUser}:${c.securityContext.runAsGroup}`).toBe(cacheUser);
+    expect(`USER ${c.securityContext.runAsUser}:${c.securityContext.runAsGroup}`).toBe(dockerfileLine('USER ', 'compile-cache'));
     expect(c.readinessProbe.httpGet.path).toBe('/readyz');
     expect(c.livenessProbe.httpGet.path).toBe('/healthz');
     expect(ksvc.spec.template.metadata.annotations).toMatchObject({ 'autoscaling.knative.dev/min-scale': '0', 'autoscaling.knative.dev/max-scale': '20', 'autoscaling.knative.dev/target': '24' });

@@ -6,7 +6,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db';
 import { TEST_ROLES } from '../helpers/roles';
 import { serveOutput } from '../helpers/serveProcess';
 import { CANARY_DB_KEY } from '../helpers/worker';
-import { ROOT, tool } from './render';
+import { ROOT, dockerfileExec, dockerfileLine, tool } from './render';
 
 /**
  * The Dockerfile's build stage is scripts/image/build.sh; no Docker engine runs here, so this
@@ -23,12 +23,13 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
   const out = () => path.join(work, 'app');
   // As uid 10001 (root here drops to it), the tree owned by root and not writable.
   const asUser = process.getuid?.() === 0 ? ['setpriv', '--reuid=10001', '--regid=10001', '--clear-groups', '--'] : [];
-  const dockerfile = () => readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n');
-  /** The image's ENTRYPOINT, with `node` for /nodejs/bin/node and the built tree for /app. */
-  const entrypoint = (node: string) => {
-    const line = dockerfile().find((l) => l.startsWith('ENTRYPOINT '))!;
-    return (JSON.parse(line.slice('ENTRYPOINT '.length)) as string[]).map((a) => a.replace('/nodejs/bin/node', node).replace(/^\/app\//, `${out()}/`));
+  /** Run `argv` to its end as the image's uid (see asUser), from `/`. */
+  const runAsImageUser = (argv: string[], env: NodeJS.ProcessEnv) => {
+    const all = [...asUser, ...argv];
+    return spawnSync(all[0]!, all.slice(1), { cwd: '/', env, encoding: 'utf8' });
   };
+  /** The image's ENTRYPOINT, with `node` for /nodejs/bin/node and the built tree for /app. */
+  const entrypoint = (node: string) => dockerfileExec('ENTRYPOINT').map((a) => a.replace('/nodejs/bin/node', node).replace(/^\/app\//, `${out()}/`));
   /** `serve` as the image starts it, on `node`: /readyz 200, then SIGTERM and exit 0; its stderr. */
   const serveAsImage = async (node: string, env: NodeJS.ProcessEnv): Promise<string> => {
     const argv = [...asUser, ...entrypoint(node), 'serve', '--port', '0'];
@@ -81,8 +82,7 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     expect(await serveAsImage(process.execPath, {})).toBe('');
 
     // The same image runs the ops commands: migrate finds the shipped SQL and has nothing to do.
-    const argv = [...asUser, ...entrypoint(process.execPath)];
-    const migrate = spawnSync(argv[0]!, [...argv.slice(1), 'migrate'], { cwd: '/', env: { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole }, encoding: 'utf8' });
+    const migrate = runAsImageUser([...entrypoint(process.execPath), 'migrate'], { PATH: process.env.PATH, MIGRATION_DATABASE_URL: db.ownerUrl, WORKER_DB_ROLE: TEST_ROLES.workerRole });
     expect({ status: migrate.status, stderr: migrate.stderr }).toEqual({ status: 0, stderr: expect.any(String) });
   }, 600_000);
 
@@ -94,26 +94,21 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     chmodSync(node, 0o755);
     // The compile-cache stage: its RUN line, with the ENTRYPOINT's flags, as uid 10001, into a
     // directory that uid can write (the stage's /tmp).
-    const lines = dockerfile();
-    const stage = lines.findIndex((l) => / AS compile-cache$/.test(l));
-    const runLine = lines.slice(stage).find((l) => l.startsWith('RUN ['))!;
-    const run = (JSON.parse(runLine.slice('RUN '.length)) as string[]).map((a) =>
+    const run = dockerfileExec('RUN', 'compile-cache').map((a) =>
       a.replace('/nodejs/bin/node', node).replace('/fill-compile-cache.js', path.join(work, 'context', 'scripts', 'image', 'fill-compile-cache.js')).replace(/^\/app$/, out()),
     );
     expect(run.slice(1, -2)).toEqual(entrypoint(node).slice(1, -1)); // the same flags as the worker
     const filled = path.join(work, 'cache-stage-tmp');
     mkdirSync(filled);
     if (process.getuid?.() === 0) execFileSync('chown', ['10001:10001', filled]);
-    const fill = spawnSync(asUser[0] ?? run[0]!, [...asUser.slice(1), ...(asUser.length ? run : run.slice(1))], { cwd: '/', env: { PATH: process.env.PATH, NODE_COMPILE_CACHE: filled }, encoding: 'utf8' });
+    const fill = runAsImageUser(run, { PATH: process.env.PATH, NODE_COMPILE_CACHE: filled });
     expect({ status: fill.status, stderr: fill.stderr }).toEqual({ status: 0, stderr: '' });
     expect(fill.stdout).toMatch(/^fill-compile-cache: loaded \d+ entry modules/);
 
     // The final stage: COPY --chmod=0755 into /app/.compile-cache, which the image names: owned by
     // root like the rest of the tree, readable, not writable by the worker's uid.
-    const copy = lines.find((l) => l.startsWith('COPY --from=compile-cache '))!;
-    expect(copy).toContain('--chmod=0755');
-    const env = lines.find((l) => l.startsWith('ENV NODE_COMPILE_CACHE=/app/'))!.slice('ENV NODE_COMPILE_CACHE='.length);
-    const cacheDir = env.replace(/^\/app\//, `${out()}/`);
+    expect(dockerfileLine('COPY --from=compile-cache ')).toContain('--chmod=0755');
+    const cacheDir = dockerfileLine('ENV NODE_COMPILE_CACHE=/app/').slice('ENV NODE_COMPILE_CACHE='.length).replace(/^\/app\//, `${out()}/`);
     cpSync(filled, cacheDir, { recursive: true });
     execFileSync('chmod', ['-R', '0755', cacheDir]);
     const snapshot = () =>
@@ -141,14 +136,14 @@ describe('container image build (scripts/image/build.sh, as the Dockerfile runs 
     const lazy = ['@sendgrid/mail', '@aws-sdk/client-sesv2', 'postmark', 'nodemailer', 'resend', 'cloudevents', 'handlebars', 'markdown-it', 'jose', 'svix'];
     const script = `const r = require('node:module').createRequire(${JSON.stringify(path.join(out(), 'dist', 'cli.js'))}); for (const m of ${JSON.stringify(lazy)}) r(m);`;
     const flags = entrypoint(node).slice(1, -1);
-    const loadLazy = spawnSync(asUser[0] ?? node, [...asUser.slice(1), ...(asUser.length ? [node] : []), ...flags, '-e', script], { cwd: '/', env: debugEnv, encoding: 'utf8' });
+    const loadLazy = runAsImageUser([node, ...flags, '-e', script], debugEnv);
     expect(loadLazy.status).toBe(0);
     const lazyLoaded = verdicts(loadLazy.stderr);
     expect(lazyLoaded.missed).toEqual([]);
     expect([...lazyLoaded.accepted].filter((f) => f.includes('/node_modules/@sendgrid/') || f.includes('/node_modules/handlebars/')).length).toBeGreaterThan(5);
 
     // The cache only holds for the node flags it was made with: without them, nothing is accepted.
-    const otherFlags = spawnSync(asUser[0] ?? node, [...asUser.slice(1), ...(asUser.length ? [node] : []), '-e', script], { cwd: '/', env: debugEnv, encoding: 'utf8' });
+    const otherFlags = runAsImageUser([node, '-e', script], debugEnv);
     expect([...verdicts(otherFlags.stderr).accepted]).toEqual([]);
 
     // Read only: the worker wrote nothing into the image's cache.

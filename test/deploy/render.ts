@@ -8,6 +8,23 @@ import { parseAllDocuments } from 'yaml';
 export const ROOT = path.join(__dirname, '..', '..');
 export const CHART = path.join(ROOT, 'chart');
 
+/**
+ * The first Dockerfile instruction that starts with `prefix` (`ENTRYPOINT `, `USER `, …), in the
+ * stage named `stage` when one is given (from its FROM line on), else anywhere.
+ */
+export function dockerfileLine(prefix: string, stage?: string): string {
+  const lines = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n');
+  const from = stage === undefined ? 0 : lines.findIndex((l) => l.startsWith('FROM ') && l.endsWith(` AS ${stage}`));
+  if (from < 0) throw new Error(`the Dockerfile has no stage ${stage}`);
+  const line = lines.slice(from).find((l) => l.startsWith(prefix));
+  if (line === undefined) throw new Error(`the Dockerfile has no ${prefix.trim()}${stage ? ` in stage ${stage}` : ''}`);
+  return line;
+}
+
+/** The argv of an exec-form Dockerfile instruction (`ENTRYPOINT [...]`, `RUN [...]`). */
+export const dockerfileExec = (instruction: 'ENTRYPOINT' | 'RUN', stage?: string): string[] =>
+  JSON.parse(dockerfileLine(`${instruction} [`, stage).slice(instruction.length + 1)) as string[];
+
 export interface K8sObject {
   apiVersion: string;
   kind: string;

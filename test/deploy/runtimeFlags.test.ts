@@ -2,20 +2,16 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { WORKER_NODE_FLAGS } from '../../src/core/runtimeFlags';
-import { ROOT } from './render';
+import { ROOT, dockerfileExec } from './render';
 
 /** The worker's node flags (src/core/runtimeFlags.ts) are the same in the image (and its compile cache), `npm start` and the bench. */
 describe('worker node flags', () => {
   it('the image ENTRYPOINT runs node with exactly WORKER_NODE_FLAGS before the CLI', () => {
-    const line = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n').find((l) => l.startsWith('ENTRYPOINT '));
-    const argv = JSON.parse(line!.slice('ENTRYPOINT '.length)) as string[];
-    expect(argv).toEqual(['/nodejs/bin/node', ...WORKER_NODE_FLAGS, '/app/dist/cli.js']);
+    expect(dockerfileExec('ENTRYPOINT')).toEqual(['/nodejs/bin/node', ...WORKER_NODE_FLAGS, '/app/dist/cli.js']);
   });
 
   it("the image's compile cache is made with the same flags (node keys the cache by them)", () => {
-    const lines = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').split('\n');
-    const run = lines.slice(lines.findIndex((l) => / AS compile-cache$/.test(l))).find((l) => l.startsWith('RUN ['));
-    expect(JSON.parse(run!.slice('RUN '.length))).toEqual(['/nodejs/bin/node', ...WORKER_NODE_FLAGS, '/fill-compile-cache.js', '/app']);
+    expect(dockerfileExec('RUN', 'compile-cache')).toEqual(['/nodejs/bin/node', ...WORKER_NODE_FLAGS, '/fill-compile-cache.js', '/app']);
   });
 
   it('npm start runs node with the same flags', () => {
