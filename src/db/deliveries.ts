@@ -87,13 +87,12 @@ export function createDeliveryStore(
   };
   return {
     async claim(req) {
-      const res = await bounded(sql`
+      const [r] = await bounded(sql`
         SELECT * FROM email_claim_event(
           ${req.tenantId}, ${req.eventSource}, ${req.eventId}, ${req.eventType}, ${req.taskId},
           ${req.hasRecipient}, ${opts.leaseSeconds}, ${opts.globalDailyLimit}::integer,
           ${current.id}, ${current.secret}, ${previous?.id ?? null}::text, ${previous?.secret ?? null}::text,
           ${req.claimToken ?? null}::uuid, ${req.recipient ?? null}::text)`, claimDeadline).catch(poolWait);
-      const [r] = res;
       if (!r) throw new Error('email_claim_event returned no row');
       switch (r.outcome) {
         case 'claimed':
