@@ -13,6 +13,7 @@ import { bootstrapDatabase, freePort, roleUrl, startEmbeddedPostgres } from '../
 import { findPgbouncer, startPgBouncer } from '../dev/pgbouncer';
 import { closedLoop, closedLoopFn, openLoop, quantile, type BenchRequest, type RunResult } from './load';
 import { WORKER_NODE_FLAGS } from '../src/core/runtimeFlags';
+import { parseTailRecords, SLOW_DB_MS, SLOW_PROVIDER_MS, STALL_MS, summarizeTail, type TailSummary } from './tail';
 
 /**
  * `npm run bench`: throughput, latency, round trips, memory and cold start, from one command on a clean clone. Everything
@@ -28,6 +29,7 @@ const CLI = path.join(DIST, 'cli.js');
 const BACKGROUND_QUERY = 'SELECT provider, disabled_at, disabled_by, note FROM email_disabled_providers%';
 const BARE = path.join(__dirname, 'bare.js');
 const FAKE = path.join(__dirname, 'fakeSendgrid.js');
+const TAIL_PROBE = path.join(__dirname, 'tailProbe.js');
 /** The image's compile-cache filler (the Dockerfile runs it at build time) and the tree it fills for. */
 const ROOT = path.join(__dirname, '..', '..');
 const FILL_COMPILE_CACHE = path.join(ROOT, 'scripts', 'image', 'fill-compile-cache.js');
@@ -49,6 +51,7 @@ interface Options {
   serverPool: number;
   coldOnly: boolean;
   node: string;
+  tailProfile: boolean;
 }
 
 const program = new Command()
@@ -67,6 +70,7 @@ const program = new Command()
   .option('--scale-out <processes>', 'scale-out mode instead of the full bench: worker processes through one PgBouncer (transaction mode), e.g. 1,2,4', undefined)
   .option('--server-pool <n>', "scale-out mode: PgBouncer's server pool (default_pool_size), all PostgreSQL connections the workers get", (v) => Number(v), 8)
   .option('--cold-only', 'cold-start mode instead of the full bench: only the cold starts (exec → /readyz 200, and → the first event\'s 202), worker beside bare express', false)
+  .option('--tail-profile', 'also profile the open loops\' slowest events: a probe in the worker (bench/tailProbe.ts) records database round trips, provider calls, GC pauses and event-loop stalls, and the report says which of them the slowest 1% overlapped (the probe costs the worker some CPU)', false)
   .option('--node <path>', 'the node binary the worker and the bare app run on (e.g. the image\'s Node 22, for its compile cache)', process.execPath)
   .option('--worker-env <KEY=value...>', 'extra worker environment, e.g. LOG_LEVEL=warn DB_POOL_MAX=16', [])
   .option('--worker-node-args <args>', 'extra node flags for the long-running worker, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', '');
@@ -487,7 +491,10 @@ async function sqlCeiling({ o, tenant, workerUrl, key, sqls, steadyState, fake, 
 /** The worker itself: the main closed loop, two open loops, one hot tenant, the quota check. */
 async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fakeUrl, fakeStats, fake, dir, workerRole }: Stack) {
   log('the worker: warm-up ...');
-  const worker = await spawnReady(CLI, ['serve'], workerEnv, { nodeArgs: workerNodeArgs(o) });
+  const tailFile = o.tailProfile ? path.join(dir, 'tail-probe.txt') : undefined;
+  const worker = tailFile
+    ? await spawnReady(CLI, ['serve'], { ...workerEnv, TEW_TAIL_PROBE: tailFile }, { nodeArgs: [...workerNodeArgs(o), '-r', TAIL_PROBE] })
+    : await spawnReady(CLI, ['serve'], workerEnv, { nodeArgs: workerNodeArgs(o) });
   children.push(worker);
   const origin = `http://127.0.0.1:${worker.port}`;
   await closedLoop(origin, makeEvents('warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
@@ -524,7 +531,9 @@ async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fak
     const rate = Math.max(1, Math.floor(main.result.rate / divisor));
     const count = Math.max(minEvents, Math.floor(rate * o.halfRateSeconds));
     log(`the worker: open loop at ${rate}/s (${label}) for ${count} events ...`);
-    return { rate, count, ...(await counted(() => openLoop(origin, makeEvents(run, count, (i) => tenant(i % o.tenants)), rate))) };
+    const from = Date.now();
+    const r = await counted(() => openLoop(origin, makeEvents(run, count, (i) => tenant(i % o.tenants)), rate));
+    return { rate, count, window: { from, to: Date.now() }, ...r };
   };
   const half = await openLoopAt(2, 'half', 'half the peak', 500);
   // The tail against load: the same open loop at half that rate again. If the p99 falls with the
@@ -540,8 +549,15 @@ async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fak
 
   const peakRss = peakRssMb(worker.proc.pid!);
   await worker.stop();
+  // The probe writes on exit too, so the file is whole once the worker has stopped.
+  const tail = tailFile
+    ? (() => {
+        const records = parseTailRecords(readFileSync(tailFile, 'utf8'));
+        return { half: summarizeTail(records, half.window.from, half.window.to), quarter: summarizeTail(records, quarter.window.from, quarter.window.to) };
+      })()
+    : undefined;
 
-  return { main, half, quarter, hot, quota, used: usage!.used as number, rssAfterMain, peakRss };
+  return { main, half, quarter, hot, quota, used: usage!.used as number, rssAfterMain, peakRss, tail };
 }
 
 /** The harness's own tail: the same open loop, same rate and count, against the bare app. */
@@ -690,11 +706,26 @@ function benchReport(
   out(`CPU per event, per-event SQL ceiling: PostgreSQL ${f2(sqlChain.postgres)} ms (its worker-role sessions ${f2(sqlChain.pgSessions)} ms), the driving client (this process) ${f2(sqlChain.load)} ms`);
   out(`worker RSS: ${f1(rssAfterMain ?? NaN)} MB peak after the main run, ${f1(peakRss ?? NaN)} MB peak overall (VmHWM)`);
   for (const line of coldLines(o, r.cold)) out(line);
+  if (r.w.tail) {
+    out(tailLine(half.rate, r.w.tail.half));
+    out(tailLine(quarter.rate, r.w.tail.quarter));
+  }
   out();
   out('| figure | result | measured |');
   out('|---|---|---|');
   for (const [name, ok, measured] of checks) out(`| ${name} | ${ok ? 'met' : '**missed**'} | ${measured} |`);
   return lines.join('\n');
+}
+
+/** --tail-profile: where an open loop's slowest events spent their time, as the worker's probe saw it. */
+function tailLine(rate: number, t: TailSummary): string {
+  const d = (x: { p50: number; p99: number; max: number }) => `p50 ${f2(x.p50)}, p99 ${f2(x.p99)}, max ${f1(x.max)} ms`;
+  const o = t.overlapped;
+  return (
+    `tail profile at ${rate}/s (the worker's own clock, from a POST's arrival to its answer): ${t.events} events, p50 ${f1(t.p50)} ms, p99 ${f1(t.p99)} ms, max ${f1(t.max)} ms; ` +
+    `the slowest ${t.slowest} overlapped a database round trip over ${SLOW_DB_MS} ms in ${o.db}, an event-loop stall over ${STALL_MS} ms in ${o.stall}, a GC pause in ${o.gc}, a provider call over ${SLOW_PROVIDER_MS} ms in ${o.provider}, none of these in ${o.none}; of their time, database round trips covered ${pct(t.covered.db)}, stalls ${pct(t.covered.stall)}, GC ${pct(t.covered.gc)}, provider calls ${pct(t.covered.provider)}; ` +
+    `database round trips ${d(t.db)} (${t.db.count}); provider calls ${d(t.provider)} (${t.provider.count}); ${t.gc.count} GC pauses, ${f1(t.gc.totalMs)} ms in all, the longest ${f1(t.gc.max)} ms; ${t.stalls.count} stalls, the longest ${f1(t.stalls.max)} ms`
+  );
 }
 
 /** The cold-start lines of a report: exec → ready, and exec → the first event's 202, worker beside bare express. */

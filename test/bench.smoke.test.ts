@@ -15,7 +15,7 @@ describe('npm run bench (small)', () => {
   it('prints every figure with its config; no email lost or doubled, no quota overshoot, 2 round trips', async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      [BENCH, '--events', '300', '--tenants', '5', '--cold-starts', '1', '--half-rate-seconds', '1', '--quota-limit', '20'],
+      [BENCH, '--events', '300', '--tenants', '5', '--cold-starts', '1', '--half-rate-seconds', '1', '--quota-limit', '20', '--tail-profile'],
       { timeout: 540_000, maxBuffer: 10 * 1024 * 1024 }, // a hang guard: a starved run took 191 s
     );
     expect(stdout).toMatch(/^machine: .*Node v\d+.*PostgreSQL \d+.*\(embedded, fsync on, tables analyzed after each warm-up\)$/m);
@@ -36,6 +36,21 @@ describe('npm run bench (small)', () => {
     expect(stdout).toMatch(/^CPU per event, main run: worker [\d.]+ ms, PostgreSQL [\d.]+ ms \(its worker-role sessions [\d.]+ ms; [^)]*\), fake SendGrid [\d.]+ ms, load generator [\d.]+ ms; [\d.]+ ms in all → \d+ cores carry at most [\d,]+ events\/s/m);
     expect(stdout).toMatch(/^p99 against load \(open loops\): [\d.]+ ms at \d+\/s, machine busy \d+%, chain CPU [\d.]+ ms per event; [\d.]+ ms at \d+\/s, machine busy \d+%, chain CPU [\d.]+ ms per event; the harness alone [\d.]+ ms at \d+\/s$/m);
     expect(stdout).toMatch(/\| worker, 5 tenants, open loop at \d+\/s \|[^\n]*\n\| worker, 5 tenants, open loop at \d+\/s \|/);
+    // --tail-profile: the worker's probe saw every event of each open loop, and its round trips.
+    const loops = [...stdout.matchAll(/^\| worker, 5 tenants, open loop at (\d+)\/s \| (\d+) \|/gm)].map((m) => [m[1], m[2]]);
+    expect(loops).toHaveLength(2);
+    for (const [rate, count] of loops) {
+      const line = stdout.match(
+        new RegExp(
+          `^tail profile at ${rate}/s \\(the worker's own clock, from a POST's arrival to its answer\\): ${count} events, p50 [\\d.]+ ms, p99 [\\d.]+ ms, max [\\d.]+ ms; ` +
+            `the slowest \\d+ overlapped .* of their time, database round trips covered \\d+%, .*; database round trips p50 [\\d.]+, p99 [\\d.]+, max [\\d.]+ ms \\((\\d+)\\); provider calls .* \\(${count}\\); `,
+          'm',
+        ),
+      );
+      expect(line).not.toBeNull();
+      // Two statements per event; two pipelined on one connection are one round trip.
+      expect(Number(line![1])).toBeGreaterThanOrEqual(Number(count));
+    }
     expect(stdout).toMatch(/peak RSS ≤ 150 MB \| (met|\*\*missed\*\*) \| \d+\.\d MB/);
     // Issue 23's figures are printed on every run, met or not.
     expect(stdout).toMatch(/\| PostgreSQL CPU ≤ 0\.6 ms per event \(main run\) \| (met|\*\*missed\*\*) \| [\d.]+ ms \(its worker-role sessions [\d.]+ ms\) \|/);

@@ -1,0 +1,110 @@
+/**
+ * What `npm run bench -- --tail-profile` prints about an open loop's slowest events, from the
+ * records its probe (tailProbe.ts) wrote in the worker.
+ */
+export type TailKind = 'event' | 'db' | 'provider' | 'gc' | 'stall';
+export interface TailRecord {
+  kind: TailKind;
+  start: number;
+  ms: number;
+}
+
+/** How late the probe's 1 ms timer must run to count as a stall. */
+export const STALL_MS = 4;
+
+/** The records a probe wrote. */
+export function parseTailRecords(text: string): TailRecord[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [kind, start, ms] = line.split(' ');
+      return { kind: kind as TailKind, start: Number(start), ms: Number(ms) };
+    });
+}
+
+export interface TailSummary {
+  events: number;
+  p50: number;
+  p99: number;
+  max: number;
+  /** The events at or above the p99. */
+  slowest: number;
+  /** How many of the slowest overlapped each kind of delay (over its threshold). */
+  overlapped: { db: number; stall: number; gc: number; provider: number; none: number };
+  /**
+   * Of the slowest events' time in all, the share spent inside each kind (a round trip's wait can
+   * include a stall, so the shares may add up to more than 1).
+   */
+  covered: { db: number; stall: number; gc: number; provider: number };
+  db: { count: number; p50: number; p99: number; max: number };
+  provider: { count: number; p50: number; p99: number; max: number };
+  gc: { count: number; totalMs: number; max: number };
+  stalls: { count: number; max: number };
+}
+
+/** Over these, a round trip or call counts as slow when it overlaps one of the slowest events. */
+export const SLOW_DB_MS = 5;
+export const SLOW_PROVIDER_MS = 3;
+
+const pick = (sorted: number[], q: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
+
+/** The events that arrived in [from, to], their p99, and what their slowest 1% overlapped. */
+export function summarizeTail(records: TailRecord[], from: number, to: number): TailSummary {
+  const within = (r: TailRecord) => r.start >= from && r.start <= to;
+  const events = records.filter((r) => r.kind === 'event' && within(r));
+  const times = events.map((e) => e.ms).sort((a, b) => a - b);
+  const p99 = pick(times, 0.99);
+  const slowest = events.filter((e) => e.ms >= p99);
+  const of = (kind: TailKind) => records.filter((r) => r.kind === kind && within(r));
+  const db = of('db');
+  const provider = of('provider');
+  const gc = of('gc');
+  const stalls = of('stall');
+  const overlaps = (e: TailRecord, rs: TailRecord[], over = 0) => rs.some((r) => r.ms > over && r.start < e.start + e.ms && r.start + r.ms > e.start);
+  const overlapped = { db: 0, stall: 0, gc: 0, provider: 0, none: 0 };
+  const inside = { db: 0, stall: 0, gc: 0, provider: 0 };
+  const slowTime = slowest.reduce((a, e) => a + e.ms, 0);
+  for (const e of slowest) {
+    inside.db += coveredMs(e, db);
+    inside.stall += coveredMs(e, stalls);
+    inside.gc += coveredMs(e, gc);
+    inside.provider += coveredMs(e, provider);
+    const hits = { db: overlaps(e, db, SLOW_DB_MS), stall: overlaps(e, stalls), gc: overlaps(e, gc), provider: overlaps(e, provider, SLOW_PROVIDER_MS) };
+    for (const k of ['db', 'stall', 'gc', 'provider'] as const) if (hits[k]) overlapped[k]++;
+    if (!Object.values(hits).some(Boolean)) overlapped.none++;
+  }
+  const dist = (rs: TailRecord[]) => {
+    const s = rs.map((r) => r.ms).sort((a, b) => a - b);
+    return { count: s.length, p50: pick(s, 0.5), p99: pick(s, 0.99), max: s.length ? s[s.length - 1]! : NaN };
+  };
+  return {
+    events: events.length,
+    p50: pick(times, 0.5),
+    p99,
+    max: times.length ? times[times.length - 1]! : NaN,
+    slowest: slowest.length,
+    overlapped,
+    covered: { db: inside.db / slowTime, stall: inside.stall / slowTime, gc: inside.gc / slowTime, provider: inside.provider / slowTime },
+    db: dist(db),
+    provider: dist(provider),
+    gc: { count: gc.length, totalMs: gc.reduce((a, r) => a + r.ms, 0), max: Math.max(0, ...gc.map((r) => r.ms)) },
+    stalls: { count: stalls.length, max: Math.max(0, ...stalls.map((r) => r.ms)) },
+  };
+}
+
+/** How much of event e's time lies inside the union of the records rs. */
+function coveredMs(e: TailRecord, rs: TailRecord[]): number {
+  const clipped = rs
+    .map((r) => [Math.max(r.start, e.start), Math.min(r.start + r.ms, e.start + e.ms)] as const)
+    .filter(([a, b]) => b > a)
+    .sort((x, y) => x[0] - y[0]);
+  let total = 0;
+  let end = -Infinity;
+  for (const [a, b] of clipped) {
+    if (b <= end) continue;
+    total += b - Math.max(a, end);
+    end = b;
+  }
+  return total;
+}
