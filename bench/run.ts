@@ -724,7 +724,7 @@ function tailLine(rate: number, t: TailSummary): string {
   return (
     `tail profile at ${rate}/s (the worker's own clock, from a POST's arrival to its answer): ${t.events} events, p50 ${f1(t.p50)} ms, p99 ${f1(t.p99)} ms, max ${f1(t.max)} ms; ` +
     `the slowest ${t.slowest} overlapped a database round trip over ${SLOW_DB_MS} ms in ${o.db}, an event-loop stall over ${STALL_MS} ms in ${o.stall}, a GC pause in ${o.gc}, a provider call over ${SLOW_PROVIDER_MS} ms in ${o.provider}, none of these in ${o.none}; of their time, database round trips covered ${pct(t.covered.db)}, stalls ${pct(t.covered.stall)}, GC ${pct(t.covered.gc)}, provider calls ${pct(t.covered.provider)}; ` +
-    `database round trips ${d(t.db)} (${t.db.count}); provider calls ${d(t.provider)} (${t.provider.count}); ${t.gc.count} GC pauses, ${f1(t.gc.totalMs)} ms in all, the longest ${f1(t.gc.max)} ms; ${t.stalls.count} stalls, the longest ${f1(t.stalls.max)} ms`
+    `database round trips ${d(t.db)} (${t.db.count}); provider calls ${d(t.provider)} (${t.provider.count}); ${t.gc.count} GC pauses, ${f1(t.gc.totalMs)} ms in all, the longest ${f1(t.gc.max)} ms; ${t.stalls.count} stalls, the longest ${f1(t.stalls.max)} ms, the worker on a CPU for ${pct(t.stalls.cpuShare)} of their time`
   );
 }
 

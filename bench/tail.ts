@@ -7,6 +7,8 @@ export interface TailRecord {
   kind: TailKind;
   start: number;
   ms: number;
+  /** Stalls: the process's CPU time during it (all its threads), in ms. */
+  cpuMs?: number;
 }
 
 /** How late the probe's 1 ms timer must run to count as a stall. */
@@ -18,8 +20,8 @@ export function parseTailRecords(text: string): TailRecord[] {
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const [kind, start, ms] = line.split(' ');
-      return { kind: kind as TailKind, start: Number(start), ms: Number(ms) };
+      const [kind, start, ms, cpuMs] = line.split(' ');
+      return { kind: kind as TailKind, start: Number(start), ms: Number(ms), ...(cpuMs === undefined ? {} : { cpuMs: Number(cpuMs) }) };
     });
 }
 
@@ -40,7 +42,8 @@ export interface TailSummary {
   db: { count: number; p50: number; p99: number; max: number };
   provider: { count: number; p50: number; p99: number; max: number };
   gc: { count: number; totalMs: number; max: number };
-  stalls: { count: number; max: number };
+  /** cpuShare: the process's CPU time during the stalls over their length (near 1: it was running; near 0: it waited for a CPU). */
+  stalls: { count: number; max: number; cpuShare: number };
 }
 
 /** Over these, a round trip or call counts as slow when it overlaps one of the slowest events. */
@@ -89,7 +92,11 @@ export function summarizeTail(records: TailRecord[], from: number, to: number): 
     db: dist(db),
     provider: dist(provider),
     gc: { count: gc.length, totalMs: gc.reduce((a, r) => a + r.ms, 0), max: Math.max(0, ...gc.map((r) => r.ms)) },
-    stalls: { count: stalls.length, max: Math.max(0, ...stalls.map((r) => r.ms)) },
+    stalls: {
+      count: stalls.length,
+      max: Math.max(0, ...stalls.map((r) => r.ms)),
+      cpuShare: stalls.reduce((a, r) => a + (r.cpuMs ?? 0), 0) / stalls.reduce((a, r) => a + r.ms, 0),
+    },
   };
 }
 

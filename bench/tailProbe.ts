@@ -10,7 +10,8 @@
  *   data read on it;
  * - `provider`: an outgoing HTTP request, from its start to its response's end;
  * - `gc`: a garbage-collection pause;
- * - `stall`: the event loop ran a 1 ms timer more than 4 ms late (GC, or no CPU for the process).
+ * - `stall`: the event loop ran a 1 ms timer more than 4 ms late (GC, other events' work, or no
+ *   CPU for the process), with a fourth field: the process's CPU time meanwhile, in ms.
  * Nothing is written when TEW_TAIL_PROBE is unset.
  */
 import { subscribe } from 'node:diagnostics_channel';
@@ -24,7 +25,8 @@ function install(file: string, dbPort: number): void {
   const fd = openSync(file, 'w');
   const now = () => performance.timeOrigin + performance.now();
   let pending: string[] = [];
-  const record = (kind: TailKind, start: number, ms: number) => pending.push(`${kind} ${start.toFixed(3)} ${ms.toFixed(3)}`);
+  const record = (kind: TailKind, start: number, ms: number, cpuMs?: number) =>
+    pending.push(`${kind} ${start.toFixed(3)} ${ms.toFixed(3)}${cpuMs === undefined ? '' : ` ${cpuMs.toFixed(3)}`}`);
   const flush = () => {
     if (pending.length === 0) return;
     writeSync(fd, pending.join('\n') + '\n');
@@ -76,12 +78,17 @@ function install(file: string, dbPort: number): void {
     return (write as (...a: unknown[]) => boolean).apply(this, args);
   } as typeof Socket.prototype.write;
 
+  // A stall's CPU time tells the two causes apart: about as much CPU as wall time, the process was
+  // running (GC, or other events' work); much less, it was waiting for a CPU.
   let last = now();
+  let lastCpu = process.cpuUsage();
   setInterval(() => {
     const t = now();
+    const cpu = process.cpuUsage();
     const late = t - last - 1;
-    if (late > STALL_MS) record('stall', last, late);
+    if (late > STALL_MS) record('stall', last, late, (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000);
     last = t;
+    lastCpu = cpu;
   }, 1).unref();
 }
 

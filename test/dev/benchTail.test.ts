@@ -8,7 +8,7 @@ describe('the bench tail profile', () => {
     ...events,
     // Inside event 40 (1400–1430): a 12 ms round trip, a 6 ms stall overlapping it by 2 ms, a GC pause within the stall.
     { kind: 'db', start: 1402, ms: 12 },
-    { kind: 'stall', start: 1412, ms: 6 },
+    { kind: 'stall', start: 1412, ms: 6, cpuMs: 1.5 },
     { kind: 'gc', start: 1413, ms: 3 },
     // Inside event 70 (1700–1720): two round trips that overlap each other, 1701–1709 and 1705–1711.
     { kind: 'db', start: 1701, ms: 8 },
@@ -36,7 +36,8 @@ describe('the bench tail profile', () => {
     expect(t.covered.provider).toBe(0);
     expect(t.db).toEqual({ count: 3, p50: 8, p99: 12, max: 12 });
     expect(t.gc).toEqual({ count: 1, totalMs: 3, max: 3 });
-    expect(t.stalls).toEqual({ count: 1, max: 6 });
+    // 1.5 ms of CPU in a 6 ms stall: the process mostly waited for a CPU.
+    expect(t.stalls).toEqual({ count: 1, max: 6, cpuShare: 0.25 });
   });
 
   it('counts overlapping round trips once in the time they cover', () => {
@@ -51,9 +52,10 @@ describe('the bench tail profile', () => {
   });
 
   it('reads back the lines the probe writes', () => {
-    expect(parseTailRecords('event 1000.500 5.250\ndb 1001.000 2.000\n')).toEqual([
+    expect(parseTailRecords('event 1000.500 5.250\ndb 1001.000 2.000\nstall 1002.000 6.000 1.500\n')).toEqual([
       { kind: 'event', start: 1000.5, ms: 5.25 },
       { kind: 'db', start: 1001, ms: 2 },
+      { kind: 'stall', start: 1002, ms: 6, cpuMs: 1.5 },
     ]);
   });
 });
