@@ -531,9 +531,7 @@ async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fak
     const rate = Math.max(1, Math.floor(main.result.rate / divisor));
     const count = Math.max(minEvents, Math.floor(rate * o.halfRateSeconds));
     log(`the worker: open loop at ${rate}/s (${label}) for ${count} events ...`);
-    const from = Date.now();
-    const r = await counted(() => openLoop(origin, makeEvents(run, count, (i) => tenant(i % o.tenants)), rate));
-    return { rate, count, window: { from, to: Date.now() }, ...r };
+    return { rate, count, run, ...(await counted(() => openLoop(origin, makeEvents(run, count, (i) => tenant(i % o.tenants)), rate))) };
   };
   const half = await openLoopAt(2, 'half', 'half the peak', 500);
   // The tail against load: the same open loop at half that rate again. If the p99 falls with the
@@ -553,7 +551,7 @@ async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fak
   const tail = tailFile
     ? (() => {
         const records = parseTailRecords(readFileSync(tailFile, 'utf8'));
-        return { half: summarizeTail(records, half.window.from, half.window.to), quarter: summarizeTail(records, quarter.window.from, quarter.window.to) };
+        return { half: summarizeTail(records, half.run), quarter: summarizeTail(records, quarter.run) };
       })()
     : undefined;
 

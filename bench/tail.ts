@@ -9,6 +9,8 @@ export interface TailRecord {
   ms: number;
   /** Stalls: the process's CPU time during it (all its threads), in ms. */
   cpuMs?: number;
+  /** Events: the bench run they belong to. */
+  run?: string;
 }
 
 /** How late the probe's 1 ms timer must run to count as a stall. */
@@ -20,8 +22,9 @@ export function parseTailRecords(text: string): TailRecord[] {
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const [kind, start, ms, cpuMs] = line.split(' ');
-      return { kind: kind as TailKind, start: Number(start), ms: Number(ms), ...(cpuMs === undefined ? {} : { cpuMs: Number(cpuMs) }) };
+      const [kind, start, ms, extra] = line.split(' ');
+      const more = extra === undefined ? {} : kind === 'event' ? { run: extra } : { cpuMs: Number(extra) };
+      return { kind: kind as TailKind, start: Number(start), ms: Number(ms), ...more };
     });
 }
 
@@ -52,10 +55,15 @@ export const SLOW_PROVIDER_MS = 3;
 
 const pick = (sorted: number[], q: number) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!);
 
-/** The events that arrived in [from, to], their p99, and what their slowest 1% overlapped. */
-export function summarizeTail(records: TailRecord[], from: number, to: number): TailSummary {
+/**
+ * One bench run's events, their p99, and what their slowest 1% overlapped. The run's window is
+ * its own events' span on the worker's clock (the bench's clock is another process's).
+ */
+export function summarizeTail(records: TailRecord[], run: string): TailSummary {
+  const events = records.filter((r) => r.kind === 'event' && r.run === run);
+  const from = Math.min(...events.map((e) => e.start));
+  const to = Math.max(...events.map((e) => e.start + e.ms));
   const within = (r: TailRecord) => r.start >= from && r.start <= to;
-  const events = records.filter((r) => r.kind === 'event' && within(r));
   const times = events.map((e) => e.ms).sort((a, b) => a - b);
   const p99 = pick(times, 0.99);
   const slowest = events.filter((e) => e.ms >= p99);

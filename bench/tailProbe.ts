@@ -5,7 +5,8 @@
  *
  * It writes one line per record to the file TEW_TAIL_PROBE names, `<kind> <start> <ms>`, start in
  * epoch milliseconds (comparable with the bench's Date.now()):
- * - `event`: a POST, from the request's arrival to its answer being written (the worker's view);
+ * - `event`: a POST, from the request's arrival to its answer being written (the worker's view),
+ *   with a fourth field: the bench run it belongs to (its `ce-id` without the `-<n>`);
  * - `db`: a database round trip, from a write on a connection to DATABASE_URL's port to the next
  *   data read on it;
  * - `provider`: an outgoing HTTP request, from its start to its response's end;
@@ -25,8 +26,7 @@ function install(file: string, dbPort: number): void {
   const fd = openSync(file, 'w');
   const now = () => performance.timeOrigin + performance.now();
   let pending: string[] = [];
-  const record = (kind: TailKind, start: number, ms: number, cpuMs?: number) =>
-    pending.push(`${kind} ${start.toFixed(3)} ${ms.toFixed(3)}${cpuMs === undefined ? '' : ` ${cpuMs.toFixed(3)}`}`);
+  const record = (kind: TailKind, start: number, ms: number, extra?: string) => pending.push(`${kind} ${start.toFixed(3)} ${ms.toFixed(3)}${extra === undefined ? '' : ` ${extra}`}`);
   const flush = () => {
     if (pending.length === 0) return;
     writeSync(fd, pending.join('\n') + '\n');
@@ -47,7 +47,9 @@ function install(file: string, dbPort: number): void {
   subscribe('http.server.response.finish', (msg) => {
     const { request } = msg as { request: IncomingMessage };
     const start = arrived.get(request);
-    if (start !== undefined) record('event', start, now() - start);
+    // The bench's event ids are `<run>-<n>`: the run is what the report selects events by.
+    const id = String(request.headers['ce-id'] ?? '');
+    if (start !== undefined) record('event', start, now() - start, id.includes('-') ? id.slice(0, id.lastIndexOf('-')) : '-');
   });
   const sent = new WeakMap<object, number>();
   subscribe('http.client.request.start', (msg) => sent.set((msg as { request: object }).request, now()));
@@ -86,7 +88,7 @@ function install(file: string, dbPort: number): void {
     const t = now();
     const cpu = process.cpuUsage();
     const late = t - last - 1;
-    if (late > STALL_MS) record('stall', last, late, (cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000);
+    if (late > STALL_MS) record('stall', last, late, ((cpu.user - lastCpu.user + cpu.system - lastCpu.system) / 1000).toFixed(3));
     last = t;
     lastCpu = cpu;
   }, 1).unref();
