@@ -492,9 +492,9 @@ async function sqlCeiling({ o, tenant, workerUrl, key, sqls, steadyState, fake, 
 async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fakeUrl, fakeStats, fake, dir, workerRole }: Stack) {
   log('the worker: warm-up ...');
   const tailFile = o.tailProfile ? path.join(dir, 'tail-probe.txt') : undefined;
-  const worker = tailFile
-    ? await spawnReady(CLI, ['serve'], { ...workerEnv, TEW_TAIL_PROBE: tailFile }, { nodeArgs: [...workerNodeArgs(o), '-r', TAIL_PROBE] })
-    : await spawnReady(CLI, ['serve'], workerEnv, { nodeArgs: workerNodeArgs(o) });
+  const worker = await spawnReady(CLI, ['serve'], tailFile ? { ...workerEnv, TEW_TAIL_PROBE: tailFile } : workerEnv, {
+    nodeArgs: tailFile ? [...workerNodeArgs(o), '-r', TAIL_PROBE] : workerNodeArgs(o),
+  });
   children.push(worker);
   const origin = `http://127.0.0.1:${worker.port}`;
   await closedLoop(origin, makeEvents('warm', 2000, (i) => tenant(i % o.tenants)), o.concurrency);
@@ -548,12 +548,8 @@ async function workerRuns({ o, tenant, workerEnv, children, steadyState, su, fak
   const peakRss = peakRssMb(worker.proc.pid!);
   await worker.stop();
   // The probe writes on exit too, so the file is whole once the worker has stopped.
-  const tail = tailFile
-    ? (() => {
-        const records = parseTailRecords(readFileSync(tailFile, 'utf8'));
-        return { half: summarizeTail(records, half.run), quarter: summarizeTail(records, quarter.run) };
-      })()
-    : undefined;
+  const records = tailFile ? parseTailRecords(readFileSync(tailFile, 'utf8')) : undefined;
+  const tail = records && { half: summarizeTail(records, half.run), quarter: summarizeTail(records, quarter.run) };
 
   return { main, half, quarter, hot, quota, used: usage!.used as number, rssAfterMain, peakRss, tail };
 }

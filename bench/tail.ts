@@ -64,36 +64,35 @@ export function summarizeTail(records: TailRecord[], run: string): TailSummary {
   const from = Math.min(...events.map((e) => e.start));
   const to = Math.max(...events.map((e) => e.start + e.ms));
   const within = (r: TailRecord) => r.start >= from && r.start <= to;
-  const times = events.map((e) => e.ms).sort((a, b) => a - b);
-  const p99 = pick(times, 0.99);
-  const slowest = events.filter((e) => e.ms >= p99);
+  const all = dist(events);
+  const slowest = events.filter((e) => e.ms >= all.p99);
   const of = (kind: TailKind) => records.filter((r) => r.kind === kind && within(r));
   const db = of('db');
   const provider = of('provider');
   const gc = of('gc');
   const stalls = of('stall');
-  const overlaps = (e: TailRecord, rs: TailRecord[], over = 0) => rs.some((r) => r.ms > over && r.start < e.start + e.ms && r.start + r.ms > e.start);
+  // Each kind, and the length over which one counts as an overlap of a slow event.
+  const kinds = { db: [db, SLOW_DB_MS], stall: [stalls, 0], gc: [gc, 0], provider: [provider, SLOW_PROVIDER_MS] } as const;
   const overlapped = { db: 0, stall: 0, gc: 0, provider: 0, none: 0 };
   const inside = { db: 0, stall: 0, gc: 0, provider: 0 };
-  const slowTime = slowest.reduce((a, e) => a + e.ms, 0);
   for (const e of slowest) {
-    inside.db += coveredMs(e, db);
-    inside.stall += coveredMs(e, stalls);
-    inside.gc += coveredMs(e, gc);
-    inside.provider += coveredMs(e, provider);
-    const hits = { db: overlaps(e, db, SLOW_DB_MS), stall: overlaps(e, stalls), gc: overlaps(e, gc), provider: overlaps(e, provider, SLOW_PROVIDER_MS) };
-    for (const k of ['db', 'stall', 'gc', 'provider'] as const) if (hits[k]) overlapped[k]++;
-    if (!Object.values(hits).some(Boolean)) overlapped.none++;
+    let any = false;
+    for (const k of ['db', 'stall', 'gc', 'provider'] as const) {
+      const [rs, over] = kinds[k];
+      inside[k] += coveredMs(e, rs);
+      if (rs.some((r) => r.ms > over && r.start < e.start + e.ms && r.start + r.ms > e.start)) {
+        overlapped[k]++;
+        any = true;
+      }
+    }
+    if (!any) overlapped.none++;
   }
-  const dist = (rs: TailRecord[]) => {
-    const s = rs.map((r) => r.ms).sort((a, b) => a - b);
-    return { count: s.length, p50: pick(s, 0.5), p99: pick(s, 0.99), max: s.length ? s[s.length - 1]! : NaN };
-  };
+  const slowTime = slowest.reduce((a, e) => a + e.ms, 0);
   return {
-    events: events.length,
-    p50: pick(times, 0.5),
-    p99,
-    max: times.length ? times[times.length - 1]! : NaN,
+    events: all.count,
+    p50: all.p50,
+    p99: all.p99,
+    max: all.max,
     slowest: slowest.length,
     overlapped,
     covered: { db: inside.db / slowTime, stall: inside.stall / slowTime, gc: inside.gc / slowTime, provider: inside.provider / slowTime },
@@ -108,8 +107,14 @@ export function summarizeTail(records: TailRecord[], run: string): TailSummary {
   };
 }
 
+/** Count, p50, p99 and max of the records' lengths. */
+function dist(rs: readonly TailRecord[]): { count: number; p50: number; p99: number; max: number } {
+  const s = rs.map((r) => r.ms).sort((a, b) => a - b);
+  return { count: s.length, p50: pick(s, 0.5), p99: pick(s, 0.99), max: s.length ? s[s.length - 1]! : NaN };
+}
+
 /** How much of event e's time lies inside the union of the records rs. */
-function coveredMs(e: TailRecord, rs: TailRecord[]): number {
+function coveredMs(e: TailRecord, rs: readonly TailRecord[]): number {
   const clipped = rs
     .map((r) => [Math.max(r.start, e.start), Math.min(r.start + r.ms, e.start + e.ms)] as const)
     .filter(([a, b]) => b > a)

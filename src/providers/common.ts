@@ -83,8 +83,10 @@ let shared: { http: HttpAgent; https: HttpsAgent } | undefined;
  * 5 s), shared by all tenants' clients as those are, with KEEP_ALIVE's probe interval.
  */
 export function sharedAgents(): { http: HttpAgent; https: HttpsAgent } {
-  const options = { ...KEEP_ALIVE, scheduling: 'lifo', timeout: 5_000 } as const;
-  shared ??= { http: new HttpAgent(options), https: new HttpsAgent(options) };
+  if (!shared) {
+    const options = { ...KEEP_ALIVE, scheduling: 'lifo', timeout: 5_000 } as const;
+    shared = { http: new HttpAgent(options), https: new HttpsAgent(options) };
+  }
   return shared;
 }
 

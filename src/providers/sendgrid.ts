@@ -24,10 +24,9 @@ export function createSendgridProvider(account: ProviderAccount, opts: ProviderO
   if (endpoint) client.setDefaultRequest('baseUrl', endpoint.url);
   // A tenant's endpoint: every connection goes to an address the egress policy checked. Otherwise
   // the agents all SendGrid clients share (common.ts says why not Node's global ones).
-  const agents = endpoint?.lookup ? pinnedAgents(endpoint.lookup) : undefined;
-  const { http: httpAgent, https: httpsAgent } = agents ?? sharedAgents();
-  client.setDefaultRequest('httpAgent', httpAgent);
-  client.setDefaultRequest('httpsAgent', httpsAgent);
+  const agents = endpoint?.lookup ? pinnedAgents(endpoint.lookup) : sharedAgents();
+  client.setDefaultRequest('httpAgent', agents.http);
+  client.setDefaultRequest('httpsAgent', agents.https);
   client.setDefaultRequest('timeout', opts.timeoutMs);
   // SendGrid's API does not redirect. Not following redirects means a 3xx is an error (mapped by
   // status like any other) rather than a request to wherever the answer points, which an
